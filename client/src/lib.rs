@@ -1,0 +1,1 @@
+//! ota-client (work in progress).

@@ -1,0 +1,1 @@
+//! ota-repo-server (work in progress).

@@ -1,0 +1,1 @@
+//! ota-signer (work in progress).

@@ -1,0 +1,1 @@
+//! End-to-end and attack tests live in tests/tests/.
