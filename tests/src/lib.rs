@@ -1,1 +1,5 @@
-//! End-to-end and attack tests live in tests/tests/.
+//! Shared support for the end-to-end and attack tests in `tests/tests/`: repositories built in
+//! code with `ota-formats`, written in the on-disk layout that `ota-server` and nginx serve.
+#![allow(clippy::missing_panics_doc)]
+
+pub mod fixture;
