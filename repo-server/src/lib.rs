@@ -1,1 +1,32 @@
-//! ota-repo-server (work in progress).
+//! ota-repo-server: serves a TUF repository directory (`metadata/`, `targets/`) read-only over
+//! HTTP/1.1 and HTTP/2 (cleartext), with byte ranges, strong ETags and CDN-friendly caching.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ota_repo_server::ServeError> {
+//! use ota_repo_server::{serve, Config};
+//! let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+//! let running = serve(
+//!     Config::new("/srv/repo", "127.0.0.1:0".parse().unwrap()),
+//!     async move { let _ = stop_rx.await; },
+//! )
+//! .await?;
+//! println!("serving on http://{}", running.local_addr());
+//! let _ = stop_tx.send(());
+//! running.wait().await;
+//! # Ok(()) }
+//! ```
+#![deny(missing_docs)]
+
+pub mod cache_policy;
+pub mod config;
+pub mod etag;
+mod handler;
+pub mod logging;
+pub mod range;
+pub mod resolve;
+pub mod response;
+mod server;
+pub mod shutdown;
+
+pub use config::{Config, RepoError};
+pub use server::{serve, RunningServer, ServeError, Server, ShutdownOutcome};

@@ -1,0 +1,195 @@
+//! One request in, one response out: method check, path resolution, conditionals, ranges.
+
+use std::io::{Seek, SeekFrom};
+use std::net::SocketAddr;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant, UNIX_EPOCH};
+
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
+    CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
+};
+use hyper::{Method, Request, Response, StatusCode};
+
+use crate::cache_policy;
+use crate::etag;
+use crate::range::{self, RangeOutcome};
+use crate::resolve::{self, OpenError, OpenedFile, PathError, RequestPath};
+use crate::response::{self, ResponseBody};
+
+/// Handles a request and writes the one access-log line.
+pub async fn handle<B>(root: &Path, peer: SocketAddr, req: Request<B>) -> Response<ResponseBody> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = respond(root, &method, &path, req.headers()).await;
+    let bytes = resp
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|_| method != Method::HEAD)
+        .unwrap_or(0);
+    tracing::info!(
+        %peer,
+        method = %method,
+        path = %path,
+        status = resp.status().as_u16(),
+        bytes,
+        duration_ms = duration_ms(started.elapsed()),
+        "request"
+    );
+    resp
+}
+
+fn duration_ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+async fn respond(
+    root: &Path,
+    method: &Method,
+    path: &str,
+    headers: &HeaderMap,
+) -> Response<ResponseBody> {
+    if method != Method::GET && method != Method::HEAD {
+        return response::method_not_allowed();
+    }
+    let req_path = match resolve::parse(path) {
+        Ok(p) => p,
+        Err(PathError::NotFound) => return response::error(StatusCode::NOT_FOUND),
+        Err(e @ PathError::Malformed(_)) => {
+            tracing::warn!(path, reason = %e, "refused request path");
+            return response::error(StatusCode::BAD_REQUEST);
+        }
+    };
+    let root_owned = root.to_path_buf();
+    let lookup = req_path.clone();
+    let opened =
+        match tokio::task::spawn_blocking(move || resolve::open(&root_owned, &lookup)).await {
+            Ok(Ok(f)) => f,
+            Ok(Err(OpenError::NotFound)) => return response::error(StatusCode::NOT_FOUND),
+            Ok(Err(OpenError::Io(e))) => {
+                tracing::error!(path, error = %e, "cannot open file");
+                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+            Err(e) => {
+                tracing::error!(path, error = %e, "file lookup task failed");
+                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        };
+    tracing::debug!(path, file = %opened.path.display(), "resolved");
+    serve_file(method, headers, &req_path, opened)
+}
+
+fn serve_file(
+    method: &Method,
+    headers: &HeaderMap,
+    req_path: &RequestPath,
+    opened: OpenedFile,
+) -> Response<ResponseBody> {
+    let OpenedFile { mut file, meta, .. } = opened;
+    let len = meta.len();
+    let tag = etag::for_metadata(&meta);
+    let modified = meta.modified().ok();
+
+    let mut resp = Response::new(ResponseBody::empty());
+    let h = resp.headers_mut();
+    insert(h, ETAG, &tag);
+    if let Some(m) = modified {
+        insert(h, LAST_MODIFIED, &httpdate::fmt_http_date(m));
+    }
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(cache_policy::for_path(req_path)),
+    );
+    h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+    if not_modified(headers, &tag, meta.mtime()) {
+        *resp.status_mut() = StatusCode::NOT_MODIFIED;
+        return resp;
+    }
+
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static(response::content_type(req_path.file_name())),
+    );
+
+    // Range handling is only defined for GET (RFC 9110 §14.2); HEAD describes the full body.
+    let outcome = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
+        Some(r) if method == Method::GET && if_range_allows(headers, &tag) => {
+            range::evaluate(r, len)
+        }
+        _ => RangeOutcome::Full,
+    };
+    let start = match outcome {
+        RangeOutcome::Full => 0,
+        RangeOutcome::Partial { start, end } => {
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            insert(
+                resp.headers_mut(),
+                CONTENT_RANGE,
+                &format!("bytes {start}-{end}/{len}"),
+            );
+            start
+        }
+        RangeOutcome::Unsatisfiable => {
+            *resp.status_mut() = StatusCode::RANGE_NOT_SATISFIABLE;
+            let h = resp.headers_mut();
+            insert(h, CONTENT_RANGE, &format!("bytes */{len}"));
+            h.insert(
+                CACHE_CONTROL,
+                HeaderValue::from_static(cache_policy::NO_STORE),
+            );
+            h.remove(CONTENT_TYPE);
+            insert(h, CONTENT_LENGTH, "0");
+            return resp;
+        }
+    };
+    let body_len = outcome.body_len(len);
+    insert(resp.headers_mut(), CONTENT_LENGTH, &body_len.to_string());
+    if method == Method::GET && body_len > 0 {
+        if start > 0 {
+            if let Err(e) = file.seek(SeekFrom::Start(start)) {
+                tracing::error!(error = %e, "seek failed");
+                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+            }
+        }
+        *resp.body_mut() = ResponseBody::file(file, body_len);
+    }
+    resp
+}
+
+/// RFC 9110 §13.2.2 order: `If-None-Match` wins; `If-Modified-Since` only without it.
+fn not_modified(headers: &HeaderMap, tag: &str, mtime_secs: i64) -> bool {
+    if let Some(inm) = headers.get(IF_NONE_MATCH) {
+        return inm.to_str().is_ok_and(|v| etag::none_match_hits(v, tag));
+    }
+    let Some(since) = headers
+        .get(IF_MODIFIED_SINCE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
+    else {
+        return false;
+    };
+    i64::try_from(since.as_secs()).is_ok_and(|since| mtime_secs <= since)
+}
+
+/// No `If-Range`, or one that names the current representation.
+fn if_range_allows(headers: &HeaderMap, tag: &str) -> bool {
+    match headers.get(IF_RANGE) {
+        None => true,
+        Some(v) => v.to_str().is_ok_and(|v| etag::if_range_matches(v, tag)),
+    }
+}
+
+/// Inserts a header whose value we built ourselves; values that are not valid header text are
+/// skipped rather than panicking (they cannot occur for the ASCII we format).
+fn insert(h: &mut HeaderMap, name: hyper::header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
