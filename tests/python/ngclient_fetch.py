@@ -7,7 +7,6 @@ Exits non-zero (with python-tuf's exception) if anything fails verification.
 import hashlib
 import json
 import os
-import shutil
 import sys
 
 from tuf.ngclient import Updater
@@ -18,8 +17,10 @@ def main(metadata_url: str, targets_url: str, root: str, target: str, work: str)
     dl_dir = os.path.join(work, "downloads")
     os.makedirs(meta_dir, exist_ok=True)
     os.makedirs(dl_dir, exist_ok=True)
-    shutil.copy(root, os.path.join(meta_dir, "root.json"))
+    with open(root, "rb") as f:
+        root_bytes = f.read()
     updater = Updater(
+        bootstrap=root_bytes,
         metadata_dir=meta_dir,
         metadata_base_url=metadata_url,
         target_base_url=targets_url,

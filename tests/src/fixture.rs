@@ -5,7 +5,7 @@ use chrono::{DateTime, Duration, Utc};
 use ota_formats::crypto::{Ed25519Signer, Signer};
 use ota_formats::hash::{sha256_hex, Hashes};
 use ota_formats::metadata::{
-    DelegatedRole, Delegations, MetaFile, Root, RoleType, Signed, Snapshot, Targets, Timestamp,
+    DelegatedRole, Delegations, MetaFile, RoleType, Root, Signed, Snapshot, Targets, Timestamp,
 };
 use serde_json::Map;
 use std::collections::BTreeMap;
@@ -64,7 +64,8 @@ impl RepoFixture {
         root.add_key("root", root_key.public_key()).unwrap();
         root.add_key("targets", targets_key.public_key()).unwrap();
         root.add_key("snapshot", snapshot_key.public_key()).unwrap();
-        root.add_key("timestamp", timestamp_key.public_key()).unwrap();
+        root.add_key("timestamp", timestamp_key.public_key())
+            .unwrap();
         let mut fx = RepoFixture {
             dir,
             root_keys: vec![root_key],

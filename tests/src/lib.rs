@@ -3,3 +3,5 @@
 #![allow(clippy::missing_panics_doc)]
 
 pub mod fixture;
+pub mod python;
+pub mod server;

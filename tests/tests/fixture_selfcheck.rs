@@ -12,7 +12,9 @@ fn fixture_metadata_verifies_with_root_keys() {
     let ts_raw = RawMetadata::from_bytes(&fx.read_metadata("timestamp.json")).unwrap();
     let ts: Timestamp = ts_raw.parse().unwrap();
     let t = root.role("timestamp").unwrap();
-    ts_raw.verify("timestamp", &root, &t.keyids, t.threshold).unwrap();
+    ts_raw
+        .verify("timestamp", &root, &t.keyids, t.threshold)
+        .unwrap();
     // A timestamp is not signed by the root key.
     assert!(ts_raw.verify("timestamp", &root, &r.keyids, 1).is_err());
     let snap_file = format!("{}.snapshot.json", ts.snapshot_meta().unwrap().version);
