@@ -3,5 +3,20 @@
 #![allow(clippy::missing_panics_doc)]
 
 pub mod fixture;
+pub mod nginx;
 pub mod python;
 pub mod server;
+
+/// Something serving a repository directory over HTTP (ota-server or nginx).
+pub trait RepoHost {
+    /// `http://127.0.0.1:PORT`
+    fn url(&self) -> String;
+    /// Base URL of the metadata, with a trailing slash.
+    fn metadata_url(&self) -> String {
+        format!("{}/metadata/", self.url())
+    }
+    /// Base URL of the targets, with a trailing slash.
+    fn targets_url(&self) -> String {
+        format!("{}/targets/", self.url())
+    }
+}

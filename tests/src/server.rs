@@ -40,19 +40,11 @@ impl TestServer {
         }
     }
 
-    /// `http://127.0.0.1:PORT`
-    pub fn url(&self) -> String {
+}
+
+impl crate::RepoHost for TestServer {
+    fn url(&self) -> String {
         format!("http://{}", self.addr)
-    }
-
-    /// Base URL of the metadata (with a trailing slash).
-    pub fn metadata_url(&self) -> String {
-        format!("{}/metadata/", self.url())
-    }
-
-    /// Base URL of the targets (with a trailing slash).
-    pub fn targets_url(&self) -> String {
-        format!("{}/targets/", self.url())
     }
 }
 

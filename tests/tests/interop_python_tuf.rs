@@ -4,6 +4,7 @@ use ota_formats::hash::sha256_hex;
 use ota_tests::fixture::RepoFixture;
 use ota_tests::python::{python_tuf, script};
 use ota_tests::server::TestServer;
+use ota_tests::RepoHost;
 use std::process::Command;
 
 fn ngclient_fetch(fx: &RepoFixture, server: &TestServer, target: &str) -> std::process::Output {

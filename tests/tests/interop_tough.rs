@@ -2,6 +2,7 @@
 //! served by ota-server, and reads a target with matching bytes.
 use ota_tests::fixture::RepoFixture;
 use ota_tests::server::TestServer;
+use ota_tests::RepoHost;
 use std::time::Duration;
 use tough::{HttpTransportBuilder, RepositoryLoader, TargetName};
 
