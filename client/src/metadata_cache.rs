@@ -1,0 +1,50 @@
+//! The metadata cache directory: exactly the verified bytes received, one file per role under
+//! its unversioned, percent-encoded name (`root.json`, `timestamp.json`, `%2Fteam.json`).
+use crate::names::encode_segment;
+use crate::{atomic_file, Error, Result};
+use std::path::{Path, PathBuf};
+
+/// A directory of trusted metadata.
+#[derive(Debug, Clone)]
+pub struct MetadataCache {
+    dir: PathBuf,
+}
+
+impl MetadataCache {
+    /// Use `dir` (created if missing).
+    pub fn open(dir: impl Into<PathBuf>) -> Result<Self> {
+        let dir = dir.into();
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        Ok(MetadataCache { dir })
+    }
+
+    /// The directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Path of the cached file of `role`.
+    pub fn path(&self, role: &str) -> PathBuf {
+        self.dir.join(format!("{}.json", encode_segment(role)))
+    }
+
+    /// Cached bytes of `role`, if any.
+    pub fn load(&self, role: &str) -> Result<Option<Vec<u8>>> {
+        atomic_file::read_optional(&self.path(role))
+    }
+
+    /// Store verified bytes of `role`, atomically and durably.
+    pub fn store(&self, role: &str, bytes: &[u8]) -> Result<()> {
+        atomic_file::write(&self.path(role), bytes)
+    }
+
+    /// Forget `role` (after a key rotation made it untrustworthy).
+    pub fn remove(&self, role: &str) -> Result<()> {
+        let p = self.path(role);
+        match std::fs::remove_file(&p) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(p, e)),
+        }
+    }
+}
