@@ -9,6 +9,7 @@ use crate::atomic::{self, PUBLIC_MODE};
 use crate::config::{CompressionPolicy, RepoConfig, CONFIG_FILE, CONFIG_FORMAT};
 use crate::keys::{self, key_file_name, LoadedKey};
 use crate::policy::{expires_at, parse_period, Period, ROLES};
+use crate::publish::RoleKeys;
 use crate::repo::{meta_entry, Repository, METADATA_DIR, TARGETS_DIR};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -132,10 +133,7 @@ fn check_repo_dir(dir: &Path) -> Result<()> {
 }
 
 /// Load or generate the keys of every role; returns them and the newly generated ones.
-fn role_keys(
-    dir: &Path,
-    thresholds: &BTreeMap<String, u64>,
-) -> Result<(BTreeMap<String, Vec<LoadedKey>>, Vec<String>)> {
+fn role_keys(dir: &Path, thresholds: &BTreeMap<String, u64>) -> Result<(RoleKeys, Vec<String>)> {
     let mut all = BTreeMap::new();
     let mut generated = Vec::new();
     for role in ROLES {
@@ -178,7 +176,7 @@ fn role_keys(
 
 /// The signed files of a new repository, by path relative to the repository directory.
 fn build_files(
-    keys: &BTreeMap<String, Vec<LoadedKey>>,
+    keys: &RoleKeys,
     thresholds: &BTreeMap<String, u64>,
     periods: &BTreeMap<String, Period>,
     now: DateTime<Utc>,
