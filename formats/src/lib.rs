@@ -29,5 +29,6 @@ pub mod error;
 pub mod hash;
 pub mod metadata;
 pub mod pathmatch;
+pub mod target_meta;
 
 pub use error::{Error, Result};

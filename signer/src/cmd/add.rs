@@ -1,0 +1,248 @@
+//! `ota-sign add`: compress a firmware image, list it as a target with signed `custom.ota`
+//! metadata, and publish new targets, snapshot and timestamp metadata.
+use crate::compress;
+use crate::keys;
+use crate::progress::bytes_bar;
+use crate::publish::{self, RoleKeys};
+use crate::repo::{target_file_path, Repository, TARGETS_DIR};
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use ota_formats::hash::Hashes;
+use ota_formats::metadata::TargetFile;
+use ota_formats::target_meta::{self, Compression, ImageInfo, OtaTarget};
+use serde::Serialize;
+use serde_json::Map;
+use std::path::{Path, PathBuf};
+
+const EXAMPLE: &str = "\
+Examples:
+  ota-sign add --repo repo --keys ~/ota-keys build/fw.img --name gateway-fw --version 1.2.0 --hardware board-a,board-b
+  ota-sign add --repo repo --keys ~/ota-keys fw-1.1.9.img --name gateway-fw --version 1.1.9 --hardware board-a --allow-downgrade
+
+The target is published as NAME-VERSION.img.zst (zstd, window at most 8 MiB) and stored as
+targets/<sha256>.NAME-VERSION.img.zst. A version must be newer (semver) than every published
+version of NAME unless --allow-downgrade is given.";
+
+/// Arguments of `add`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLE)]
+pub struct Args {
+    /// The firmware image file.
+    #[arg(value_name = "FILE")]
+    pub file: PathBuf,
+    /// Repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Directory of the private keys (targets, snapshot and timestamp keys are used).
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// Image name (letters, digits, '.', '_', '-').
+    #[arg(long, value_name = "NAME")]
+    pub name: String,
+    /// Image version (semantic version, e.g. 1.2.3 or 2.0.0-rc.1).
+    #[arg(long, value_name = "SEMVER")]
+    pub version: String,
+    /// Hardware ids the image installs on (comma-separated or repeated).
+    #[arg(
+        long = "hardware",
+        value_name = "ID[,ID..]",
+        value_delimiter = ',',
+        required = true
+    )]
+    pub hardware: Vec<String>,
+    /// Accept a version that is not newer than the published ones (a deliberate rollback).
+    #[arg(long)]
+    pub allow_downgrade: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `add` reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Target path in metadata.
+    pub target: String,
+    /// File in the repository.
+    pub file: PathBuf,
+    /// Compressed length.
+    pub length: u64,
+    /// Compressed sha256.
+    pub sha256: String,
+    /// The signed custom metadata.
+    pub ota: OtaTarget,
+    /// Newest version of the same name published before, if any.
+    pub previous_version: Option<String>,
+    /// New metadata versions.
+    pub published: publish::Published,
+}
+
+fn bad_input(e: ota_formats::Error, hint: &str) -> Error {
+    Error::input(e.to_string(), hint)
+}
+
+/// Newest published version of `name`, by semver precedence.
+fn newest_version(repo: &Repository, name: &str) -> Option<semver::Version> {
+    let mut newest: Option<semver::Version> = None;
+    for (path, t) in &repo.targets.signed.targets {
+        let ota = match OtaTarget::from_custom(t.custom.as_ref()) {
+            Ok(Some(o)) => o,
+            Ok(None) => continue,
+            Err(e) => {
+                crate::warn(&format!(
+                    "target {path}: {e}; ignored for the version check"
+                ));
+                continue;
+            }
+        };
+        if ota.name != name {
+            continue;
+        }
+        let Ok(v) = semver::Version::parse(&ota.version) else {
+            continue;
+        };
+        let newer = match &newest {
+            Some(n) => v.cmp_precedence(n).is_gt(),
+            None => true,
+        };
+        if newer {
+            newest = Some(v);
+        }
+    }
+    newest
+}
+
+/// Place the compressed file under its final name; an identical file already there (from
+/// an earlier, interrupted run) is kept.
+fn place(c: compress::Compressed, dest: &Path) -> Result<()> {
+    if let Ok(m) = std::fs::metadata(dest) {
+        let same = m.len() == c.length && compress::file_sha256(dest).is_ok_and(|h| h == c.sha256);
+        if same {
+            tracing::debug!(path = %dest.display(), "identical target file already present");
+            return Ok(());
+        }
+        return Err(Error::repo(
+            format!("{} exists with other content than its name says", dest.display()),
+            "the targets directory is corrupt; remove that file (no metadata can reference it) and re-run",
+        ));
+    }
+    crate::atomic::persist_new(c.file, dest).map_err(|e| Error::write(dest, e))
+}
+
+/// Run `add`.
+pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
+    // Validate everything before writing anything.
+    target_meta::validate_name(&a.name).map_err(|e| {
+        bad_input(
+            e,
+            "name the image with letters, digits, '.', '_' or '-', e.g. --name gateway-fw",
+        )
+    })?;
+    let version = semver::Version::parse(&a.version).map_err(|e| {
+        Error::input(
+            format!("invalid version {:?}: {e}", a.version),
+            "use a semantic version MAJOR.MINOR.PATCH, e.g. --version 1.2.3",
+        )
+    })?;
+    let mut hardware_ids: Vec<String> = Vec::new();
+    for id in &a.hardware {
+        let id = id.trim();
+        target_meta::validate_hardware_id(id).map_err(|e| {
+            bad_input(
+                e,
+                "list hardware ids separated by commas, e.g. --hardware board-a,board-b",
+            )
+        })?;
+        if !hardware_ids.iter().any(|h| h == id) {
+            hardware_ids.push(id.to_string());
+        }
+    }
+    let (image, image_len) = compress::open_image(&a.file)?;
+    keys::check_outside_repo(&a.keys, &a.repo)?;
+    let repo = Repository::load(&a.repo)?;
+
+    let previous = newest_version(&repo, &a.name);
+    if let Some(prev) = &previous {
+        if !a.allow_downgrade && !version.cmp_precedence(prev).is_gt() {
+            return Err(Error::policy(
+                format!(
+                    "version {version} of {} is not newer than the published {prev}",
+                    a.name
+                ),
+                "publish a higher version, or pass --allow-downgrade to roll back on purpose",
+            ));
+        }
+    }
+    let target_path = format!("{}-{version}.img.zst", a.name);
+
+    let needs = publish::plan(&repo, true, false, now);
+    let mut role_keys = RoleKeys::new();
+    for role in needs.roles() {
+        role_keys.insert(
+            role.to_string(),
+            keys::load_role(&a.keys, &repo.config, &repo.root.signed, role)?,
+        );
+    }
+
+    // Write: the target file first, then the metadata (see publish).
+    let policy = repo.config.compression;
+    let targets_dir = repo.dir.join(TARGETS_DIR);
+    tracing::info!(file = %a.file.display(), level = policy.level, window_log = policy.window_log, "compressing");
+    let bar = bytes_bar(image_len, "compressing");
+    let compressed = compress::compress(image, &a.file, &targets_dir, policy, &bar)?;
+    bar.finish_and_clear();
+    let bar = bytes_bar(compressed.image_length, "verifying");
+    compress::verify_round_trip(&compressed, policy.window_log, &bar)?;
+    bar.finish_and_clear();
+
+    let ota = OtaTarget::new(
+        a.name.clone(),
+        version.to_string(),
+        hardware_ids,
+        ImageInfo::new(compressed.image_length, compressed.image_sha256.clone()),
+        Compression::Zstd,
+    )
+    .map_err(|e| bad_input(e, "check --name, --version and --hardware"))?;
+    let entry = TargetFile {
+        length: compressed.length,
+        hashes: Hashes::from([("sha256".to_string(), compressed.sha256.clone())]),
+        custom: Some(
+            ota.to_custom(None)
+                .map_err(|e| bad_input(e, "report this bug"))?,
+        ),
+        extra: Map::new(),
+    };
+    let (length, sha256) = (compressed.length, compressed.sha256.clone());
+    let dest = target_file_path(&repo.dir, &target_path, &sha256);
+    place(compressed, &dest)?;
+
+    let mut targets = repo.targets.signed.clone();
+    targets.targets.insert(target_path.clone(), entry);
+    let published = publish::publish(&repo, targets, needs, &role_keys, now)?;
+
+    let report = Report {
+        target: target_path,
+        file: dest,
+        length,
+        sha256,
+        ota,
+        previous_version: previous.map(|v| v.to_string()),
+        published,
+    };
+    if a.json {
+        super::print_json(&report);
+    } else {
+        let ratio = report.length as f64 * 100.0 / report.ota.image.length.max(1) as f64;
+        println!(
+            "added {} ({} bytes, {} compressed, {ratio:.1}%)",
+            report.target, report.ota.image.length, report.length
+        );
+        println!(
+            "published targets v{}, snapshot v{}, timestamp v{}",
+            report.published.targets_version,
+            report.published.snapshot_version,
+            report.published.timestamp_version
+        );
+    }
+    Ok(0)
+}

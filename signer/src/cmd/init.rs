@@ -1,0 +1,356 @@
+//! `ota-sign init`: role keys and a new, signed repository.
+//!
+//! Key files already present in the keys directory under the expected names (`root-1.pem`,
+//! `targets-1.pem`, ...) are reused, missing ones are generated. That lets the public example
+//! keys in `keys-example/` drive demos and tests, and lets an interrupted `init` be re-run.
+//! The repository is built in a temp directory beside `--repo` and renamed into place in one
+//! step, so it either exists complete or not at all.
+use crate::atomic::{self, PUBLIC_MODE};
+use crate::config::{CompressionPolicy, RepoConfig, CONFIG_FILE, CONFIG_FORMAT};
+use crate::keys::{self, key_file_name, LoadedKey};
+use crate::policy::{expires_at, parse_period, Period, ROLES};
+use crate::publish::RoleKeys;
+use crate::repo::{meta_entry, Repository, METADATA_DIR, TARGETS_DIR};
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use ota_formats::crypto::{Ed25519Signer, Signer};
+use ota_formats::metadata::{Root, Signed, Snapshot, Targets, Timestamp};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+const EXAMPLE: &str = "\
+Examples:
+  ota-sign init --repo repo --keys ~/ota-keys
+  ota-sign init --repo repo --keys ~/ota-keys --threshold root=2 --timestamp-expiry 12h
+  ota-sign init --repo demo-repo --keys keys-example     # reuse the public example keys
+
+Key files already in --keys under the expected names (root-1.pem, targets-1.pem, ...)
+are reused; missing ones are generated. Keys are never stored in --repo.";
+
+/// Arguments of `init`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLE)]
+pub struct Args {
+    /// Repository directory to create (must not exist, or be empty).
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Directory of the private keys (created 0700; must be outside --repo).
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// Expiry period of root metadata.
+    #[arg(long, default_value = "365d", value_name = "PERIOD")]
+    pub root_expiry: String,
+    /// Expiry period of targets metadata.
+    #[arg(long, default_value = "90d", value_name = "PERIOD")]
+    pub targets_expiry: String,
+    /// Expiry period of snapshot metadata.
+    #[arg(long, default_value = "7d", value_name = "PERIOD")]
+    pub snapshot_expiry: String,
+    /// Expiry period of timestamp metadata.
+    #[arg(long, default_value = "1d", value_name = "PERIOD")]
+    pub timestamp_expiry: String,
+    /// Signature threshold of a role, with that many keys (repeatable; default 1 each).
+    #[arg(long = "threshold", value_name = "ROLE=N")]
+    pub thresholds: Vec<String>,
+    /// zstd level of targets added later (1-19).
+    #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=19))]
+    pub zstd_level: i32,
+    /// zstd window log of targets added later (10-23; 23 = 8 MiB decoder window).
+    #[arg(long, default_value_t = 23, value_parser = clap::value_parser!(u32).range(10..=23))]
+    pub zstd_window_log: u32,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// One role in the report.
+#[derive(Debug, Serialize)]
+pub struct RoleReport {
+    /// Signature threshold.
+    pub threshold: u64,
+    /// Key ids.
+    pub keyids: Vec<String>,
+    /// Key file names in the keys directory.
+    pub key_files: Vec<String>,
+    /// Key files that already existed and were reused.
+    pub reused: Vec<String>,
+    /// Expiry of the role's first metadata.
+    pub expires: DateTime<Utc>,
+}
+
+/// What `init` reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Repository directory.
+    pub repo: PathBuf,
+    /// Keys directory.
+    pub keys: PathBuf,
+    /// Roles by name.
+    pub roles: BTreeMap<String, RoleReport>,
+}
+
+fn parse_thresholds(specs: &[String]) -> Result<BTreeMap<String, u64>> {
+    let mut out: BTreeMap<String, u64> = ROLES.iter().map(|r| (r.to_string(), 1)).collect();
+    for spec in specs {
+        let bad = || {
+            Error::input(
+                format!("invalid --threshold {spec:?}"),
+                "write ROLE=N with ROLE one of root, targets, snapshot, timestamp and N from 1 to 16, e.g. --threshold root=2",
+            )
+        };
+        let (role, n) = spec.split_once('=').ok_or_else(bad)?;
+        let n: u64 = n.trim().parse().map_err(|_| bad())?;
+        if !ROLES.contains(&role.trim()) || !(1..=16).contains(&n) {
+            return Err(bad());
+        }
+        out.insert(role.trim().to_string(), n);
+    }
+    Ok(out)
+}
+
+fn check_repo_dir(dir: &Path) -> Result<()> {
+    if Repository::exists(dir) {
+        return Err(Error::repo(
+            format!("a repository already exists in {}", dir.display()),
+            "init never overwrites a repository; use `ota-sign add` or `ota-sign publish` on it, or choose a new --repo",
+        ));
+    }
+    if dir.exists() {
+        let empty = dir.is_dir()
+            && std::fs::read_dir(dir)
+                .map(|mut d| d.next().is_none())
+                .unwrap_or(false);
+        if !empty {
+            return Err(Error::input(
+                format!("{} exists and is not an empty directory", dir.display()),
+                "choose a new or empty directory for --repo",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Load or generate the keys of every role; returns them and the newly generated ones.
+fn role_keys(dir: &Path, thresholds: &BTreeMap<String, u64>) -> Result<(RoleKeys, Vec<String>)> {
+    let mut all = BTreeMap::new();
+    let mut generated = Vec::new();
+    for role in ROLES {
+        let n = thresholds.get(role).copied().unwrap_or(1);
+        let mut keys = Vec::new();
+        for i in 1..=n as usize {
+            let file = key_file_name(role, i);
+            let key = if dir.join(&file).exists() {
+                tracing::info!(file, "reusing existing key");
+                keys::load_key(dir, &file)?
+            } else {
+                let signer = Ed25519Signer::generate();
+                let keyid = signer.key_id().map_err(|e| {
+                    Error::keys(format!("cannot derive key id: {e}"), "report this bug")
+                })?;
+                generated.push(file.clone());
+                LoadedKey {
+                    file,
+                    keyid,
+                    signer,
+                }
+            };
+            if all
+                .values()
+                .flatten()
+                .chain(keys.iter())
+                .any(|k: &LoadedKey| k.keyid == key.keyid)
+            {
+                return Err(Error::keys(
+                    format!("key file {} holds a key already used by another role or file", dir.join(&key.file).display()),
+                    "give every role its own keys: remove the duplicate file and re-run init to generate a new key",
+                ));
+            }
+            keys.push(key);
+        }
+        all.insert(role.to_string(), keys);
+    }
+    Ok((all, generated))
+}
+
+/// The signed files of a new repository, by path relative to the repository directory.
+fn build_files(
+    keys: &RoleKeys,
+    thresholds: &BTreeMap<String, u64>,
+    periods: &BTreeMap<String, Period>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, Vec<u8>)>> {
+    let fail = |e: ota_formats::Error| {
+        Error::keys(
+            format!("cannot sign: {e}"),
+            "report this bug; nothing was written",
+        )
+    };
+    let period = |role: &str| periods[role];
+    let signers = |role: &str| crate::keys::as_signers(&keys[role]);
+    let mut root = Root::new(1, expires_at(now, period("root")));
+    for role in ROLES {
+        for k in &keys[role] {
+            root.add_key(role, k.signer.public_key()).map_err(fail)?;
+        }
+        if let Some(r) = root.roles.get_mut(role) {
+            r.threshold = thresholds[role];
+        }
+    }
+    let root_bytes = Signed::sign(root, &signers("root"))
+        .and_then(|s| s.to_bytes())
+        .map_err(fail)?;
+    let targets = Targets::new(1, expires_at(now, period("targets")));
+    let targets_bytes = Signed::sign(targets, &signers("targets"))
+        .and_then(|s| s.to_bytes())
+        .map_err(fail)?;
+    let mut snapshot = Snapshot::new(1, expires_at(now, period("snapshot")));
+    snapshot
+        .meta
+        .insert("targets.json".into(), meta_entry(1, &targets_bytes));
+    let snapshot_bytes = Signed::sign(snapshot, &signers("snapshot"))
+        .and_then(|s| s.to_bytes())
+        .map_err(fail)?;
+    let timestamp = Timestamp::new(
+        1,
+        expires_at(now, period("timestamp")),
+        meta_entry(1, &snapshot_bytes),
+    );
+    let timestamp_bytes = Signed::sign(timestamp, &signers("timestamp"))
+        .and_then(|s| s.to_bytes())
+        .map_err(fail)?;
+    Ok(vec![
+        (format!("{METADATA_DIR}/1.root.json"), root_bytes.clone()),
+        (format!("{METADATA_DIR}/root.json"), root_bytes),
+        (format!("{METADATA_DIR}/1.targets.json"), targets_bytes),
+        (format!("{METADATA_DIR}/1.snapshot.json"), snapshot_bytes),
+        (format!("{METADATA_DIR}/timestamp.json"), timestamp_bytes),
+    ])
+}
+
+/// Write the repository into a temp directory beside `dir`, then rename it into place.
+fn write_repo(dir: &Path, files: &[(String, Vec<u8>)], config: &[u8]) -> Result<()> {
+    let parent = match dir.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
+    let tmp = tempfile::Builder::new()
+        .prefix(".ota-init-")
+        .tempdir_in(&parent)
+        .map_err(|e| Error::write(&parent, e))?;
+    let t = tmp.path();
+    for sub in [METADATA_DIR, TARGETS_DIR] {
+        std::fs::create_dir(t.join(sub)).map_err(|e| Error::write(&t.join(sub), e))?;
+    }
+    for (rel, bytes) in files {
+        let p = t.join(rel);
+        atomic::write_new(&p, bytes, PUBLIC_MODE).map_err(|e| Error::write(&p, e))?;
+    }
+    let cfg = t.join(CONFIG_FILE);
+    atomic::write_new(&cfg, config, PUBLIC_MODE).map_err(|e| Error::write(&cfg, e))?;
+    std::fs::set_permissions(t, std::fs::Permissions::from_mode(0o755))
+        .map_err(|e| Error::write(t, e))?;
+    atomic::sync_dir(t).map_err(|e| Error::write(t, e))?;
+    // rename(2) replaces an empty directory, so an existing empty --repo works too.
+    std::fs::rename(t, dir).map_err(|e| Error::write(dir, e))?;
+    let _kept = tmp.keep();
+    atomic::sync_dir(&parent).map_err(|e| Error::write(&parent, e))
+}
+
+/// Run `init`.
+pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
+    // Validate everything before writing anything.
+    let periods: BTreeMap<String, Period> = [
+        ("root", &a.root_expiry),
+        ("targets", &a.targets_expiry),
+        ("snapshot", &a.snapshot_expiry),
+        ("timestamp", &a.timestamp_expiry),
+    ]
+    .into_iter()
+    .map(|(r, s)| parse_period(s).map(|p| (r.to_string(), p)))
+    .collect::<Result<_>>()?;
+    let thresholds = parse_thresholds(&a.thresholds)?;
+    check_repo_dir(&a.repo)?;
+    keys::check_outside_repo(&a.keys, &a.repo)?;
+    if a.keys.exists() && !a.keys.is_dir() {
+        return Err(Error::keys(
+            format!("keys path {} is not a directory", a.keys.display()),
+            "pass a directory with --keys",
+        ));
+    }
+    let (keys, generated) = role_keys(&a.keys, &thresholds)?;
+    let files = build_files(&keys, &thresholds, &periods, now)?;
+    let config = RepoConfig {
+        format: CONFIG_FORMAT,
+        expiry: periods.clone(),
+        key_files: keys
+            .iter()
+            .map(|(r, ks)| (r.clone(), ks.iter().map(|k| k.file.clone()).collect()))
+            .collect(),
+        compression: CompressionPolicy {
+            level: a.zstd_level,
+            window_log: a.zstd_window_log,
+        },
+        extra: Default::default(),
+    }
+    .to_bytes()?;
+
+    keys::ensure_key_dir(&a.keys)?;
+    for role_keys in keys.values() {
+        for k in role_keys.iter().filter(|k| generated.contains(&k.file)) {
+            keys::save_key(&a.keys, &k.file, &k.signer)?;
+        }
+    }
+    write_repo(&a.repo, &files, &config)?;
+
+    let report = Report {
+        repo: a.repo.clone(),
+        keys: a.keys.clone(),
+        roles: keys
+            .iter()
+            .map(|(role, ks)| {
+                (
+                    role.clone(),
+                    RoleReport {
+                        threshold: thresholds[role],
+                        keyids: ks.iter().map(|k| k.keyid.clone()).collect(),
+                        key_files: ks.iter().map(|k| k.file.clone()).collect(),
+                        reused: ks
+                            .iter()
+                            .filter(|k| !generated.contains(&k.file))
+                            .map(|k| k.file.clone())
+                            .collect(),
+                        expires: expires_at(now, periods[role]),
+                    },
+                )
+            })
+            .collect(),
+    };
+    if a.json {
+        super::print_json(&report);
+    } else {
+        println!("created repository {}", a.repo.display());
+        for role in ROLES {
+            let r = &report.roles[role];
+            let reused = if r.reused.is_empty() {
+                String::new()
+            } else {
+                format!(" (reused: {})", r.reused.join(", "))
+            };
+            println!(
+                "  {role:<9} threshold {} of {} key(s), expires {} ({}){reused}",
+                r.threshold,
+                r.keyids.len(),
+                r.expires.format("%Y-%m-%d %H:%M UTC"),
+                periods[role],
+            );
+        }
+        println!(
+            "keys in {} (keep them secret, back them up)",
+            a.keys.display()
+        );
+    }
+    Ok(0)
+}

@@ -1,0 +1,79 @@
+//! The subcommands of `ota-sign`, one module each, over the library modules.
+use crate::Result;
+use chrono::{DateTime, Utc};
+use clap::{ArgAction, Parser, Subcommand};
+use serde::Serialize;
+
+pub mod add;
+pub mod init;
+pub mod publish;
+pub mod status;
+
+const EXIT_CODES: &str = "\
+Exit codes:
+  0   success
+  1   a write failed part-way (the repository still serves its previous state)
+  2   usage or bad input (arguments, firmware file, version, hardware id)
+  3   keys: missing, unreadable, or not authorised for the role in root.json
+  4   repository: missing, corrupt, or already existing (init)
+  5   version policy: the version is not newer than the published one
+  10  status: a role has under a quarter of its expiry period left, or has expired
+
+Example:
+  ota-sign init --repo repo --keys ~/ota-keys
+  ota-sign add --repo repo --keys ~/ota-keys fw.img --name gateway-fw --version 1.2.0 --hardware board-a
+  ota-sign status --repo repo";
+
+/// `ota-sign`: create and sign OTA update repositories (TUF, consistent snapshots), offline.
+#[derive(Debug, Parser)]
+#[command(name = "ota-sign", version, about, long_about = None, after_help = EXIT_CODES)]
+pub struct Cli {
+    /// More logs on stderr (-v: debug, -vv: trace).
+    #[arg(short, long, action = ArgAction::Count, global = true)]
+    pub verbose: u8,
+    /// Sign as if it were this time (RFC 3339, e.g. 2030-01-01T00:00:00Z). For tests and
+    /// reproducible fixtures.
+    #[arg(long, global = true, hide = true, value_name = "TIME", value_parser = parse_now)]
+    pub now: Option<DateTime<Utc>>,
+    /// The subcommand.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create role keys and a new signed repository.
+    Init(init::Args),
+    /// Add a firmware image as a target and publish it.
+    Add(add::Args),
+    /// Re-sign targets, snapshot and timestamp when they change or expire soon.
+    Publish(publish::Args),
+    /// Show roles, versions, keys, thresholds and expiry; exit 10 when a role is due.
+    Status(status::Args),
+}
+
+fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
+    DateTime::parse_from_rfc3339(s)
+        .map(|t| t.with_timezone(&Utc))
+        .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
+}
+
+/// Run the parsed command; returns the exit code of a successful run (0, or 10 for `status`).
+pub fn run(cli: Cli) -> Result<u8> {
+    let now = cli.now.unwrap_or_else(Utc::now);
+    match cli.command {
+        Command::Init(a) => init::run(a, now),
+        Command::Add(a) => add::run(a, now),
+        Command::Publish(a) => publish::run(a, now),
+        Command::Status(a) => status::run(a, now),
+    }
+}
+
+/// Print a report as pretty JSON on stdout.
+pub(crate) fn print_json<T: Serialize>(v: &T) {
+    match serde_json::to_string_pretty(v) {
+        Ok(s) => println!("{s}"),
+        Err(e) => crate::warn(&format!("cannot encode the JSON report: {e}")),
+    }
+}

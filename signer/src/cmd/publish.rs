@@ -1,0 +1,93 @@
+//! `ota-sign publish`: re-sign targets, snapshot and timestamp when due, bumping versions.
+use crate::keys;
+use crate::publish::{self, RoleKeys};
+use crate::repo::Repository;
+use crate::Result;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::path::PathBuf;
+
+const EXAMPLE: &str = "\
+Examples:
+  ota-sign publish --repo repo --keys ~/ota-keys            # re-sign what expires soon
+  ota-sign publish --repo repo --keys ~/ota-keys --force    # re-sign targets, snapshot, timestamp
+
+A role is re-signed when under a quarter of its expiry period is left (or it expired); a new
+targets implies a new snapshot, which implies a new timestamp. Only the keys of the roles
+being signed are needed. Run it from cron (e.g. daily) to keep the repository fresh.";
+
+/// Arguments of `publish`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLE)]
+pub struct Args {
+    /// Repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Directory of the private keys.
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// Re-sign targets, snapshot and timestamp even if none is due.
+    #[arg(long)]
+    pub force: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `publish` reports.
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// Whether anything was signed.
+    pub changed: bool,
+    /// Versions after the run.
+    #[serde(flatten)]
+    pub published: publish::Published,
+}
+
+/// Run `publish`.
+pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
+    keys::check_outside_repo(&a.keys, &a.repo)?;
+    let repo = Repository::load(&a.repo)?;
+    let needs = publish::plan(&repo, false, a.force, now);
+    let published = if needs.is_empty() {
+        publish::Published {
+            signed: Vec::new(),
+            targets_version: repo.targets.signed.version,
+            snapshot_version: repo.snapshot.signed.version,
+            timestamp_version: repo.timestamp.signed.version,
+        }
+    } else {
+        let mut role_keys = RoleKeys::new();
+        for role in needs.roles() {
+            let k = keys::load_role(&a.keys, &repo.config, &repo.root.signed, role)?;
+            role_keys.insert(role.to_string(), k);
+        }
+        publish::publish(&repo, repo.targets.signed.clone(), needs, &role_keys, now)?
+    };
+    let report = Report {
+        changed: !published.signed.is_empty(),
+        published,
+    };
+    if a.json {
+        super::print_json(&report);
+    } else if report.changed {
+        println!(
+            "re-signed {}: targets v{}, snapshot v{}, timestamp v{}",
+            report.published.signed.join(", "),
+            report.published.targets_version,
+            report.published.snapshot_version,
+            report.published.timestamp_version
+        );
+    } else {
+        println!("nothing to do: every role has more than a quarter of its period left (use --force to re-sign anyway)");
+    }
+    if repo.root.signed.expires - now
+        < chrono::Duration::seconds(repo.config.period("root").secs() / 4)
+    {
+        crate::warn(&format!(
+            "root expires {}; ota-sign publish does not re-sign root (its keys stay offline)",
+            repo.root.signed.expires.format("%Y-%m-%d %H:%M UTC")
+        ));
+    }
+    Ok(0)
+}

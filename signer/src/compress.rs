@@ -1,0 +1,178 @@
+//! Streaming zstd compression of firmware images into a temp file of the repository.
+//!
+//! The image is read once, in 1 MiB chunks: each chunk feeds the image hash and the encoder,
+//! whose output feeds the target hash on its way to disk. Memory stays bounded by zstd's own
+//! window, whatever the image size. The result is then decompressed once more and checked
+//! against the image hash, so a target is never published that does not give back the image.
+use crate::atomic;
+use crate::config::CompressionPolicy;
+use crate::{Error, Result};
+use indicatif::ProgressBar;
+use sha2::{Digest, Sha256};
+use std::fs::File;
+use std::io::{self, BufReader, Read, Write};
+use std::path::Path;
+use tempfile::NamedTempFile;
+
+const CHUNK: usize = 1 << 20;
+
+/// A compressed image waiting in a temp file next to its final place.
+#[derive(Debug)]
+pub struct Compressed {
+    /// The compressed bytes (fsynced), to be renamed into place.
+    pub file: NamedTempFile,
+    /// Length of the compressed file.
+    pub length: u64,
+    /// sha256 of the compressed file, hex.
+    pub sha256: String,
+    /// Length of the image.
+    pub image_length: u64,
+    /// sha256 of the image, hex.
+    pub image_sha256: String,
+}
+
+/// Counts and hashes what passes through to the inner writer.
+struct HashingWriter<W> {
+    inner: W,
+    hash: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Open the firmware image, with input errors that name it.
+pub fn open_image(path: &Path) -> Result<(File, u64)> {
+    let bad = |msg: String| Error::input(msg, "pass the path of a readable firmware image file");
+    let file = File::open(path)
+        .map_err(|e| bad(format!("cannot open firmware {}: {e}", path.display())))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| bad(format!("cannot read firmware {}: {e}", path.display())))?;
+    if !meta.is_file() {
+        return Err(bad(format!(
+            "firmware {} is not a regular file",
+            path.display()
+        )));
+    }
+    if meta.len() == 0 {
+        return Err(bad(format!("firmware {} is empty", path.display())));
+    }
+    Ok((file, meta.len()))
+}
+
+/// Compress `image` into a temp file in `dest_dir`.
+pub fn compress(
+    image: File,
+    image_name: &Path,
+    dest_dir: &Path,
+    policy: CompressionPolicy,
+    bar: &ProgressBar,
+) -> Result<Compressed> {
+    let tmp = atomic::temp_in(dest_dir).map_err(|e| Error::write(dest_dir, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let werr = |e: io::Error| Error::write(&tmp_path, e);
+    let out = HashingWriter {
+        inner: tmp.as_file().try_clone().map_err(werr)?,
+        hash: Sha256::new(),
+        count: 0,
+    };
+    let mut enc = zstd::stream::write::Encoder::new(out, policy.level).map_err(werr)?;
+    // An explicit window: zstd picks it from the level otherwise, and device decoders
+    // need a bound they can rely on.
+    enc.window_log(policy.window_log).map_err(werr)?;
+    enc.include_checksum(true).map_err(werr)?;
+    let pledged = image.metadata().map(|m| m.len()).ok();
+    enc.set_pledged_src_size(pledged).map_err(werr)?;
+    let mut reader = BufReader::with_capacity(CHUNK, image);
+    let mut buf = vec![0u8; CHUNK];
+    let mut image_hash = Sha256::new();
+    let mut image_len = 0u64;
+    loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => {
+                return Err(Error::input(
+                    format!("cannot read firmware {}: {e}", image_name.display()),
+                    "check the file and the disk it is on",
+                ))
+            }
+        };
+        image_hash.update(&buf[..n]);
+        image_len += n as u64;
+        enc.write_all(&buf[..n]).map_err(werr)?;
+        bar.inc(n as u64);
+    }
+    if pledged.is_some_and(|p| p != image_len) {
+        return Err(Error::input(
+            format!(
+                "firmware {} changed size while it was read",
+                image_name.display()
+            ),
+            "add the image again once it is no longer being written",
+        ));
+    }
+    let out = enc.finish().map_err(werr)?;
+    out.inner.sync_all().map_err(werr)?;
+    Ok(Compressed {
+        file: tmp,
+        length: out.count,
+        sha256: hex::encode(out.hash.finalize()),
+        image_length: image_len,
+        image_sha256: hex::encode(image_hash.finalize()),
+    })
+}
+
+/// Decompress the compressed file and check it gives the image back, within `window_log`.
+pub fn verify_round_trip(c: &Compressed, window_log: u32, bar: &ProgressBar) -> Result<()> {
+    let path = c.file.path();
+    let fail = |why: String| Error::Io {
+        msg: format!(
+            "compressed target {} does not give the image back: {why}",
+            path.display()
+        ),
+        hint: "nothing was published; re-run the command, and check the disk if it happens again"
+            .into(),
+    };
+    let file = File::open(path).map_err(|e| fail(e.to_string()))?;
+    let mut dec = zstd::stream::read::Decoder::new(file).map_err(|e| fail(e.to_string()))?;
+    dec.window_log_max(window_log)
+        .map_err(|e| fail(e.to_string()))?;
+    let mut buf = vec![0u8; CHUNK];
+    let mut hash = Sha256::new();
+    let mut len = 0u64;
+    loop {
+        let n = match dec.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(fail(e.to_string())),
+        };
+        hash.update(&buf[..n]);
+        len += n as u64;
+        bar.inc(n as u64);
+    }
+    let sha = hex::encode(hash.finalize());
+    if len != c.image_length || sha != c.image_sha256 {
+        return Err(fail(format!("got {len} bytes with sha256 {sha}")));
+    }
+    Ok(())
+}
+
+/// sha256 of a file, streamed.
+pub fn file_sha256(path: &Path) -> io::Result<String> {
+    let mut hash = Sha256::new();
+    io::copy(&mut File::open(path)?, &mut hash)?;
+    Ok(hex::encode(hash.finalize()))
+}

@@ -1,0 +1,123 @@
+//! Errors of the signer, each with a hint for the user and an exit code of the CLI.
+//!
+//! | code | meaning |
+//! |---|---|
+//! | 0 | success |
+//! | 1 | a write failed part-way (the repository still serves the previous release) |
+//! | 2 | usage or bad input (arguments, firmware file, version, hardware id) |
+//! | 3 | keys: missing, unreadable, or not authorised for the role in root |
+//! | 4 | repository: missing, corrupt, or already existing where a new one was asked |
+//! | 5 | version policy: the version is not newer than the published one |
+//! | 10 | `status` only: a role expires within a quarter of its period, or has expired |
+
+/// Result with the signer error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, grouped by what the user must fix. Each variant carries the message and a
+/// hint with the next step.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Bad arguments or input files.
+    #[error("{msg}")]
+    Input {
+        /// What is wrong.
+        msg: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Missing, unreadable or unauthorised keys.
+    #[error("{msg}")]
+    Keys {
+        /// What is wrong.
+        msg: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// Missing, corrupt or already existing repository.
+    #[error("{msg}")]
+    Repo {
+        /// What is wrong.
+        msg: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// A version that the policy refuses (e.g. a downgrade).
+    #[error("{msg}")]
+    Policy {
+        /// What is wrong.
+        msg: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// An I/O failure while writing.
+    #[error("{msg}")]
+    Io {
+        /// What failed.
+        msg: String,
+        /// What to do about it.
+        hint: String,
+    },
+}
+
+/// Exit code of the `status` command when a role needs re-signing soon (or has expired).
+pub const EXIT_EXPIRING: u8 = 10;
+
+impl Error {
+    /// Bad input.
+    pub fn input(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Input {
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+    /// Key problem.
+    pub fn keys(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Keys {
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+    /// Repository problem.
+    pub fn repo(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Repo {
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+    /// Version policy refusal.
+    pub fn policy(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Policy {
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+    /// A failed write of `path`.
+    pub fn write(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
+        Error::Io {
+            msg: format!("cannot write {}: {e}", path.display()),
+            hint: "check free space and permissions; the repository still serves its previous state, so the command can be re-run".into(),
+        }
+    }
+
+    /// The hint shown under the message.
+    pub fn hint(&self) -> &str {
+        match self {
+            Error::Input { hint, .. }
+            | Error::Keys { hint, .. }
+            | Error::Repo { hint, .. }
+            | Error::Policy { hint, .. }
+            | Error::Io { hint, .. } => hint,
+        }
+    }
+
+    /// The documented exit code of the CLI for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Io { .. } => 1,
+            Error::Input { .. } => 2,
+            Error::Keys { .. } => 3,
+            Error::Repo { .. } => 4,
+            Error::Policy { .. } => 5,
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! Signing and publishing new targets, snapshot and timestamp metadata as one transaction.
+//!
+//! Everything is built and signed in memory first. Then, in this order: the new versioned
+//! `N.targets.json`, the new versioned `N.snapshot.json` (each written as a new file, never
+//! over an existing one), and last `timestamp.json`, replaced atomically. Clients start from
+//! the timestamp, so until that rename they see the previous release, complete; after it,
+//! the new one, complete. A crash in between leaves only unreferenced files.
+use crate::atomic::{self, PUBLIC_MODE};
+use crate::keys::{as_signers, LoadedKey};
+use crate::policy::{expires_at, health, Health};
+use crate::repo::{meta_entry, Repository};
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use ota_formats::metadata::{MetaFile, RawMetadata, RoleType, Root, Signed, Targets};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Which roles get new metadata.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Needs {
+    /// New targets metadata.
+    pub targets: bool,
+    /// New snapshot metadata.
+    pub snapshot: bool,
+    /// New timestamp metadata.
+    pub timestamp: bool,
+}
+
+impl Needs {
+    /// The roles to sign, in signing order.
+    pub fn roles(&self) -> Vec<&'static str> {
+        [
+            ("targets", self.targets),
+            ("snapshot", self.snapshot),
+            ("timestamp", self.timestamp),
+        ]
+        .into_iter()
+        .filter_map(|(r, n)| n.then_some(r))
+        .collect()
+    }
+
+    /// Whether nothing needs signing.
+    pub fn is_empty(&self) -> bool {
+        !(self.targets || self.snapshot || self.timestamp)
+    }
+}
+
+/// Decide what to re-sign: changed targets, `force`, or any role with under a quarter of its
+/// period left. A new targets needs a new snapshot, which needs a new timestamp.
+pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime<Utc>) -> Needs {
+    let due = |role: &str, expires: DateTime<Utc>| {
+        health(expires, repo.config.period(role), now) != Health::Ok
+    };
+    let targets = force || targets_changed || due("targets", repo.targets.signed.expires);
+    let snapshot = force || targets || due("snapshot", repo.snapshot.signed.expires);
+    let timestamp = force || snapshot || due("timestamp", repo.timestamp.signed.expires);
+    Needs {
+        targets,
+        snapshot,
+        timestamp,
+    }
+}
+
+/// Versions of the roles after publishing.
+#[derive(Debug, Clone, Serialize)]
+pub struct Published {
+    /// Roles that got new metadata.
+    pub signed: Vec<String>,
+    /// Current targets version.
+    pub targets_version: u64,
+    /// Current snapshot version.
+    pub snapshot_version: u64,
+    /// Current timestamp version.
+    pub timestamp_version: u64,
+}
+
+/// Loaded keys by role.
+pub type RoleKeys = BTreeMap<String, Vec<LoadedKey>>;
+
+fn sign_role<T: RoleType>(role: &str, value: T, keys: &RoleKeys, root: &Root) -> Result<Vec<u8>> {
+    let Some(k) = keys.get(role) else {
+        return Err(Error::keys(
+            format!("no keys loaded for role {role}"),
+            "pass the --keys directory that `ota-sign init` wrote for this repository",
+        ));
+    };
+    let internal = |e: ota_formats::Error| {
+        Error::keys(
+            format!("cannot sign {role}: {e}"),
+            "check the key files of the role; nothing was written",
+        )
+    };
+    let bytes = Signed::sign(value, &as_signers(k))
+        .and_then(|s| s.to_bytes())
+        .map_err(internal)?;
+    // Check what we are about to publish exactly as a client will.
+    let rk = root.role(role).map_err(internal)?;
+    RawMetadata::from_bytes(&bytes)
+        .and_then(|raw| raw.verify(role, root, &rk.keyids, rk.threshold))
+        .map_err(internal)?;
+    Ok(bytes)
+}
+
+/// Sign and publish the roles in `needs`. `targets` is the new content of the targets role
+/// (its version and expiry are set here); it is used only when `needs.targets`.
+pub fn publish(
+    repo: &Repository,
+    targets: Targets,
+    needs: Needs,
+    keys: &RoleKeys,
+    now: DateTime<Utc>,
+) -> Result<Published> {
+    let root = &repo.root.signed;
+    let md = repo.metadata_dir();
+    let mut writes: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+
+    let mut targets_version = repo.targets.signed.version;
+    let targets_meta = if needs.targets {
+        let mut t = targets;
+        targets_version = repo.next_version("targets", targets_version);
+        t.version = targets_version;
+        t.expires = expires_at(now, repo.config.period("targets"));
+        let bytes = sign_role("targets", t, keys, root)?;
+        let meta = meta_entry(targets_version, &bytes);
+        writes.push((md.join(format!("{targets_version}.targets.json")), bytes));
+        meta
+    } else {
+        current_targets_meta(repo)?
+    };
+
+    let mut snapshot_version = repo.snapshot.signed.version;
+    let snapshot_meta = if needs.snapshot {
+        let mut s = repo.snapshot.signed.clone();
+        snapshot_version = repo.next_version("snapshot", snapshot_version);
+        s.version = snapshot_version;
+        s.expires = expires_at(now, repo.config.period("snapshot"));
+        s.meta.insert("targets.json".into(), targets_meta);
+        let bytes = sign_role("snapshot", s, keys, root)?;
+        let meta = meta_entry(snapshot_version, &bytes);
+        writes.push((md.join(format!("{snapshot_version}.snapshot.json")), bytes));
+        meta
+    } else {
+        repo.timestamp
+            .signed
+            .snapshot_meta()
+            .map_err(|e| {
+                Error::repo(
+                    format!("timestamp.json: {e}"),
+                    "restore the repository from a backup",
+                )
+            })?
+            .clone()
+    };
+
+    let mut timestamp_version = repo.timestamp.signed.version;
+    let mut timestamp_bytes = None;
+    if needs.timestamp {
+        let mut ts = repo.timestamp.signed.clone();
+        timestamp_version += 1;
+        ts.version = timestamp_version;
+        ts.expires = expires_at(now, repo.config.period("timestamp"));
+        ts.meta = BTreeMap::from([("snapshot.json".to_string(), snapshot_meta)]);
+        timestamp_bytes = Some(sign_role("timestamp", ts, keys, root)?);
+    }
+
+    for (path, bytes) in &writes {
+        write_versioned(path, bytes)?;
+    }
+    if let Some(bytes) = timestamp_bytes {
+        let path = md.join("timestamp.json");
+        tracing::debug!(path = %path.display(), "commit point: replacing timestamp.json");
+        atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
+    }
+    Ok(Published {
+        signed: needs.roles().into_iter().map(String::from).collect(),
+        targets_version,
+        snapshot_version,
+        timestamp_version,
+    })
+}
+
+fn current_targets_meta(repo: &Repository) -> Result<MetaFile> {
+    repo.snapshot
+        .signed
+        .meta
+        .get("targets.json")
+        .cloned()
+        .ok_or_else(|| {
+            Error::repo(
+                "snapshot does not list targets.json",
+                "restore the repository from a backup",
+            )
+        })
+}
+
+fn write_versioned(path: &Path, bytes: &[u8]) -> Result<()> {
+    tracing::debug!(path = %path.display(), "writing");
+    atomic::write_new(path, bytes, PUBLIC_MODE).map_err(|e| Error::write(path, e))
+}

@@ -1,0 +1,270 @@
+//! Loading a repository directory and checking it the way a client would.
+//!
+//! Layout (consistent snapshots):
+//!
+//! ```text
+//! DIR/ota-repo.json                 signer policy (no key material)
+//! DIR/metadata/1.root.json          every root version, and root.json = the latest
+//! DIR/metadata/N.targets.json       versioned targets
+//! DIR/metadata/N.snapshot.json      versioned snapshot
+//! DIR/metadata/timestamp.json       the single commit point
+//! DIR/targets/<sha256>.<name>       target files
+//! ```
+use crate::config::{RepoConfig, CONFIG_FILE};
+use crate::{Error, Result};
+use ota_formats::hash::{sha256_hex, Hashes};
+use ota_formats::metadata::{
+    MetaFile, RawMetadata, RoleType, Root, Signed, Snapshot, Targets, Timestamp,
+};
+use std::path::{Path, PathBuf};
+
+/// Name of the metadata directory.
+pub const METADATA_DIR: &str = "metadata";
+/// Name of the target files directory.
+pub const TARGETS_DIR: &str = "targets";
+
+/// A loaded, verified repository.
+#[derive(Debug, Clone)]
+pub struct Repository {
+    /// The repository directory.
+    pub dir: PathBuf,
+    /// Signer policy.
+    pub config: RepoConfig,
+    /// Current root.
+    pub root: Signed<Root>,
+    /// Targets listed by the current snapshot.
+    pub targets: Signed<Targets>,
+    /// Snapshot listed by the timestamp.
+    pub snapshot: Signed<Snapshot>,
+    /// Current timestamp.
+    pub timestamp: Signed<Timestamp>,
+}
+
+fn corrupt(msg: String) -> Error {
+    Error::repo(
+        msg,
+        "restore the repository directory from a backup (ota-sign never leaves a half-written one)",
+    )
+}
+
+/// The `snapshot`/`timestamp` entry describing `bytes` of metadata at `version`.
+pub fn meta_entry(version: u64, bytes: &[u8]) -> MetaFile {
+    let mut m = MetaFile::new(version);
+    m.length = Some(bytes.len() as u64);
+    m.hashes = Some(Hashes::from([("sha256".to_string(), sha256_hex(bytes))]));
+    m
+}
+
+/// Where a target's file lives: `targets/<dir>/<sha256>.<basename>` (the specification's
+/// consistent-snapshot name).
+pub fn target_file_path(repo_dir: &Path, target_path: &str, sha256: &str) -> PathBuf {
+    let (dir, base) = match target_path.rsplit_once('/') {
+        Some((d, b)) => (Some(d), b),
+        None => (None, target_path),
+    };
+    let mut p = repo_dir.join(TARGETS_DIR);
+    if let Some(d) = dir {
+        p.push(d);
+    }
+    p.join(format!("{sha256}.{base}"))
+}
+
+impl Repository {
+    /// Whether `dir` already holds (part of) a repository.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(CONFIG_FILE).exists()
+            || dir.join(METADATA_DIR).exists()
+            || dir.join(TARGETS_DIR).exists()
+    }
+
+    /// The metadata directory.
+    pub fn metadata_dir(&self) -> PathBuf {
+        self.dir.join(METADATA_DIR)
+    }
+
+    /// Load and verify every role, the way a client would, plus the presence and length of
+    /// every target file.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let cfg_path = dir.join(CONFIG_FILE);
+        let cfg_bytes = match std::fs::read(&cfg_path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let (msg, hint) = if dir.is_dir() {
+                    (
+                        format!(
+                            "{} is not an ota-sign repository ({CONFIG_FILE} is missing)",
+                            dir.display()
+                        ),
+                        format!(
+                            "create one with: ota-sign init --repo {} --keys KEYS_DIR",
+                            dir.display()
+                        ),
+                    )
+                } else {
+                    (
+                        format!("repository directory {} does not exist", dir.display()),
+                        format!(
+                            "create it with: ota-sign init --repo {} --keys KEYS_DIR",
+                            dir.display()
+                        ),
+                    )
+                };
+                return Err(Error::repo(msg, hint));
+            }
+            Err(e) => return Err(corrupt(format!("cannot read {}: {e}", cfg_path.display()))),
+        };
+        let config = RepoConfig::from_bytes(&cfg_bytes)?;
+        let md = dir.join(METADATA_DIR);
+
+        let (root, root_bytes) = read_root(&md.join("root.json"))?;
+        let versioned = md.join(format!("{}.root.json", root.signed.version));
+        match std::fs::read(&versioned) {
+            Ok(b) if b == root_bytes => {}
+            Ok(_) => {
+                return Err(corrupt(format!(
+                    "{} differs from root.json",
+                    versioned.display()
+                )))
+            }
+            Err(e) => return Err(corrupt(format!("cannot read {}: {e}", versioned.display()))),
+        }
+        let (timestamp, _) = read_role::<Timestamp>(&md.join("timestamp.json"), &root.signed)?;
+        let snap_meta = timestamp
+            .signed
+            .snapshot_meta()
+            .map_err(|e| corrupt(format!("timestamp.json: {e}")))?
+            .clone();
+        let snap_path = md.join(format!("{}.snapshot.json", snap_meta.version));
+        let (snapshot, snap_bytes) = read_role::<Snapshot>(&snap_path, &root.signed)?;
+        check_meta(&snap_path, &snap_meta, snapshot.signed.version, &snap_bytes)?;
+        let Some(targets_meta) = snapshot.signed.meta.get("targets.json").cloned() else {
+            return Err(corrupt(format!(
+                "{} does not list targets.json",
+                snap_path.display()
+            )));
+        };
+        let targets_path = md.join(format!("{}.targets.json", targets_meta.version));
+        let (targets, targets_bytes) = read_role::<Targets>(&targets_path, &root.signed)?;
+        check_meta(
+            &targets_path,
+            &targets_meta,
+            targets.signed.version,
+            &targets_bytes,
+        )?;
+
+        for (path, t) in &targets.signed.targets {
+            let Some(sha) = t.sha256() else {
+                return Err(corrupt(format!("target {path} has no sha256 hash")));
+            };
+            let file = target_file_path(dir, path, sha);
+            match std::fs::metadata(&file) {
+                Ok(m) if m.len() == t.length => {}
+                Ok(m) => {
+                    return Err(corrupt(format!(
+                        "target file {} has {} bytes, metadata says {}",
+                        file.display(),
+                        m.len(),
+                        t.length
+                    )))
+                }
+                Err(e) => return Err(corrupt(format!("target file {}: {e}", file.display()))),
+            }
+        }
+        Ok(Repository {
+            dir: dir.to_path_buf(),
+            config,
+            root,
+            targets,
+            snapshot,
+            timestamp,
+        })
+    }
+
+    /// The next free version of `role`: above the current one and above any versioned file
+    /// already on disk (left by an interrupted run, never published), so existing versioned
+    /// files are never overwritten.
+    pub fn next_version(&self, role: &str, current: u64) -> u64 {
+        let suffix = format!(".{role}.json");
+        let highest_on_disk = std::fs::read_dir(self.metadata_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_suffix(&suffix)?.parse::<u64>().ok()
+            })
+            .max()
+            .unwrap_or(0);
+        current.max(highest_on_disk) + 1
+    }
+}
+
+fn read_raw(path: &Path) -> Result<(RawMetadata, Vec<u8>)> {
+    let name = path.display();
+    let bytes = std::fs::read(path).map_err(|e| corrupt(format!("cannot read {name}: {e}")))?;
+    let raw = RawMetadata::from_bytes(&bytes).map_err(|e| corrupt(format!("{name}: {e}")))?;
+    Ok((raw, bytes))
+}
+
+/// Read root metadata and verify it against its own keys.
+fn read_root(path: &Path) -> Result<(Signed<Root>, Vec<u8>)> {
+    let (raw, bytes) = read_raw(path)?;
+    let root: Root = raw
+        .parse()
+        .map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
+    verify(path, &raw, &root, "root")?;
+    Ok((
+        Signed {
+            signed: root,
+            signatures: raw.signatures,
+        },
+        bytes,
+    ))
+}
+
+/// Read a metadata file and verify it against `root`.
+fn read_role<T: RoleType>(path: &Path, root: &Root) -> Result<(Signed<T>, Vec<u8>)> {
+    let (raw, bytes) = read_raw(path)?;
+    let signed: T = raw
+        .parse()
+        .map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
+    verify(path, &raw, root, T::TYPE)?;
+    Ok((
+        Signed {
+            signed,
+            signatures: raw.signatures,
+        },
+        bytes,
+    ))
+}
+
+fn verify(path: &Path, raw: &RawMetadata, root: &Root, role: &str) -> Result<()> {
+    let rk = root
+        .role(role)
+        .map_err(|e| corrupt(format!("root.json: {e}")))?;
+    raw.verify(role, root, &rk.keyids, rk.threshold)
+        .map_err(|e| corrupt(format!("{}: signature check failed: {e}", path.display())))
+}
+
+fn check_meta(path: &Path, meta: &MetaFile, version: u64, bytes: &[u8]) -> Result<()> {
+    let name = path.display();
+    if version != meta.version {
+        return Err(corrupt(format!(
+            "{name} has version {version}, its listing says {}",
+            meta.version
+        )));
+    }
+    if let Some(len) = meta.length {
+        if len != bytes.len() as u64 {
+            return Err(corrupt(format!(
+                "{name} has {} bytes, its listing says {len}",
+                bytes.len()
+            )));
+        }
+    }
+    if let Some(hashes) = &meta.hashes {
+        ota_formats::hash::verify_bytes(bytes, hashes, bytes.len() as u64)
+            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,180 @@
+mod common;
+
+use chrono::{DateTime, Duration, SecondsFormat, Utc};
+use common::*;
+
+fn at(t: DateTime<Utc>) -> String {
+    format!("--now={}", t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+fn status_json(env: &Env, now: DateTime<Utc>) -> (i32, serde_json::Value, String) {
+    let o = run([
+        "status",
+        "--repo",
+        env.repo.to_str().unwrap(),
+        "--json",
+        &at(now),
+    ]);
+    (code(&o), json(&o), stderr(&o))
+}
+
+#[test]
+fn publish_does_nothing_when_fresh_and_force_bumps_versions() {
+    let env = Env::new();
+    env.init(&[]);
+    let before = tree(env.tmp.path());
+    let mut args = env.repo_args("publish");
+    args.push("--json".into());
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["changed"], false);
+    assert_eq!(tree(env.tmp.path()), before);
+
+    args.push("--force".into());
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let r = json(&o);
+    assert_eq!(r["changed"], true);
+    assert_eq!(
+        r["signed"],
+        serde_json::json!(["targets", "snapshot", "timestamp"])
+    );
+    let v = verify_repo(&env.repo);
+    assert_eq!(
+        (v.targets.version, v.snapshot.version, v.timestamp.version),
+        (2, 2, 2)
+    );
+    // The previous versions are still there, untouched (clients may be mid-update).
+    for f in ["1.targets.json", "1.snapshot.json", "1.root.json"] {
+        assert_eq!(
+            before[&std::path::PathBuf::from("repo/metadata").join(f)].1,
+            ota_formats::hash::sha256_hex(&std::fs::read(env.md(f)).unwrap()),
+            "{f}"
+        );
+    }
+    // Snapshot and timestamp point at the new files (verify_repo checked length and hash).
+    assert_eq!(v.snapshot.meta["targets.json"].version, 2);
+    assert_eq!(v.timestamp.snapshot_meta().unwrap().version, 2);
+}
+
+#[test]
+fn publish_resigns_only_what_is_due() {
+    let env = Env::new();
+    env.init(&[]);
+    let now = Utc::now();
+    // 20 h later the 1 d timestamp has under a quarter left; the 7 d snapshot does not.
+    let mut args = env.repo_args("publish");
+    args.extend(["--json".to_string(), at(now + Duration::hours(20))]);
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["signed"], serde_json::json!(["timestamp"]));
+    let v = verify_repo(&env.repo);
+    assert_eq!(
+        (v.targets.version, v.snapshot.version, v.timestamp.version),
+        (1, 1, 2)
+    );
+    let left = v.timestamp.expires - (now + Duration::hours(20));
+    assert!(
+        left > Duration::hours(23),
+        "new timestamp gets a full period"
+    );
+
+    // Only the timestamp key is needed for that.
+    std::fs::remove_file(env.keys.join("targets-1.pem")).unwrap();
+    std::fs::remove_file(env.keys.join("snapshot-1.pem")).unwrap();
+    let mut args = env.repo_args("publish");
+    args.push(at(now + Duration::hours(40)));
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(verify_repo(&env.repo).timestamp.version, 3);
+
+    // Six days on, the snapshot is due too, and its key is missing: refused, no change.
+    let before = tree(env.tmp.path());
+    let mut args = env.repo_args("publish");
+    args.push(at(now + Duration::days(6)));
+    assert_fails(&run(&args), 3, "snapshot");
+    assert_eq!(tree(env.tmp.path()), before);
+}
+
+#[test]
+fn status_reports_expiry_and_warns_with_exit_10() {
+    let env = Env::new();
+    env.init(&["--threshold", "root=2"]);
+    let now = Utc::now();
+    let (c, s, err) = status_json(&env, now);
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(s["warnings"], serde_json::json!([]));
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        let r = &s["roles"][role];
+        assert_eq!(r["health"], "ok", "{role}");
+        assert_eq!(r["version"], 1);
+        assert!(r["expires"].is_string());
+        assert!(r["keyids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k.as_str().unwrap().len() == 64));
+    }
+    assert_eq!(s["roles"]["root"]["threshold"], 2);
+    assert_eq!(s["roles"]["root"]["keyids"].as_array().unwrap().len(), 2);
+    assert_eq!(s["roles"]["timestamp"]["period"], "1d");
+    let left = s["roles"]["timestamp"]["seconds_left"].as_i64().unwrap();
+    assert!((86_300..=86_400).contains(&left), "{left}");
+
+    // 19 h on: 5 h left of 1 d is under a quarter.
+    let (c, s, err) = status_json(&env, now + Duration::hours(19));
+    assert_eq!(c, 10, "{err}");
+    assert_eq!(s["roles"]["timestamp"]["health"], "expiring");
+    assert_eq!(s["roles"]["snapshot"]["health"], "ok");
+    assert!(err.contains("warning: timestamp expires in"), "{err}");
+
+    // 8 days on: timestamp and snapshot expired.
+    let (c, s, err) = status_json(&env, now + Duration::days(8));
+    assert_eq!(c, 10);
+    assert_eq!(s["roles"]["timestamp"]["health"], "expired");
+    assert_eq!(s["roles"]["snapshot"]["health"], "expired");
+    assert!(s["roles"]["timestamp"]["seconds_left"].as_i64().unwrap() < 0);
+    assert_eq!(s["warnings"].as_array().unwrap().len(), 2);
+    assert!(err.contains("expired"), "{err}");
+
+    // Publishing then clears the warnings.
+    let mut args = env.repo_args("publish");
+    args.push(at(now + Duration::days(8)));
+    assert_eq!(code(&run(&args)), 0);
+    let (c, _, err) = status_json(&env, now + Duration::days(8));
+    assert_eq!(c, 0, "{err}");
+
+    // Human output lists the roles too.
+    let o = run(["status", "--repo", env.repo.to_str().unwrap()]);
+    let out = stdout(&o);
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        assert!(out.contains(role), "{out}");
+    }
+}
+
+#[test]
+fn status_lists_targets_with_their_metadata() {
+    let env = Env::new();
+    env.init(&[]);
+    let img = env.image("fw.img", 20_000, 11);
+    assert_eq!(code(&run(env.add_args(&img, "fw", "2.0.0", "a,b"))), 0);
+    let (c, s, err) = status_json(&env, Utc::now());
+    assert_eq!(c, 0, "{err}");
+    let t = &s["targets"][0];
+    assert_eq!(t["path"], "fw-2.0.0.img.zst");
+    assert_eq!(t["ota"]["version"], "2.0.0");
+    assert_eq!(t["ota"]["hardware_ids"], serde_json::json!(["a", "b"]));
+}
+
+#[test]
+fn help_has_examples_and_exit_codes() {
+    for cmd in ["init", "add", "publish", "status"] {
+        let o = run([cmd, "--help"]);
+        assert_eq!(code(&o), 0);
+        let out = stdout(&o);
+        assert!(out.contains("Example"), "{cmd}: {out}");
+        assert!(out.contains(&format!("ota-sign {cmd}")), "{cmd}: {out}");
+    }
+    let out = stdout(&run(["--help"]));
+    assert!(out.contains("Exit codes") && out.contains("10"), "{out}");
+}
