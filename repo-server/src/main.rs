@@ -24,7 +24,7 @@ On startup one line 'listening on http://ADDR' (or a JSON object with --json) is
 logs go to stderr. SIGTERM or Ctrl-C stops accepting and lets in-flight requests finish.
 
 Exit codes:
-  0  stopped cleanly after SIGTERM / Ctrl-C
+  0  stopped after SIGTERM / Ctrl-C (also if --shutdown-timeout expired; logged as a warning)
   1  unexpected runtime error
   2  usage error, or the repository directory is missing / has no metadata/
   3  the listen address cannot be bound (already in use, not local, no permission)";
