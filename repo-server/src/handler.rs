@@ -6,6 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use http_body::Body;
 use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
     CONTENT_TYPE, ETAG, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, LAST_MODIFIED, RANGE,
@@ -24,27 +25,23 @@ pub async fn handle<B>(root: &Path, peer: SocketAddr, req: Request<B>) -> Respon
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
     let resp = respond(root, &method, &path, req.headers()).await;
-    let bytes = resp
-        .headers()
-        .get(CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
-        .filter(|_| method != Method::HEAD)
-        .unwrap_or(0);
+    // Planned body size; a client hanging up mid-transfer is logged by the connection task.
+    let bytes = resp.body().size_hint().exact().unwrap_or(0);
     tracing::info!(
         %peer,
         method = %method,
         path = %path,
         status = resp.status().as_u16(),
         bytes,
-        duration_ms = duration_ms(started.elapsed()),
+        duration_us = micros(started.elapsed()),
         "request"
     );
     resp
 }
 
-fn duration_ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
+/// Time until the response head was ready (the body streams afterwards).
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
 }
 
 async fn respond(

@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use clap::Parser;
 use ota_repo_server::logging::{self, LogFormat};
-use ota_repo_server::{shutdown, Config, RepoError, ServeError, Server, ShutdownOutcome};
+use ota_repo_server::shutdown::ShutdownSignals;
+use ota_repo_server::{Config, RepoError, ServeError, Server, ShutdownOutcome};
 
 const AFTER_HELP: &str = "\
 Example:
@@ -24,7 +25,7 @@ On startup one line 'listening on http://ADDR' (or a JSON object with --json) is
 logs go to stderr. SIGTERM or Ctrl-C stops accepting and lets in-flight requests finish.
 
 Exit codes:
-  0  stopped cleanly after SIGTERM / Ctrl-C
+  0  stopped after SIGTERM / Ctrl-C (also if --shutdown-timeout expired; logged as a warning)
   1  unexpected runtime error
   2  usage error, or the repository directory is missing / has no metadata/
   3  the listen address cannot be bound (already in use, not local, no permission)";
@@ -70,6 +71,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let signals = ShutdownSignals::install();
     let mut config = Config::new(&cli.repo, cli.listen);
     config.shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
     let server = match Server::bind(config).await {
@@ -95,7 +97,7 @@ async fn run(cli: Cli) -> ExitCode {
     // Tests and scripts read this line to find the port; a closed stdout must not stop serving.
     let _ = writeln!(stdout, "{line}").and_then(|()| stdout.flush());
     drop(stdout);
-    match server.run(shutdown::signal()).await {
+    match server.run(signals.recv()).await {
         ShutdownOutcome::Graceful | ShutdownOutcome::TimedOut => ExitCode::SUCCESS,
     }
 }
