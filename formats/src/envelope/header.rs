@@ -102,21 +102,26 @@ impl PayloadHeader {
     /// Number of chunks: at least one (an empty payload is one empty last chunk).
     pub fn chunk_count(&self) -> u64 {
         self.plaintext_len
-            .div_ceil(u64::from(self.chunk_size))
+            .div_ceil(u64::from(self.chunk_size.max(1)))
             .max(1)
     }
 
-    /// Plaintext length of chunk `index` (which must be below [`Self::chunk_count`]).
+    /// Plaintext length of chunk `index` (zero past the end).
     pub fn chunk_plaintext_len(&self, index: u64) -> usize {
-        let start = index * u64::from(self.chunk_size);
-        let len = (self.plaintext_len - start).min(u64::from(self.chunk_size));
+        let start = index.saturating_mul(u64::from(self.chunk_size));
+        let len = self
+            .plaintext_len
+            .saturating_sub(start)
+            .min(u64::from(self.chunk_size));
         // chunk_size is a u32, so this always fits.
         len as usize
     }
 
     /// Total length of the encrypted payload: header plus every chunk with its tag.
     pub fn ciphertext_len(&self) -> u64 {
-        HEADER_LEN as u64 + self.plaintext_len + self.chunk_count() * TAG_LEN as u64
+        (HEADER_LEN as u64)
+            .saturating_add(self.plaintext_len)
+            .saturating_add(self.chunk_count().saturating_mul(TAG_LEN as u64))
     }
 
     /// Checks that the fields are in range (chunk size bounds, chunk count fits the counter).
