@@ -25,6 +25,7 @@
 
 pub mod cjson;
 pub mod crypto;
+pub mod envelope;
 pub mod error;
 pub mod hash;
 pub mod metadata;
