@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # Run the TUF client conformance suite (../shared/tuf-conformance) against our
 # tuf-conformance-client binary. Extra arguments go to pytest (e.g. -x, -k name).
-# Exit status: 0 when every test passes, 2 when the suite is absent, pytest's status otherwise.
+# Exit status: pytest's (0 only when every test passes); 0 with a "SKIPPED" line when the
+# suite is absent, so a CI driver can call this unconditionally.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 SUITE_REL="$ROOT/../shared/tuf-conformance"
 if [ ! -d "$SUITE_REL" ]; then
-    echo "conformance: SKIPPED, suite not found at $SUITE_REL" >&2
-    exit 2
+    echo "conformance: SKIPPED, suite not found at $SUITE_REL"
+    exit 0
 fi
 SUITE=$(cd "$SUITE_REL" && pwd)
 VENV=${TUFCONF_VENV:-/tmp/tufconf-venv}

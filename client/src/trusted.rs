@@ -204,10 +204,7 @@ impl TrustedSet {
             }
         }
         self.snapshot = Some(VerifiedSnapshot::new("snapshot", new));
-        self.check_final_snapshot()?;
-        self.snapshot
-            .as_ref()
-            .ok_or(Error::Workflow("snapshot vanished"))
+        self.check_final_snapshot()
     }
 
     fn check_final_snapshot(&self) -> Result<&VerifiedSnapshot> {

@@ -233,13 +233,13 @@ impl Updater {
             .ok_or(Error::Workflow("top-level targets not loaded"))
     }
 
-    /// Every target listed directly by the top-level targets role.
-    pub fn top_level_target_list(&mut self) -> Result<Vec<VerifiedTarget>> {
+    /// Every target listed directly by the top-level targets role (refreshes first if needed).
+    /// For targets of delegated roles too, see [`Updater::all_targets`].
+    pub fn top_level_target_iter(&mut self) -> Result<impl Iterator<Item = VerifiedTarget> + '_> {
         let top = self.top_level_targets()?;
         Ok(top
             .targets
             .iter()
-            .map(|(path, file)| VerifiedTarget::new(path.clone(), file.clone(), "targets"))
-            .collect())
+            .map(|(path, file)| VerifiedTarget::new(path.clone(), file.clone(), "targets")))
     }
 }
