@@ -47,11 +47,11 @@ impl TestDevice {
     pub fn fetch(&self, target: &str) -> ota_client::Result<PathBuf> {
         let mut up = self.updater();
         up.refresh()?;
-        let info = up
-            .get_target_info(target)?
-            .ok_or_else(|| ota_client::Error::TargetNotFound {
-                path: target.to_string(),
-            })?;
+        let info =
+            up.get_target_info(target)?
+                .ok_or_else(|| ota_client::Error::TargetNotFound {
+                    path: target.to_string(),
+                })?;
         up.download_target(&info, &self.downloads_dir())
     }
 

@@ -63,7 +63,10 @@ impl Nginx {
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "nginx did not start on port {port}");
+            assert!(
+                Instant::now() < deadline,
+                "nginx did not start on port {port}"
+            );
             std::thread::sleep(Duration::from_millis(20));
         }
         Some(Nginx {
@@ -72,7 +75,6 @@ impl Nginx {
             _dir: dir,
         })
     }
-
 }
 
 impl crate::RepoHost for Nginx {

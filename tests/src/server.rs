@@ -39,7 +39,6 @@ impl TestServer {
             thread: Some(thread),
         }
     }
-
 }
 
 impl crate::RepoHost for TestServer {

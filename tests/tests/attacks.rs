@@ -46,7 +46,11 @@ fn tampered_target_is_refused_and_good_copy_kept() {
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(leftovers.len(), 1, "only the first good download: {leftovers:?}");
+    assert_eq!(
+        leftovers.len(),
+        1,
+        "only the first good download: {leftovers:?}"
+    );
 }
 
 #[test]
@@ -167,7 +171,7 @@ fn expired_timestamp_is_refused() {
 fn mix_and_match_snapshot_is_refused() {
     let (mut fx, _server, dev) = setup();
     fx.publish(); // snapshot v3, timestamp pins its hash
-    // Serve a different, validly signed snapshot under the pinned version's name.
+                  // Serve a different, validly signed snapshot under the pinned version's name.
     let mut other = fx.snapshot.clone();
     other.meta.get_mut("targets.json").unwrap().version = 1;
     fx.write_metadata(
