@@ -8,7 +8,7 @@
 use crate::atomic::{self, PUBLIC_MODE};
 use crate::keys::{as_signers, LoadedKey};
 use crate::policy::{expires_at, health, Health};
-use crate::repo::{meta_entry, Repository};
+use crate::repo::{meta_entry, Repository, STAGED_FILE};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_formats::metadata::{MetaFile, RawMetadata, RoleType, Root, Signed, Targets};
@@ -172,6 +172,17 @@ pub fn publish(
         tracing::debug!(path = %path.display(), "commit point: replacing timestamp.json");
         atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
     }
+    if needs.targets && repo.staged.is_some() {
+        // After the commit point: a crash before this line only leaves staged content that
+        // equals the published one, which the next publish signs again harmlessly.
+        let staged = repo.dir.join(STAGED_FILE);
+        if let Err(e) = std::fs::remove_file(&staged).and_then(|()| atomic::sync_dir(&repo.dir)) {
+            crate::warn(&format!(
+                "published, but cannot remove {}: {e}",
+                staged.display()
+            ));
+        }
+    }
     Ok(Published {
         signed: needs.roles().into_iter().map(String::from).collect(),
         targets_version,
@@ -197,4 +208,13 @@ fn current_targets_meta(repo: &Repository) -> Result<MetaFile> {
 fn write_versioned(path: &Path, bytes: &[u8]) -> Result<()> {
     tracing::debug!(path = %path.display(), "writing");
     atomic::write_new(path, bytes, PUBLIC_MODE).map_err(|e| Error::write(path, e))
+}
+
+/// Stage `targets` (with new target files already in place) for the next publish, without
+/// signing: clients see nothing of it.
+pub fn stage(repo: &Repository, targets: &Targets) -> Result<()> {
+    let path = repo.dir.join(STAGED_FILE);
+    let mut bytes = serde_json::to_vec_pretty(targets).map_err(|e| Error::write(&path, e))?;
+    bytes.push(b'\n');
+    atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))
 }

@@ -178,3 +178,83 @@ fn help_has_examples_and_exit_codes() {
     let out = stdout(&run(["--help"]));
     assert!(out.contains("Exit codes") && out.contains("10"), "{out}");
 }
+
+#[test]
+fn staged_targets_publish_as_one_release() {
+    let env = Env::new();
+    env.init(&[]);
+    let a = env.image("a.img", 30_000, 21);
+    let b = env.image("b.img", 30_000, 22);
+    let stage = |file: &std::path::Path, name: &str, version: &str| {
+        run([
+            "add",
+            "--repo",
+            env.repo.to_str().unwrap(),
+            "--no-publish",
+            file.to_str().unwrap(),
+            "--name",
+            name,
+            "--version",
+            version,
+            "--hardware",
+            "hw",
+            "--json",
+        ])
+    };
+    let o = stage(&a, "app", "1.0.0");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["staged"], true);
+    let o = stage(&b, "modem", "3.0.0");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Nothing is published yet: clients still see the empty release.
+    let v = verify_repo(&env.repo);
+    assert_eq!((v.targets.version, v.timestamp.version), (1, 1));
+    assert!(v.targets.targets.is_empty());
+    let (c, s, err) = status_json(&env, Utc::now());
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        s["staged"],
+        serde_json::json!(["app-1.0.0.img.zst", "modem-3.0.0.img.zst"])
+    );
+    // Staged versions count for the version policy.
+    let before = tree(env.tmp.path());
+    assert_fails(&stage(&a, "app", "0.9.0"), 5, "not newer");
+    assert_eq!(tree(env.tmp.path()), before);
+
+    let o = run(env.repo_args("publish"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = verify_repo(&env.repo);
+    assert_eq!(
+        (v.targets.version, v.snapshot.version, v.timestamp.version),
+        (2, 2, 2)
+    );
+    assert_eq!(v.targets.targets.len(), 2);
+    assert!(!env.repo.join("ota-staged.json").exists());
+    let (_, s, _) = status_json(&env, Utc::now());
+    assert_eq!(s["staged"], serde_json::json!([]));
+}
+
+#[test]
+fn one_writer_at_a_time() {
+    let env = Env::new();
+    env.init(&[]);
+    let img = env.image("fw.img", 10_000, 23);
+    let lock = env.repo.join(".ota-sign.lock");
+    // A live owner (this test process) holds the lock: refused, nothing changes.
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let before = tree(env.tmp.path());
+    assert_fails(
+        &run(env.add_args(&img, "fw", "1.0.0", "hw")),
+        4,
+        "another ota-sign",
+    );
+    let mut force = env.repo_args("publish");
+    force.push("--force".into());
+    assert_fails(&run(&force), 4, "another ota-sign");
+    assert_eq!(tree(env.tmp.path()), before);
+    // A lock left by a process that is gone is taken over, and released at the end.
+    std::fs::write(&lock, "4194305\n").unwrap();
+    let o = run(env.add_args(&img, "fw", "1.0.0", "hw"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!lock.exists());
+}

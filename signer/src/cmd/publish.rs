@@ -1,5 +1,6 @@
 //! `ota-sign publish`: re-sign targets, snapshot and timestamp when due, bumping versions.
 use crate::keys;
+use crate::lock::RepoLock;
 use crate::publish::{self, RoleKeys};
 use crate::repo::Repository;
 use crate::Result;
@@ -12,6 +13,7 @@ Examples:
   ota-sign publish --repo repo --keys ~/ota-keys            # re-sign what expires soon
   ota-sign publish --repo repo --keys ~/ota-keys --force    # re-sign targets, snapshot, timestamp
 
+Targets staged with `ota-sign add --no-publish` are signed and published.
 A role is re-signed when under a quarter of its expiry period is left (or it expired); a new
 targets implies a new snapshot, which implies a new timestamp. Only the keys of the roles
 being signed are needed. Run it from cron (e.g. daily) to keep the repository fresh.";
@@ -47,8 +49,9 @@ pub struct Report {
 /// Run `publish`.
 pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     keys::check_outside_repo(&a.keys, &a.repo)?;
+    let _lock = RepoLock::acquire(&a.repo)?;
     let repo = Repository::load(&a.repo)?;
-    let needs = publish::plan(&repo, false, a.force, now);
+    let needs = publish::plan(&repo, repo.staged.is_some(), a.force, now);
     let published = if needs.is_empty() {
         publish::Published {
             signed: Vec::new(),
@@ -62,7 +65,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             let k = keys::load_role(&a.keys, &repo.config, &repo.root.signed, role)?;
             role_keys.insert(role.to_string(), k);
         }
-        publish::publish(&repo, repo.targets.signed.clone(), needs, &role_keys, now)?
+        publish::publish(&repo, repo.working_targets(), needs, &role_keys, now)?
     };
     let report = Report {
         changed: !published.signed.is_empty(),
