@@ -1,6 +1,7 @@
 //! `ota-sign`: see `ota-sign --help`. The work is done in the `ota_signer` library.
 use clap::Parser;
 use ota_signer::cmd::{run, Cli};
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
@@ -15,6 +16,7 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     match run(cli) {
         Ok(code) => ExitCode::from(code),

@@ -19,6 +19,9 @@ use std::path::Path;
 /// Which roles get new metadata.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Needs {
+    /// New root metadata (same keys, new version and expiry); only on request, since root
+    /// keys are meant to stay offline.
+    pub root: bool,
     /// New targets metadata.
     pub targets: bool,
     /// New snapshot metadata.
@@ -31,6 +34,7 @@ impl Needs {
     /// The roles to sign, in signing order.
     pub fn roles(&self) -> Vec<&'static str> {
         [
+            ("root", self.root),
             ("targets", self.targets),
             ("snapshot", self.snapshot),
             ("timestamp", self.timestamp),
@@ -42,7 +46,7 @@ impl Needs {
 
     /// Whether nothing needs signing.
     pub fn is_empty(&self) -> bool {
-        !(self.targets || self.snapshot || self.timestamp)
+        !(self.root || self.targets || self.snapshot || self.timestamp)
     }
 }
 
@@ -55,7 +59,9 @@ pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime
     let targets = force || targets_changed || due("targets", repo.targets.signed.expires);
     let snapshot = force || targets || due("snapshot", repo.snapshot.signed.expires);
     let timestamp = force || snapshot || due("timestamp", repo.timestamp.signed.expires);
+    tracing::debug!(targets, snapshot, timestamp, "roles to sign");
     Needs {
+        root: false,
         targets,
         snapshot,
         timestamp,
@@ -67,6 +73,8 @@ pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime
 pub struct Published {
     /// Roles that got new metadata.
     pub signed: Vec<String>,
+    /// Current root version.
+    pub root_version: u64,
     /// Current targets version.
     pub targets_version: u64,
     /// Current snapshot version.
@@ -114,6 +122,20 @@ pub fn publish(
     let root = &repo.root.signed;
     let md = repo.metadata_dir();
     let mut writes: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+
+    // Root first: clients update root before they look at the timestamp.
+    let mut root_version = root.version;
+    let mut root_copy = None;
+    if needs.root {
+        let mut r = root.clone();
+        root_version = repo.next_version("root", root_version);
+        r.version = root_version;
+        r.expires = expires_at(now, repo.config.period("root"));
+        // Signed by the current root keys, so it verifies under the old and the new root.
+        let bytes = sign_role("root", r, keys, root)?;
+        writes.push((md.join(format!("{root_version}.root.json")), bytes.clone()));
+        root_copy = Some(bytes);
+    }
 
     let mut targets_version = repo.targets.signed.version;
     let targets_meta = if needs.targets {
@@ -164,8 +186,16 @@ pub fn publish(
         timestamp_bytes = Some(sign_role("timestamp", ts, keys, root)?);
     }
 
-    for (path, bytes) in &writes {
-        write_versioned(path, bytes)?;
+    let mut writes = writes.into_iter();
+    if let Some(bytes) = root_copy {
+        if let Some((path, versioned)) = writes.next() {
+            write_versioned(&path, &versioned)?;
+        }
+        let path = md.join("root.json");
+        atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
+    }
+    for (path, bytes) in writes {
+        write_versioned(&path, &bytes)?;
     }
     if let Some(bytes) = timestamp_bytes {
         let path = md.join("timestamp.json");
@@ -185,6 +215,7 @@ pub fn publish(
     }
     Ok(Published {
         signed: needs.roles().into_iter().map(String::from).collect(),
+        root_version,
         targets_version,
         snapshot_version,
         timestamp_version,

@@ -184,6 +184,14 @@ impl Repository {
                 )))
             }
         };
+        tracing::debug!(
+            root = root.signed.version,
+            targets = targets.signed.version,
+            snapshot = snapshot.signed.version,
+            timestamp = timestamp.signed.version,
+            staged = staged.is_some(),
+            "repository loaded and verified"
+        );
         Ok(Repository {
             dir: dir.to_path_buf(),
             config,

@@ -258,3 +258,51 @@ fn one_writer_at_a_time() {
     assert_eq!(code(&o), 0, "{}", stderr(&o));
     assert!(!lock.exists());
 }
+
+#[test]
+fn publish_root_extends_root_with_a_new_version() {
+    let env = Env::new();
+    env.init(&["--root-expiry", "8w"]);
+    let now = Utc::now();
+    let old_root = std::fs::read(env.md("1.root.json")).unwrap();
+    // Seven weeks on, root has under a quarter of its period left: status and publish say so.
+    let later = now + Duration::weeks(7);
+    let (c, s, err) = status_json(&env, later);
+    assert_eq!(c, 10, "{err}");
+    assert_eq!(s["roles"]["root"]["health"], "expiring");
+    assert!(err.contains("publish --root"), "{err}");
+    let mut args = env.repo_args("publish");
+    args.push(at(later));
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("publish --root"), "{}", stderr(&o));
+    assert_eq!(verify_repo(&env.repo).root.version, 1);
+
+    // Without the root key: refused, nothing changes.
+    let root_key = std::fs::read(env.keys.join("root-1.pem")).unwrap();
+    std::fs::remove_file(env.keys.join("root-1.pem")).unwrap();
+    args.push("--root".into());
+    let before = tree(env.tmp.path());
+    assert_fails(&run(&args), 3, "root");
+    assert_eq!(tree(env.tmp.path()), before);
+
+    std::fs::write(env.keys.join("root-1.pem"), root_key).unwrap();
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = verify_repo(&env.repo);
+    assert_eq!(v.root.version, 2);
+    assert!(v.root.expires > later + Duration::weeks(7));
+    assert_eq!(std::fs::read(env.md("1.root.json")).unwrap(), old_root);
+    assert_eq!(
+        std::fs::read(env.md("2.root.json")).unwrap(),
+        std::fs::read(env.md("root.json")).unwrap()
+    );
+    // A client holding root v1 accepts v2: signed by v1's root keys.
+    let old: ota_formats::metadata::Root = raw(&env.md("1.root.json")).parse().unwrap();
+    let rk = old.role("root").unwrap();
+    raw(&env.md("2.root.json"))
+        .verify("root", &old, &rk.keyids, rk.threshold)
+        .unwrap();
+    let (c, _, err) = status_json(&env, later);
+    assert_eq!(c, 0, "{err}");
+}

@@ -87,7 +87,11 @@ pub struct Report {
 }
 
 fn bad_input(e: ota_formats::Error, hint: &str) -> Error {
-    Error::input(e.to_string(), hint)
+    let msg = match e {
+        ota_formats::Error::Invalid { what, reason } => format!("invalid {what} {reason}"),
+        other => other.to_string(),
+    };
+    Error::input(msg, hint)
 }
 
 /// Newest published version of `name`, by semver precedence.

@@ -97,7 +97,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         let h = health(expires, period, now);
         let left = expires - now;
         let fix = if role == "root" {
-            "sign a new root version with the root keys"
+            "run `ota-sign publish --root` (needs the root keys)"
         } else {
             "run `ota-sign publish`"
         };
