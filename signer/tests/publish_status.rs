@@ -306,3 +306,21 @@ fn publish_root_extends_root_with_a_new_version() {
     let (c, _, err) = status_json(&env, later);
     assert_eq!(c, 0, "{err}");
 }
+
+#[test]
+fn verbose_logs_go_to_stderr() {
+    let env = Env::new();
+    env.init(&[]);
+    let o = run([
+        "-v",
+        "status",
+        "--repo",
+        env.repo.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    assert!(stderr(&o).contains("DEBUG"), "{}", stderr(&o));
+    json(&o); // stdout stays pure JSON
+    let o = run(["status", "--repo", env.repo.to_str().unwrap()]);
+    assert!(!stderr(&o).contains("DEBUG"));
+}
