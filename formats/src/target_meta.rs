@@ -342,7 +342,15 @@ mod tests {
         for ok in ["0.0.0", "1.2.3", "10.20.30-alpha.1+build.5", "1.0.0-0"] {
             validate_version(ok).unwrap();
         }
-        for bad in ["1.2", "1.2.3.4", "01.2.3", "v1.2.3", "1.2.x", "1.2.3-", "1.2.3+a..b"] {
+        for bad in [
+            "1.2",
+            "1.2.3.4",
+            "01.2.3",
+            "v1.2.3",
+            "1.2.x",
+            "1.2.3-",
+            "1.2.3+a..b",
+        ] {
             assert!(validate_version(bad).is_err(), "{bad}");
         }
     }
