@@ -125,7 +125,7 @@ pub fn publish(
 
     // Root first: clients update root before they look at the timestamp.
     let mut root_version = root.version;
-    let mut root_copy = None;
+    let mut root_write = None;
     if needs.root {
         let mut r = root.clone();
         root_version = repo.next_version("root", root_version);
@@ -133,8 +133,7 @@ pub fn publish(
         r.expires = expires_at(now, repo.config.period("root"));
         // Signed by the current root keys, so it verifies under the old and the new root.
         let bytes = sign_role("root", r, keys, root)?;
-        writes.push((md.join(format!("{root_version}.root.json")), bytes.clone()));
-        root_copy = Some(bytes);
+        root_write = Some((md.join(format!("{root_version}.root.json")), bytes));
     }
 
     let mut targets_version = repo.targets.signed.version;
@@ -186,11 +185,9 @@ pub fn publish(
         timestamp_bytes = Some(sign_role("timestamp", ts, keys, root)?);
     }
 
-    let mut writes = writes.into_iter();
-    if let Some(bytes) = root_copy {
-        if let Some((path, versioned)) = writes.next() {
-            write_versioned(&path, &versioned)?;
-        }
+    if let Some((versioned, bytes)) = root_write {
+        write_versioned(&versioned, &bytes)?;
+        // root.json is a copy of the newest root for bootstrapping; clients walk N.root.json.
         let path = md.join("root.json");
         atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
     }
