@@ -3,7 +3,8 @@
 //! Two `add` or `publish` runs at once would both sign "the next version" from the same state,
 //! and the later timestamp could point clients back to an older snapshot, which they reject as
 //! a rollback. The lock holds the owner's pid; a lock whose process is gone (a crash) is taken
-//! over.
+//! over. Whoever takes the lock removes temp files that crashed runs left behind.
+use crate::repo::{METADATA_DIR, TARGETS_DIR};
 use crate::{Error, Result};
 use std::fs::OpenOptions;
 use std::io::Write;
@@ -38,6 +39,9 @@ impl RepoLock {
                 Ok(mut f) => {
                     f.write_all(format!("{}\n", std::process::id()).as_bytes())
                         .map_err(|e| Error::write(&path, e))?;
+                    for sub in [METADATA_DIR, TARGETS_DIR] {
+                        crate::atomic::remove_stale_temps(&dir.join(sub));
+                    }
                     return Ok(RepoLock { path });
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {

@@ -1,7 +1,7 @@
 //! Signing and publishing new targets, snapshot and timestamp metadata as one transaction.
 //!
-//! Everything is built and signed in memory first. Then, in this order: the new versioned
-//! `N.targets.json`, the new versioned `N.snapshot.json` (each written as a new file, never
+//! Everything is built and signed in memory first. Then, in this order: a new root (only on
+//! request: `N.root.json`, then the `root.json` copy), the new versioned `N.targets.json`, the new versioned `N.snapshot.json` (each written as a new file, never
 //! over an existing one), and last `timestamp.json`, replaced atomically. Clients start from
 //! the timestamp, so until that rename they see the previous release, complete; after it,
 //! the new one, complete. A crash in between leaves only unreferenced files.
