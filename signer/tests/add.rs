@@ -276,6 +276,17 @@ fn corrupt_repositories_are_refused_with_exit_4_and_no_change() {
             "1.targets.json",
         ),
         (
+            "key file outside the keys directory",
+            |e| {
+                let p = e.repo.join("ota-repo.json");
+                let c = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("\"targets-1.pem\"", "\"../keys/targets-1.pem\"");
+                std::fs::write(&p, c).unwrap();
+            },
+            "not a plain file name",
+        ),
+        (
             "missing snapshot",
             |e| std::fs::remove_file(e.md("1.snapshot.json")).unwrap(),
             "1.snapshot.json",
