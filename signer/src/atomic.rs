@@ -69,6 +69,20 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     sync_dir(parent(path)?)
 }
 
+/// Remove temp files left in `dir` by a crashed run. Call only while holding the
+/// repository lock, so no live run owns them.
+pub fn remove_stale_temps(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        if e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            tracing::debug!(path = %e.path().display(), "removing a temp file of a crashed run");
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

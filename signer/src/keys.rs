@@ -207,6 +207,7 @@ pub fn load_role(
                 format!("root.json authorises other keys for {role}; pass the --keys directory made for this repository"),
             ));
         }
+        tracing::debug!(role, file = %file, keyid = %key.keyid, "key loaded");
         if !loaded.iter().any(|k| k.keyid == key.keyid) {
             loaded.push(key);
         }

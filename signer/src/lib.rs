@@ -9,7 +9,7 @@
 //! - [`repo`]: loading and verifying a repository;
 //! - [`compress`]: streaming zstd compression of images;
 //! - [`publish`]: the ordered, atomic publication of new metadata;
-//! - [`atomic`]: crash-safe file writes;
+//! - [`atomic`]: crash-safe file writes; [`lock`]: one writer at a time;
 //! - [`cmd`]: one module per subcommand.
 //!
 //! Errors carry a hint and map to the CLI's exit codes (see [`error`]).
@@ -22,6 +22,7 @@ pub mod compress;
 pub mod config;
 pub mod error;
 pub mod keys;
+pub mod lock;
 pub mod policy;
 pub mod progress;
 pub mod publish;

@@ -1,14 +1,14 @@
 //! Signing and publishing new targets, snapshot and timestamp metadata as one transaction.
 //!
-//! Everything is built and signed in memory first. Then, in this order: the new versioned
-//! `N.targets.json`, the new versioned `N.snapshot.json` (each written as a new file, never
+//! Everything is built and signed in memory first. Then, in this order: a new root (only on
+//! request: `N.root.json`, then the `root.json` copy), the new versioned `N.targets.json`, the new versioned `N.snapshot.json` (each written as a new file, never
 //! over an existing one), and last `timestamp.json`, replaced atomically. Clients start from
 //! the timestamp, so until that rename they see the previous release, complete; after it,
 //! the new one, complete. A crash in between leaves only unreferenced files.
 use crate::atomic::{self, PUBLIC_MODE};
 use crate::keys::{as_signers, LoadedKey};
 use crate::policy::{expires_at, health, Health};
-use crate::repo::{meta_entry, Repository};
+use crate::repo::{meta_entry, Repository, STAGED_FILE};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_formats::metadata::{MetaFile, RawMetadata, RoleType, Root, Signed, Targets};
@@ -19,6 +19,9 @@ use std::path::Path;
 /// Which roles get new metadata.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct Needs {
+    /// New root metadata (same keys, new version and expiry); only on request, since root
+    /// keys are meant to stay offline.
+    pub root: bool,
     /// New targets metadata.
     pub targets: bool,
     /// New snapshot metadata.
@@ -31,6 +34,7 @@ impl Needs {
     /// The roles to sign, in signing order.
     pub fn roles(&self) -> Vec<&'static str> {
         [
+            ("root", self.root),
             ("targets", self.targets),
             ("snapshot", self.snapshot),
             ("timestamp", self.timestamp),
@@ -42,7 +46,7 @@ impl Needs {
 
     /// Whether nothing needs signing.
     pub fn is_empty(&self) -> bool {
-        !(self.targets || self.snapshot || self.timestamp)
+        !(self.root || self.targets || self.snapshot || self.timestamp)
     }
 }
 
@@ -55,7 +59,9 @@ pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime
     let targets = force || targets_changed || due("targets", repo.targets.signed.expires);
     let snapshot = force || targets || due("snapshot", repo.snapshot.signed.expires);
     let timestamp = force || snapshot || due("timestamp", repo.timestamp.signed.expires);
+    tracing::debug!(targets, snapshot, timestamp, "roles to sign");
     Needs {
+        root: false,
         targets,
         snapshot,
         timestamp,
@@ -67,6 +73,8 @@ pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime
 pub struct Published {
     /// Roles that got new metadata.
     pub signed: Vec<String>,
+    /// Current root version.
+    pub root_version: u64,
     /// Current targets version.
     pub targets_version: u64,
     /// Current snapshot version.
@@ -114,6 +122,19 @@ pub fn publish(
     let root = &repo.root.signed;
     let md = repo.metadata_dir();
     let mut writes: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
+
+    // Root first: clients update root before they look at the timestamp.
+    let mut root_version = root.version;
+    let mut root_write = None;
+    if needs.root {
+        let mut r = root.clone();
+        root_version = repo.next_version("root", root_version);
+        r.version = root_version;
+        r.expires = expires_at(now, repo.config.period("root"));
+        // Signed by the current root keys, so it verifies under the old and the new root.
+        let bytes = sign_role("root", r, keys, root)?;
+        root_write = Some((md.join(format!("{root_version}.root.json")), bytes));
+    }
 
     let mut targets_version = repo.targets.signed.version;
     let targets_meta = if needs.targets {
@@ -164,16 +185,34 @@ pub fn publish(
         timestamp_bytes = Some(sign_role("timestamp", ts, keys, root)?);
     }
 
-    for (path, bytes) in &writes {
-        write_versioned(path, bytes)?;
+    if let Some((versioned, bytes)) = root_write {
+        write_versioned(&versioned, &bytes)?;
+        // root.json is a copy of the newest root for bootstrapping; clients walk N.root.json.
+        let path = md.join("root.json");
+        atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
+    }
+    for (path, bytes) in writes {
+        write_versioned(&path, &bytes)?;
     }
     if let Some(bytes) = timestamp_bytes {
         let path = md.join("timestamp.json");
         tracing::debug!(path = %path.display(), "commit point: replacing timestamp.json");
         atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
     }
+    if needs.targets && repo.staged.is_some() {
+        // After the commit point: a crash before this line only leaves staged content that
+        // equals the published one, which the next publish signs again harmlessly.
+        let staged = repo.dir.join(STAGED_FILE);
+        if let Err(e) = std::fs::remove_file(&staged).and_then(|()| atomic::sync_dir(&repo.dir)) {
+            crate::warn(&format!(
+                "published, but cannot remove {}: {e}",
+                staged.display()
+            ));
+        }
+    }
     Ok(Published {
         signed: needs.roles().into_iter().map(String::from).collect(),
+        root_version,
         targets_version,
         snapshot_version,
         timestamp_version,
@@ -197,4 +236,13 @@ fn current_targets_meta(repo: &Repository) -> Result<MetaFile> {
 fn write_versioned(path: &Path, bytes: &[u8]) -> Result<()> {
     tracing::debug!(path = %path.display(), "writing");
     atomic::write_new(path, bytes, PUBLIC_MODE).map_err(|e| Error::write(path, e))
+}
+
+/// Stage `targets` (with new target files already in place) for the next publish, without
+/// signing: clients see nothing of it.
+pub fn stage(repo: &Repository, targets: &Targets) -> Result<()> {
+    let path = repo.dir.join(STAGED_FILE);
+    let mut bytes = serde_json::to_vec_pretty(targets).map_err(|e| Error::write(&path, e))?;
+    bytes.push(b'\n');
+    atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))
 }

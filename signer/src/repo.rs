@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! DIR/ota-repo.json                 signer policy (no key material)
+//! DIR/ota-staged.json               targets added with --no-publish, not yet signed
 //! DIR/metadata/1.root.json          every root version, and root.json = the latest
 //! DIR/metadata/N.targets.json       versioned targets
 //! DIR/metadata/N.snapshot.json      versioned snapshot
@@ -22,6 +23,8 @@ use std::path::{Path, PathBuf};
 pub const METADATA_DIR: &str = "metadata";
 /// Name of the target files directory.
 pub const TARGETS_DIR: &str = "targets";
+/// Unsigned targets content staged by `add --no-publish`, signed by the next publish.
+pub const STAGED_FILE: &str = "ota-staged.json";
 
 /// A loaded, verified repository.
 #[derive(Debug, Clone)]
@@ -38,6 +41,8 @@ pub struct Repository {
     pub snapshot: Signed<Snapshot>,
     /// Current timestamp.
     pub timestamp: Signed<Timestamp>,
+    /// Staged (unsigned, unpublished) targets content, if any.
+    pub staged: Option<Targets>,
 }
 
 fn corrupt(msg: String) -> Error {
@@ -152,24 +157,41 @@ impl Repository {
             &targets_bytes,
         )?;
 
-        for (path, t) in &targets.signed.targets {
-            let Some(sha) = t.sha256() else {
-                return Err(corrupt(format!("target {path} has no sha256 hash")));
-            };
-            let file = target_file_path(dir, path, sha);
-            match std::fs::metadata(&file) {
-                Ok(m) if m.len() == t.length => {}
-                Ok(m) => {
-                    return Err(corrupt(format!(
-                        "target file {} has {} bytes, metadata says {}",
-                        file.display(),
-                        m.len(),
-                        t.length
-                    )))
-                }
-                Err(e) => return Err(corrupt(format!("target file {}: {e}", file.display()))),
-            }
+        if !dir.join(TARGETS_DIR).is_dir() {
+            return Err(corrupt(format!(
+                "{} is missing",
+                dir.join(TARGETS_DIR).display()
+            )));
         }
+        check_target_files(dir, &targets.signed)?;
+        let staged_path = dir.join(STAGED_FILE);
+        let staged = match std::fs::read(&staged_path) {
+            Ok(b) => {
+                let t: Targets = serde_json::from_slice(&b).map_err(|e| {
+                    Error::repo(
+                        format!("{} is corrupt: {e}", staged_path.display()),
+                        "remove it to drop the staged targets, then add them again",
+                    )
+                })?;
+                check_target_files(dir, &t)?;
+                Some(t)
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => {
+                return Err(corrupt(format!(
+                    "cannot read {}: {e}",
+                    staged_path.display()
+                )))
+            }
+        };
+        tracing::debug!(
+            root = root.signed.version,
+            targets = targets.signed.version,
+            snapshot = snapshot.signed.version,
+            timestamp = timestamp.signed.version,
+            staged = staged.is_some(),
+            "repository loaded and verified"
+        );
         Ok(Repository {
             dir: dir.to_path_buf(),
             config,
@@ -177,7 +199,15 @@ impl Repository {
             targets,
             snapshot,
             timestamp,
+            staged,
         })
+    }
+
+    /// The targets content new changes build on: the staged one, or else the published one.
+    pub fn working_targets(&self) -> Targets {
+        self.staged
+            .clone()
+            .unwrap_or_else(|| self.targets.signed.clone())
     }
 
     /// The next free version of `role`: above the current one and above any versioned file
@@ -265,6 +295,30 @@ fn check_meta(path: &Path, meta: &MetaFile, version: u64, bytes: &[u8]) -> Resul
     if let Some(hashes) = &meta.hashes {
         ota_formats::hash::verify_bytes(bytes, hashes, bytes.len() as u64)
             .map_err(|e| corrupt(format!("{name}: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Every target file is present with the listed length (hashing them all would make each
+/// command read gigabytes; the client checks hashes on download).
+fn check_target_files(dir: &Path, targets: &Targets) -> Result<()> {
+    for (path, t) in &targets.targets {
+        let Some(sha) = t.sha256() else {
+            return Err(corrupt(format!("target {path} has no sha256 hash")));
+        };
+        let file = target_file_path(dir, path, sha);
+        match std::fs::metadata(&file) {
+            Ok(m) if m.len() == t.length => {}
+            Ok(m) => {
+                return Err(corrupt(format!(
+                    "target file {} has {} bytes, metadata says {}",
+                    file.display(),
+                    m.len(),
+                    t.length
+                )))
+            }
+            Err(e) => return Err(corrupt(format!("target file {}: {e}", file.display()))),
+        }
     }
     Ok(())
 }

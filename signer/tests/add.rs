@@ -276,6 +276,17 @@ fn corrupt_repositories_are_refused_with_exit_4_and_no_change() {
             "1.targets.json",
         ),
         (
+            "key file outside the keys directory",
+            |e| {
+                let p = e.repo.join("ota-repo.json");
+                let c = std::fs::read_to_string(&p)
+                    .unwrap()
+                    .replace("\"targets-1.pem\"", "\"../keys/targets-1.pem\"");
+                std::fs::write(&p, c).unwrap();
+            },
+            "not a plain file name",
+        ),
+        (
             "missing snapshot",
             |e| std::fs::remove_file(e.md("1.snapshot.json")).unwrap(),
             "1.snapshot.json",
@@ -344,4 +355,51 @@ fn interrupted_runs_leave_no_trap() {
         (v.targets.version, v.snapshot.version, v.timestamp.version),
         (3, 3, 2)
     );
+}
+
+#[test]
+fn a_killed_add_leaves_the_previous_release_intact() {
+    let env = Env::new();
+    env.init(&[]);
+    let first = env.image("first.img", 10_000, 30);
+    assert_eq!(code(&run(env.add_args(&first, "fw", "1.0.0", "hw"))), 0);
+    let published = tree(&env.repo.join("metadata"));
+    // Level 19 on 24 MiB takes seconds: kill it mid-compression.
+    let img = env.image("big.img", 24 * 1024 * 1024, 31);
+    let mut child = std::process::Command::new(BIN)
+        .args(env.add_args(&img, "fw", "2.0.0", "hw"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let lock = env.repo.join(".ota-sign.lock");
+    let tmp_seen = || {
+        std::fs::read_dir(env.repo.join("targets"))
+            .unwrap()
+            .any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(".ota-tmp-")
+            })
+    };
+    let start = std::time::Instant::now();
+    while !(lock.exists() && tmp_seen()) && start.elapsed().as_secs() < 30 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(tmp_seen(), "compression should have started");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    // Clients still get the previous release, complete and verified.
+    assert_eq!(tree(&env.repo.join("metadata")), published);
+    let v = verify_repo(&env.repo);
+    assert_eq!(v.targets.targets.len(), 1);
+    // The next run takes over the stale lock, removes the temp file, and publishes.
+    let small = env.image("small.img", 10_000, 32);
+    let o = run(env.add_args(&small, "fw", "2.0.0", "hw"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!tmp_seen());
+    assert!(!lock.exists());
+    assert_eq!(verify_repo(&env.repo).targets.targets.len(), 2);
 }

@@ -272,3 +272,16 @@ fn init_refuses_an_unusable_existing_key_file() {
     assert_fails(&o, 3, "targets-1.pem");
     assert_eq!(tree(env.tmp.path()), before);
 }
+
+#[test]
+fn init_refuses_one_key_for_two_roles() {
+    let env = Env::new();
+    std::fs::create_dir(&env.keys).unwrap();
+    let pem = Ed25519Signer::generate().to_pkcs8_pem().unwrap();
+    std::fs::write(env.keys.join("targets-1.pem"), &pem).unwrap();
+    std::fs::write(env.keys.join("snapshot-1.pem"), &pem).unwrap();
+    let before = tree(env.tmp.path());
+    let o = run(env.repo_args("init"));
+    assert_fails(&o, 3, "already used");
+    assert_eq!(tree(env.tmp.path()), before);
+}

@@ -178,3 +178,149 @@ fn help_has_examples_and_exit_codes() {
     let out = stdout(&run(["--help"]));
     assert!(out.contains("Exit codes") && out.contains("10"), "{out}");
 }
+
+#[test]
+fn staged_targets_publish_as_one_release() {
+    let env = Env::new();
+    env.init(&[]);
+    let a = env.image("a.img", 30_000, 21);
+    let b = env.image("b.img", 30_000, 22);
+    let stage = |file: &std::path::Path, name: &str, version: &str| {
+        run([
+            "add",
+            "--repo",
+            env.repo.to_str().unwrap(),
+            "--no-publish",
+            file.to_str().unwrap(),
+            "--name",
+            name,
+            "--version",
+            version,
+            "--hardware",
+            "hw",
+            "--json",
+        ])
+    };
+    let o = stage(&a, "app", "1.0.0");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert_eq!(json(&o)["staged"], true);
+    let o = stage(&b, "modem", "3.0.0");
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    // Nothing is published yet: clients still see the empty release.
+    let v = verify_repo(&env.repo);
+    assert_eq!((v.targets.version, v.timestamp.version), (1, 1));
+    assert!(v.targets.targets.is_empty());
+    let (c, s, err) = status_json(&env, Utc::now());
+    assert_eq!(c, 0, "{err}");
+    assert_eq!(
+        s["staged"],
+        serde_json::json!(["app-1.0.0.img.zst", "modem-3.0.0.img.zst"])
+    );
+    // Staged versions count for the version policy.
+    let before = tree(env.tmp.path());
+    assert_fails(&stage(&a, "app", "0.9.0"), 5, "not newer");
+    assert_eq!(tree(env.tmp.path()), before);
+
+    let o = run(env.repo_args("publish"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = verify_repo(&env.repo);
+    assert_eq!(
+        (v.targets.version, v.snapshot.version, v.timestamp.version),
+        (2, 2, 2)
+    );
+    assert_eq!(v.targets.targets.len(), 2);
+    assert!(!env.repo.join("ota-staged.json").exists());
+    let (_, s, _) = status_json(&env, Utc::now());
+    assert_eq!(s["staged"], serde_json::json!([]));
+}
+
+#[test]
+fn one_writer_at_a_time() {
+    let env = Env::new();
+    env.init(&[]);
+    let img = env.image("fw.img", 10_000, 23);
+    let lock = env.repo.join(".ota-sign.lock");
+    // A live owner (this test process) holds the lock: refused, nothing changes.
+    std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let before = tree(env.tmp.path());
+    assert_fails(
+        &run(env.add_args(&img, "fw", "1.0.0", "hw")),
+        4,
+        "another ota-sign",
+    );
+    let mut force = env.repo_args("publish");
+    force.push("--force".into());
+    assert_fails(&run(&force), 4, "another ota-sign");
+    assert_eq!(tree(env.tmp.path()), before);
+    // A lock left by a process that is gone is taken over, and released at the end.
+    std::fs::write(&lock, "4194305\n").unwrap();
+    let o = run(env.add_args(&img, "fw", "1.0.0", "hw"));
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(!lock.exists());
+}
+
+#[test]
+fn publish_root_extends_root_with_a_new_version() {
+    let env = Env::new();
+    env.init(&["--root-expiry", "8w"]);
+    let now = Utc::now();
+    let old_root = std::fs::read(env.md("1.root.json")).unwrap();
+    // Seven weeks on, root has under a quarter of its period left: status and publish say so.
+    let later = now + Duration::weeks(7);
+    let (c, s, err) = status_json(&env, later);
+    assert_eq!(c, 10, "{err}");
+    assert_eq!(s["roles"]["root"]["health"], "expiring");
+    assert!(err.contains("publish --root"), "{err}");
+    let mut args = env.repo_args("publish");
+    args.push(at(later));
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    assert!(stderr(&o).contains("publish --root"), "{}", stderr(&o));
+    assert_eq!(verify_repo(&env.repo).root.version, 1);
+
+    // Without the root key: refused, nothing changes.
+    let root_key = std::fs::read(env.keys.join("root-1.pem")).unwrap();
+    std::fs::remove_file(env.keys.join("root-1.pem")).unwrap();
+    args.push("--root".into());
+    let before = tree(env.tmp.path());
+    assert_fails(&run(&args), 3, "root");
+    assert_eq!(tree(env.tmp.path()), before);
+
+    std::fs::write(env.keys.join("root-1.pem"), root_key).unwrap();
+    let o = run(&args);
+    assert_eq!(code(&o), 0, "{}", stderr(&o));
+    let v = verify_repo(&env.repo);
+    assert_eq!(v.root.version, 2);
+    assert!(v.root.expires > later + Duration::weeks(7));
+    assert_eq!(std::fs::read(env.md("1.root.json")).unwrap(), old_root);
+    assert_eq!(
+        std::fs::read(env.md("2.root.json")).unwrap(),
+        std::fs::read(env.md("root.json")).unwrap()
+    );
+    // A client holding root v1 accepts v2: signed by v1's root keys.
+    let old: ota_formats::metadata::Root = raw(&env.md("1.root.json")).parse().unwrap();
+    let rk = old.role("root").unwrap();
+    raw(&env.md("2.root.json"))
+        .verify("root", &old, &rk.keyids, rk.threshold)
+        .unwrap();
+    let (c, _, err) = status_json(&env, later);
+    assert_eq!(c, 0, "{err}");
+}
+
+#[test]
+fn verbose_logs_go_to_stderr() {
+    let env = Env::new();
+    env.init(&[]);
+    let o = run([
+        "-v",
+        "status",
+        "--repo",
+        env.repo.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code(&o), 0);
+    assert!(stderr(&o).contains("DEBUG"), "{}", stderr(&o));
+    json(&o); // stdout stays pure JSON
+    let o = run(["status", "--repo", env.repo.to_str().unwrap()]);
+    assert!(!stderr(&o).contains("DEBUG"));
+}

@@ -2,13 +2,14 @@
 //! metadata, and publish new targets, snapshot and timestamp metadata.
 use crate::compress;
 use crate::keys;
+use crate::lock::RepoLock;
 use crate::progress::bytes_bar;
 use crate::publish::{self, RoleKeys};
 use crate::repo::{target_file_path, Repository, TARGETS_DIR};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_formats::hash::Hashes;
-use ota_formats::metadata::TargetFile;
+use ota_formats::metadata::{TargetFile, Targets};
 use ota_formats::target_meta::{self, Compression, ImageInfo, OtaTarget};
 use serde::Serialize;
 use serde_json::Map;
@@ -18,6 +19,8 @@ const EXAMPLE: &str = "\
 Examples:
   ota-sign add --repo repo --keys ~/ota-keys build/fw.img --name gateway-fw --version 1.2.0 --hardware board-a,board-b
   ota-sign add --repo repo --keys ~/ota-keys fw-1.1.9.img --name gateway-fw --version 1.1.9 --hardware board-a --allow-downgrade
+  ota-sign add --repo repo --no-publish modem.img --name modem-fw --version 3.0.0 --hardware board-a
+  ota-sign publish --repo repo --keys ~/ota-keys         # signs the staged targets as one release
 
 The target is published as NAME-VERSION.img.zst (zstd, window at most 8 MiB) and stored as
 targets/<sha256>.NAME-VERSION.img.zst. A version must be newer (semver) than every published
@@ -34,8 +37,8 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
     /// Directory of the private keys (targets, snapshot and timestamp keys are used).
-    #[arg(long, value_name = "DIR")]
-    pub keys: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "no_publish")]
+    pub keys: Option<PathBuf>,
     /// Image name (letters, digits, '.', '_', '-').
     #[arg(long, value_name = "NAME")]
     pub name: String,
@@ -53,6 +56,10 @@ pub struct Args {
     /// Accept a version that is not newer than the published ones (a deliberate rollback).
     #[arg(long)]
     pub allow_downgrade: bool,
+    /// Only stage the target (no keys needed); `ota-sign publish` signs all staged targets
+    /// as one release.
+    #[arg(long)]
+    pub no_publish: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -73,18 +80,24 @@ pub struct Report {
     pub ota: OtaTarget,
     /// Newest version of the same name published before, if any.
     pub previous_version: Option<String>,
-    /// New metadata versions.
-    pub published: publish::Published,
+    /// New metadata versions (absent with --no-publish).
+    pub published: Option<publish::Published>,
+    /// Whether the target was only staged.
+    pub staged: bool,
 }
 
 fn bad_input(e: ota_formats::Error, hint: &str) -> Error {
-    Error::input(e.to_string(), hint)
+    let msg = match e {
+        ota_formats::Error::Invalid { what, reason } => format!("invalid {what} {reason}"),
+        other => other.to_string(),
+    };
+    Error::input(msg, hint)
 }
 
 /// Newest published version of `name`, by semver precedence.
-fn newest_version(repo: &Repository, name: &str) -> Option<semver::Version> {
+fn newest_version(targets: &Targets, name: &str) -> Option<semver::Version> {
     let mut newest: Option<semver::Version> = None;
-    for (path, t) in &repo.targets.signed.targets {
+    for (path, t) in &targets.targets {
         let ota = match OtaTarget::from_custom(t.custom.as_ref()) {
             Ok(Some(o)) => o,
             Ok(None) => continue,
@@ -158,10 +171,14 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         }
     }
     let (image, image_len) = compress::open_image(&a.file)?;
-    keys::check_outside_repo(&a.keys, &a.repo)?;
+    if let Some(k) = &a.keys {
+        keys::check_outside_repo(k, &a.repo)?;
+    }
+    let _lock = RepoLock::acquire(&a.repo)?;
     let repo = Repository::load(&a.repo)?;
+    let mut targets = repo.working_targets();
 
-    let previous = newest_version(&repo, &a.name);
+    let previous = newest_version(&targets, &a.name);
     if let Some(prev) = &previous {
         if !a.allow_downgrade && !version.cmp_precedence(prev).is_gt() {
             return Err(Error::policy(
@@ -177,11 +194,11 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
 
     let needs = publish::plan(&repo, true, false, now);
     let mut role_keys = RoleKeys::new();
-    for role in needs.roles() {
-        role_keys.insert(
-            role.to_string(),
-            keys::load_role(&a.keys, &repo.config, &repo.root.signed, role)?,
-        );
+    if let (Some(dir), false) = (&a.keys, a.no_publish) {
+        for role in needs.roles() {
+            let k = keys::load_role(dir, &repo.config, &repo.root.signed, role)?;
+            role_keys.insert(role.to_string(), k);
+        }
     }
 
     // Write: the target file first, then the metadata (see publish).
@@ -216,9 +233,13 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let dest = target_file_path(&repo.dir, &target_path, &sha256);
     place(compressed, &dest)?;
 
-    let mut targets = repo.targets.signed.clone();
     targets.targets.insert(target_path.clone(), entry);
-    let published = publish::publish(&repo, targets, needs, &role_keys, now)?;
+    let published = if a.no_publish {
+        publish::stage(&repo, &targets)?;
+        None
+    } else {
+        Some(publish::publish(&repo, targets, needs, &role_keys, now)?)
+    };
 
     let report = Report {
         target: target_path,
@@ -227,6 +248,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         sha256,
         ota,
         previous_version: previous.map(|v| v.to_string()),
+        staged: published.is_none(),
         published,
     };
     if a.json {
@@ -237,12 +259,13 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             "added {} ({} bytes, {} compressed, {ratio:.1}%)",
             report.target, report.ota.image.length, report.length
         );
-        println!(
-            "published targets v{}, snapshot v{}, timestamp v{}",
-            report.published.targets_version,
-            report.published.snapshot_version,
-            report.published.timestamp_version
-        );
+        match &report.published {
+            Some(p) => println!(
+                "published targets v{}, snapshot v{}, timestamp v{}",
+                p.targets_version, p.snapshot_version, p.timestamp_version
+            ),
+            None => println!("staged; run `ota-sign publish` to sign and publish it"),
+        }
     }
     Ok(0)
 }

@@ -231,6 +231,8 @@ fn build_files(
 
 /// Write the repository into a temp directory beside `dir`, then rename it into place.
 fn write_repo(dir: &Path, files: &[(String, Vec<u8>)], config: &[u8]) -> Result<()> {
+    // Absolute, so `--repo .` or `--repo x/` have a parent to build beside.
+    let dir = &keys::resolve(dir)?;
     let parent = match dir.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),

@@ -1,5 +1,7 @@
 //! `ota-sign publish`: re-sign targets, snapshot and timestamp when due, bumping versions.
 use crate::keys;
+use crate::lock::RepoLock;
+use crate::policy::{health, Health};
 use crate::publish::{self, RoleKeys};
 use crate::repo::Repository;
 use crate::Result;
@@ -11,10 +13,12 @@ const EXAMPLE: &str = "\
 Examples:
   ota-sign publish --repo repo --keys ~/ota-keys            # re-sign what expires soon
   ota-sign publish --repo repo --keys ~/ota-keys --force    # re-sign targets, snapshot, timestamp
+  ota-sign publish --repo repo --keys ~/ota-keys --root     # also extend root (root keys needed)
 
+Targets staged with `ota-sign add --no-publish` are signed and published.
 A role is re-signed when under a quarter of its expiry period is left (or it expired); a new
-targets implies a new snapshot, which implies a new timestamp. Only the keys of the roles
-being signed are needed. Run it from cron (e.g. daily) to keep the repository fresh.";
+targets implies a new snapshot, which implies a new timestamp. Root is re-signed only with --root
+(its keys stay offline otherwise). Only the keys of the roles being signed are needed. Run it from cron (e.g. daily) to keep the repository fresh.";
 
 /// Arguments of `publish`.
 #[derive(Debug, clap::Args)]
@@ -29,6 +33,9 @@ pub struct Args {
     /// Re-sign targets, snapshot and timestamp even if none is due.
     #[arg(long)]
     pub force: bool,
+    /// Also sign a new root version (same keys, new expiry); needs the root keys.
+    #[arg(long)]
+    pub root: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -47,11 +54,14 @@ pub struct Report {
 /// Run `publish`.
 pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     keys::check_outside_repo(&a.keys, &a.repo)?;
+    let _lock = RepoLock::acquire(&a.repo)?;
     let repo = Repository::load(&a.repo)?;
-    let needs = publish::plan(&repo, false, a.force, now);
+    let mut needs = publish::plan(&repo, repo.staged.is_some(), a.force, now);
+    needs.root = a.root;
     let published = if needs.is_empty() {
         publish::Published {
             signed: Vec::new(),
+            root_version: repo.root.signed.version,
             targets_version: repo.targets.signed.version,
             snapshot_version: repo.snapshot.signed.version,
             timestamp_version: repo.timestamp.signed.version,
@@ -62,7 +72,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             let k = keys::load_role(&a.keys, &repo.config, &repo.root.signed, role)?;
             role_keys.insert(role.to_string(), k);
         }
-        publish::publish(&repo, repo.targets.signed.clone(), needs, &role_keys, now)?
+        publish::publish(&repo, repo.working_targets(), needs, &role_keys, now)?
     };
     let report = Report {
         changed: !published.signed.is_empty(),
@@ -72,8 +82,9 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         super::print_json(&report);
     } else if report.changed {
         println!(
-            "re-signed {}: targets v{}, snapshot v{}, timestamp v{}",
+            "re-signed {}: root v{}, targets v{}, snapshot v{}, timestamp v{}",
             report.published.signed.join(", "),
+            report.published.root_version,
             report.published.targets_version,
             report.published.snapshot_version,
             report.published.timestamp_version
@@ -81,11 +92,10 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     } else {
         println!("nothing to do: every role has more than a quarter of its period left (use --force to re-sign anyway)");
     }
-    if repo.root.signed.expires - now
-        < chrono::Duration::seconds(repo.config.period("root").secs() / 4)
-    {
+    let root_health = health(repo.root.signed.expires, repo.config.period("root"), now);
+    if !a.root && root_health != Health::Ok {
         crate::warn(&format!(
-            "root expires {}; ota-sign publish does not re-sign root (its keys stay offline)",
+            "root expires {}: sign a new root with `ota-sign publish --root` (needs the root keys)",
             repo.root.signed.expires.format("%Y-%m-%d %H:%M UTC")
         ));
     }

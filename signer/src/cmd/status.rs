@@ -69,6 +69,8 @@ pub struct Report {
     pub roles: std::collections::BTreeMap<String, RoleStatus>,
     /// Targets.
     pub targets: Vec<TargetStatus>,
+    /// Target paths staged by `add --no-publish` and not yet published.
+    pub staged: Vec<String>,
     /// One line per role that needs attention.
     pub warnings: Vec<String>,
 }
@@ -95,7 +97,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         let h = health(expires, period, now);
         let left = expires - now;
         let fix = if role == "root" {
-            "sign a new root version with the root keys"
+            "run `ota-sign publish --root` (needs the root keys)"
         } else {
             "run `ota-sign publish`"
         };
@@ -134,11 +136,21 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             ota: OtaTarget::from_custom(t.custom.as_ref()).ok().flatten(),
         })
         .collect();
+    let staged = match &repo.staged {
+        Some(st) => st
+            .targets
+            .iter()
+            .filter(|(p, t)| repo.targets.signed.targets.get(*p) != Some(t))
+            .map(|(p, _)| p.clone())
+            .collect(),
+        None => Vec::new(),
+    };
     let report = Report {
         repo: a.repo.clone(),
         now,
         roles,
         targets,
+        staged,
         warnings,
     };
     if a.json {
@@ -177,6 +189,12 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
                 None => println!("  {}  {} bytes", t.path, t.length),
             }
         }
+    }
+    if !report.staged.is_empty() && !a.json {
+        println!(
+            "staged, not yet published (run `ota-sign publish`): {}",
+            report.staged.join(", ")
+        );
     }
     for w in &report.warnings {
         crate::warn(w);
