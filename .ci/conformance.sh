@@ -12,7 +12,7 @@ if [ ! -d "$SUITE_REL" ]; then
     exit 0
 fi
 SUITE=$(cd "$SUITE_REL" && pwd)
-VENV=${TUFCONF_VENV:-/tmp/tufconf-venv}
+VENV=${TUFCONF_VENV:-${OTA_VENV:-/tmp/tufconf-venv}}
 
 if ! command -v faketime >/dev/null 2>&1; then
     echo "conformance: installing faketime" >&2
