@@ -77,3 +77,20 @@ macro_rules! role_type_field {
     };
 }
 pub(crate) use role_type_field;
+
+/// The `version`, `expires` and `spec_version` accessors of [`RoleType`], identical for every
+/// role struct (each has fields of those names).
+macro_rules! role_accessors {
+    () => {
+        fn version(&self) -> u64 {
+            self.version
+        }
+        fn expires(&self) -> DateTime<Utc> {
+            self.expires
+        }
+        fn spec_version(&self) -> &str {
+            &self.spec_version
+        }
+    };
+}
+pub(crate) use role_accessors;

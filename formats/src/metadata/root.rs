@@ -1,4 +1,4 @@
-use super::common::{role_type_field, RoleType};
+use super::common::{role_accessors, role_type_field, RoleType};
 use super::expires;
 use crate::crypto::{Key, KeySource};
 use crate::{Error, Result};
@@ -114,15 +114,7 @@ impl KeySource for Root {
 
 impl RoleType for Root {
     const TYPE: &'static str = "root";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> DateTime<Utc> {
-        self.expires
-    }
-    fn spec_version(&self) -> &str {
-        &self.spec_version
-    }
+    role_accessors!();
     fn validate(&self) -> Result<()> {
         for name in Self::TOP_LEVEL {
             let r = self.role(name)?;

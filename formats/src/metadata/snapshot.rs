@@ -1,4 +1,4 @@
-use super::common::{role_type_field, RoleType};
+use super::common::{role_accessors, role_type_field, RoleType};
 use super::expires;
 use crate::hash::Hashes;
 use crate::{Error, Result};
@@ -85,15 +85,7 @@ impl Snapshot {
 
 impl RoleType for Snapshot {
     const TYPE: &'static str = "snapshot";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> DateTime<Utc> {
-        self.expires
-    }
-    fn spec_version(&self) -> &str {
-        &self.spec_version
-    }
+    role_accessors!();
     fn validate(&self) -> Result<()> {
         for (name, m) in &self.meta {
             m.validate(&format!("snapshot meta {name}"))?;

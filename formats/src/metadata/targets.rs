@@ -1,4 +1,4 @@
-use super::common::{role_type_field, RoleType};
+use super::common::{role_accessors, role_type_field, RoleType};
 use super::{expires, Delegations};
 use crate::hash::Hashes;
 use crate::{Error, Result};
@@ -81,15 +81,7 @@ impl Targets {
 
 impl RoleType for Targets {
     const TYPE: &'static str = "targets";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> DateTime<Utc> {
-        self.expires
-    }
-    fn spec_version(&self) -> &str {
-        &self.spec_version
-    }
+    role_accessors!();
     fn validate(&self) -> Result<()> {
         for (path, t) in &self.targets {
             if t.hashes.is_empty() {

@@ -1,4 +1,4 @@
-use super::common::{role_type_field, RoleType};
+use super::common::{role_accessors, role_type_field, RoleType};
 use super::{expires, MetaFile};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -51,15 +51,7 @@ impl Timestamp {
 
 impl RoleType for Timestamp {
     const TYPE: &'static str = "timestamp";
-    fn version(&self) -> u64 {
-        self.version
-    }
-    fn expires(&self) -> DateTime<Utc> {
-        self.expires
-    }
-    fn spec_version(&self) -> &str {
-        &self.spec_version
-    }
+    role_accessors!();
     fn validate(&self) -> Result<()> {
         if self.meta.len() != 1 {
             return Err(Error::invalid(
