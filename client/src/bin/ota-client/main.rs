@@ -101,7 +101,6 @@ pub fn print_json(value: &serde_json::Value) {
 
 #[cfg(test)]
 mod tests {
-    use super::exit_codes;
 
     #[test]
     fn exit_code_table_is_in_help() {
