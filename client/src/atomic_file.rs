@@ -34,6 +34,11 @@ impl PendingFile {
             .map_err(|e| Error::io(self.temp.path(), e))
     }
 
+    /// The temp file (e.g. to set its permissions before the rename).
+    pub(crate) fn file(&self) -> &std::fs::File {
+        self.temp.as_file()
+    }
+
     /// fsync, rename over the destination, fsync the directory.
     pub(crate) fn commit(self) -> Result<()> {
         self.temp

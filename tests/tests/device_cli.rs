@@ -298,6 +298,6 @@ fn usage_and_state_errors_exit_2() {
             "board-a",
         ],
     );
-    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(r.code, 4, "an invalid root is refused: {r:?}");
     assert!(!state.join("config.json").exists());
 }

@@ -349,3 +349,59 @@ fn encrypted_releases_group_and_device_slips_and_every_refusal() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(std::fs::read(&outsider.slot).unwrap(), s.image);
 }
+
+#[test]
+fn verified_download_is_reused_after_a_refusal_and_a_keyless_device_exits_2() {
+    let mut fx = RepoFixture::new();
+    let server = TestServer::start(fx.path());
+    let dev = Dev::new(&fx, &server);
+    let s = seal(noise(5, 30_000));
+    let path = "fw-2.0.0.img.zst.enc";
+    let mut info = s.info.clone();
+    info.device_slips = true;
+    publish(
+        &mut fx,
+        path,
+        "2.0.0",
+        &s.image,
+        &s.sealed,
+        Compression::Zstd,
+        Some(&info),
+    );
+
+    // No slip yet: refused, but the TUF-verified download stays cached.
+    let r = dev.update();
+    assert_eq!(r.code, 4, "{r:?}");
+    assert!(!dev.slot.exists());
+    assert!(!dev.state.join("installed.json").exists());
+    let downloads: Vec<_> = std::fs::read_dir(dev.state.join("downloads"))
+        .unwrap()
+        .collect();
+    assert_eq!(downloads.len(), 1);
+
+    // The slip appears and the server loses the target file: the cached copy is used.
+    put_slip(
+        &fx,
+        path,
+        &dev,
+        &wrap_key(&s.key, &dev.public, &s.info.binding(path)).unwrap(),
+    );
+    let stored = fx
+        .path()
+        .join("targets")
+        .join(format!("{}.{path}", sha256_hex(&s.sealed)));
+    std::fs::remove_file(stored).unwrap();
+    let r = dev.update();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(std::fs::read(&dev.slot).unwrap(), s.image);
+    assert_eq!(dev.installed_version(), "2.0.0");
+
+    // A device without a key cannot decrypt: a configuration problem, exit 2.
+    std::fs::remove_file(dev.state.join("device.key")).unwrap();
+    std::fs::remove_file(dev.state.join("installed.json")).unwrap();
+    let before = tree(dev.slot.parent().unwrap());
+    let r = dev.update();
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("hint: run `ota-client keygen"), "{r:?}");
+    assert_eq!(tree(dev.slot.parent().unwrap()), before);
+}

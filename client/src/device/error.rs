@@ -140,8 +140,9 @@ impl DeviceError {
             | DeviceError::StateIo { .. }
             | DeviceError::NoDeviceKey { .. } => Category::State,
             DeviceError::Tuf(e) => match e {
-                crate::Error::Transport(TransportError::Other { .. }) => Category::Network,
-                crate::Error::Transport(_) => Category::Refused,
+                crate::Error::Transport(TransportError::TooLarge { .. }) => Category::Refused,
+                // Unreachable, or a server that lacks files its own metadata lists.
+                crate::Error::Transport(_) => Category::Network,
                 crate::Error::Io { .. } => Category::InstallIo,
                 crate::Error::Workflow(_) => Category::State,
                 _ => Category::Refused,

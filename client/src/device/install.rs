@@ -29,9 +29,23 @@ impl InstallableImage {
         &self.dest
     }
 
-    /// fsync the image, rename it over the destination, fsync the directory.
+    /// fsync the image, rename it over the destination, fsync the directory. The new file
+    /// keeps the permissions of the file it replaces (0644 for a new file).
     pub fn install(self) -> DeviceResult<()> {
         let dest = self.dest;
+        let perms = match std::fs::metadata(&dest) {
+            Ok(m) => Some(m.permissions()),
+            Err(_) => default_permissions(),
+        };
+        if let Some(perms) = perms {
+            self.file
+                .file()
+                .set_permissions(perms)
+                .map_err(|source| DeviceError::InstallIo {
+                    path: dest.clone(),
+                    source,
+                })?;
+        }
         self.file.commit().map_err(|e| match e {
             crate::Error::Io { path, source } => DeviceError::InstallIo { path, source },
             other => DeviceError::InstallIo {
@@ -40,6 +54,17 @@ impl InstallableImage {
             },
         })
     }
+}
+
+#[cfg(unix)]
+fn default_permissions() -> Option<std::fs::Permissions> {
+    use std::os::unix::fs::PermissionsExt;
+    Some(std::fs::Permissions::from_mode(0o644))
+}
+
+#[cfg(not(unix))]
+fn default_permissions() -> Option<std::fs::Permissions> {
+    None
 }
 
 /// What the pipeline needs besides the downloaded file.
@@ -236,9 +261,20 @@ mod tests {
         );
         let ready = run(&c, &cand).unwrap();
         assert_eq!(std::fs::read(&c.dest).unwrap(), b"old firmware");
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&c.dest, std::fs::Permissions::from_mode(0o640)).unwrap();
+        }
         ready.install().unwrap();
         assert_eq!(std::fs::read(&c.dest).unwrap(), image);
         assert_eq!(slot_files(&c), ["image"]);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&c.dest).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o640, "the replaced file's mode is kept");
+        }
     }
 
     #[test]

@@ -123,6 +123,15 @@ impl Device {
     pub fn install(&mut self, candidate: &Candidate, install_to: &Path) -> DeviceResult<Installed> {
         let downloads = self.state.downloads();
         let target = &candidate.target;
+        let key = keys::load(&self.state)?;
+        let key_path = self.state.device_key();
+        // Fail before downloading what this device could never decrypt.
+        if candidate.ota.encryption.is_some() && key.is_none() {
+            return Err(DeviceError::NoDeviceKey {
+                target: target.path().to_string(),
+                key: key_path,
+            });
+        }
         let downloaded = match self.updater.find_cached_target(target, &downloads)? {
             Some(p) => {
                 tracing::info!(target = target.path(), "using verified cached download");
@@ -130,8 +139,6 @@ impl Device {
             }
             None => self.updater.download_target(target, &downloads)?,
         };
-        let key = keys::load(&self.state)?;
-        let key_path = self.state.device_key();
         let inputs = Inputs {
             candidate,
             downloaded: &downloaded,
