@@ -19,19 +19,17 @@ pub struct DeviceConfig {
 impl DeviceConfig {
     /// A validated configuration.
     pub fn new(server: &str, hardware_id: &str, image_name: Option<&str>) -> DeviceResult<Self> {
-        let bad = |reason: String| DeviceError::BadState {
-            path: "config".into(),
-            reason,
-        };
+        let bad = |setting, reason: String| DeviceError::InvalidSetting { setting, reason };
         let url =
-            url::Url::parse(server).map_err(|e| bad(format!("server URL {server:?}: {e}")))?;
+            url::Url::parse(server).map_err(|e| bad("server URL", format!("{server:?}: {e}")))?;
         if !matches!(url.scheme(), "http" | "https") {
-            return Err(bad(format!("server URL {server:?} is not http(s)")));
+            return Err(bad("server URL", format!("{server:?} is not http(s)")));
         }
         ota_formats::target_meta::validate_hardware_id(hardware_id)
-            .map_err(|e| bad(e.to_string()))?;
+            .map_err(|e| bad("hardware id", e.to_string()))?;
         if let Some(n) = image_name {
-            ota_formats::target_meta::validate_name(n).map_err(|e| bad(e.to_string()))?;
+            ota_formats::target_meta::validate_name(n)
+                .map_err(|e| bad("image name", e.to_string()))?;
         }
         Ok(DeviceConfig {
             server: server.trim_end_matches('/').to_string(),
@@ -97,5 +95,49 @@ impl DeviceConfig {
                 reason: e.to_string(),
             },
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_validation() {
+        let c = DeviceConfig::new("http://127.0.0.1:8080/repo/", "board-a", Some("fw")).unwrap();
+        assert_eq!(c.metadata_url(), "http://127.0.0.1:8080/repo/metadata/");
+        assert_eq!(c.targets_url(), "http://127.0.0.1:8080/repo/targets/");
+        for (server, hw, name) in [
+            ("ftp://x", "board-a", None),
+            ("not a url", "board-a", None),
+            ("http://x", "board/a", None),
+            ("http://x", "board-a", Some("../fw")),
+        ] {
+            let err = DeviceConfig::new(server, hw, name).unwrap_err();
+            assert!(matches!(err, DeviceError::InvalidSetting { .. }), "{err}");
+            assert_eq!(err.category().exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn save_load_and_hand_edited_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert!(matches!(
+            DeviceConfig::load(&state),
+            Err(DeviceError::NotInitialized { .. })
+        ));
+        let c = DeviceConfig::new("https://u.example", "b", None).unwrap();
+        c.save(&state).unwrap();
+        assert_eq!(DeviceConfig::load(&state).unwrap(), c);
+        std::fs::write(
+            state.config(),
+            br#"{"server": "https://u.example", "hardware_id": "a b"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            DeviceConfig::load(&state),
+            Err(DeviceError::BadState { .. })
+        ));
     }
 }

@@ -46,6 +46,14 @@ pub enum DeviceError {
         /// The existing file.
         path: PathBuf,
     },
+    /// A configuration value given by the operator is invalid.
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// Which setting (`server URL`, `hardware id`, `image name`).
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
     /// A configuration value or state file is invalid.
     #[error("{}: {reason}", path.display())]
     BadState {
@@ -136,6 +144,7 @@ impl DeviceError {
         match self {
             DeviceError::NotInitialized { .. }
             | DeviceError::AlreadyExists { .. }
+            | DeviceError::InvalidSetting { .. }
             | DeviceError::BadState { .. }
             | DeviceError::StateIo { .. }
             | DeviceError::NoDeviceKey { .. } => Category::State,
@@ -170,6 +179,9 @@ impl DeviceError {
             DeviceError::AlreadyExists { .. } => {
                 "pass --force to replace it (this discards the existing state)".into()
             }
+            DeviceError::InvalidSetting { setting, .. } => format!(
+                "pass a valid {setting} (see `ota-client init --help`)"
+            ),
             DeviceError::BadState { path, .. } | DeviceError::StateIo { path, .. } => format!(
                 "check {} (permissions, disk space, or re-run `ota-client init --force`)",
                 path.display()

@@ -137,7 +137,14 @@ impl Device {
                 tracing::info!(target = target.path(), "using verified cached download");
                 p
             }
-            None => self.updater.download_target(target, &downloads)?,
+            None => {
+                tracing::info!(
+                    target = target.path(),
+                    length = target.length(),
+                    "downloading"
+                );
+                self.updater.download_target(target, &downloads)?
+            }
         };
         let inputs = Inputs {
             candidate,
@@ -158,6 +165,7 @@ impl Device {
             installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         record.save(&self.state)?;
+        tracing::info!(name = %record.name, version = %record.version, "installed");
         // The download is no longer needed; keep the device's disk use bounded.
         if let Err(e) = std::fs::remove_file(&downloaded) {
             tracing::debug!("removing {}: {e}", downloaded.display());
