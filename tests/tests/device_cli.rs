@@ -211,6 +211,11 @@ fn install_upgrade_and_refuse(rel: &Release, host: &dyn RepoHost, stop: impl FnO
     let r = dev.client(&["check", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["update"]["version"], "1.1.0");
+    // Installing into a directory that does not exist is a local I/O failure (exit 5).
+    let before = dev.observable();
+    let missing = dev.slot.parent().unwrap().join("no-such-dir/fw.img");
+    let r = dev.client(&["update", "--install-to", missing.to_str().unwrap()]);
+    assert_refused_unchanged(&dev, &r, 5, &before);
     let r = dev.update();
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(std::fs::read(&dev.slot).unwrap(), v2);
