@@ -85,6 +85,24 @@ pub struct Inputs<'a> {
 pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
     let target = inputs.candidate.target.path();
     let ota = &inputs.candidate.ota;
+    let bad_meta = |reason: String| DeviceError::BadTargetMeta {
+        target: target.to_string(),
+        reason,
+    };
+    // The data key first: a device that may not decrypt never touches the install directory.
+    let encryption = match &ota.encryption {
+        None => None,
+        Some(value) => {
+            let info: EncryptionInfo = serde_json::from_value(value.clone())
+                .map_err(|e| bad_meta(format!("custom.ota.encryption: {e}")))?;
+            let secret = inputs.device_key.ok_or_else(|| DeviceError::NoDeviceKey {
+                target: target.to_string(),
+                key: inputs.device_key_path.to_path_buf(),
+            })?;
+            let key = super::unlock::data_key(target, &info, secret, inputs.targets)?;
+            Some((info, key))
+        }
+    };
     let input =
         std::fs::File::open(inputs.downloaded).map_err(|e| state_io(inputs.downloaded, e))?;
     let pending = PendingFile::new(dest).map_err(|e| match e {
@@ -94,10 +112,6 @@ pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
             source: io::Error::other(other.to_string()),
         },
     })?;
-    let bad_meta = |reason: String| DeviceError::BadTargetMeta {
-        target: target.to_string(),
-        reason,
-    };
     let sink = ImageSink::new(&ota.image, pending).map_err(|e| bad_meta(e.to_string()))?;
     let mut stage =
         Decompressor::new(ota.compression, sink).map_err(|e| DeviceError::Decompress {
@@ -105,17 +119,10 @@ pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
             source: e,
         })?;
 
-    let result = match &ota.encryption {
+    let result = match &encryption {
         None => copy_plain(input, &mut stage, inputs.downloaded),
-        Some(value) => {
-            let info: EncryptionInfo = serde_json::from_value(value.clone())
-                .map_err(|e| bad_meta(format!("custom.ota.encryption: {e}")))?;
-            let secret = inputs.device_key.ok_or_else(|| DeviceError::NoDeviceKey {
-                target: target.to_string(),
-                key: inputs.device_key_path.to_path_buf(),
-            })?;
-            let key = super::unlock::data_key(target, &info, secret, inputs.targets)?;
-            decrypt_stream_checked(io::BufReader::new(input), &mut stage, &key, &info)
+        Some((info, key)) => {
+            decrypt_stream_checked(io::BufReader::new(input), &mut stage, key, info)
                 .map(|_| ())
                 .map_err(|e| match e {
                     EnvelopeError::Io(io) => Stage::Write(io),
