@@ -15,9 +15,13 @@ fn bin_dir() -> PathBuf {
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        let status = Command::new(env!("CARGO"))
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.arg("build");
+        if bin_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
             .args([
-                "build",
                 "--quiet",
                 "-p",
                 "ota-client",
