@@ -34,6 +34,11 @@ impl PendingFile {
             .map_err(|e| Error::io(self.temp.path(), e))
     }
 
+    /// The temp file (e.g. to set its permissions before the rename).
+    pub(crate) fn file(&self) -> &std::fs::File {
+        self.temp.as_file()
+    }
+
     /// fsync, rename over the destination, fsync the directory.
     pub(crate) fn commit(self) -> Result<()> {
         self.temp
@@ -44,6 +49,16 @@ impl PendingFile {
             .persist(&self.dest)
             .map_err(|e| Error::io(&self.dest, e.error))?;
         sync_dir(parent_dir(&self.dest))
+    }
+}
+
+impl Write for PendingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.temp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.temp.flush()
     }
 }
 

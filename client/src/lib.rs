@@ -18,6 +18,7 @@
 mod atomic_file;
 pub mod clock;
 pub mod config;
+pub mod device;
 mod error;
 pub mod metadata_cache;
 pub mod names;

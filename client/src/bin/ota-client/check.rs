@@ -1,0 +1,64 @@
+//! `ota-client check`: refresh metadata and show the update for this device.
+use crate::{exit_codes, print_json, Failure, UP_TO_DATE};
+use ota_client::device::{Candidate, Device, StateDir};
+use std::path::PathBuf;
+
+/// Arguments of `check`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  ota-client check --state /var/lib/ota && ota-client update --state /var/lib/ota --install-to /data/fw.img\n",
+    "  ota-client check --state /var/lib/ota --json\n\n",
+    exit_codes!()
+))]
+pub struct Args {
+    /// Device state directory (see `ota-client init`).
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// JSON description of a candidate.
+pub fn describe(c: &Candidate) -> serde_json::Value {
+    serde_json::json!({
+        "target": c.target.path(),
+        "name": c.ota.name,
+        "version": c.ota.version,
+        "length": c.target.length(),
+        "image_length": c.ota.image.length,
+        "image_sha256": c.ota.image.sha256,
+        "encrypted": c.ota.encryption.is_some(),
+    })
+}
+
+pub fn run(a: Args) -> Result<u8, Failure> {
+    let mut device = Device::open(StateDir::new(&a.state), |_| {})?;
+    let installed = device.installed()?;
+    let found = device.check()?;
+    if a.json {
+        print_json(&serde_json::json!({
+            "installed": installed.as_ref().map(|i| &i.version),
+            "update": found.as_ref().map(describe),
+        }));
+    } else {
+        match &found {
+            Some(c) => println!(
+                "update available: {} {} ({}, {} bytes)",
+                c.ota.name,
+                c.ota.version,
+                c.target.path(),
+                c.target.length()
+            ),
+            None => println!(
+                "up to date ({})",
+                installed
+                    .as_ref()
+                    .map(|i| format!("{} {}", i.name, i.version))
+                    .unwrap_or_else(|| "nothing installed, nothing offered".into())
+            ),
+        }
+    }
+    Ok(if found.is_some() { 0 } else { UP_TO_DATE })
+}

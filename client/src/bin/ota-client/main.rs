@@ -1,0 +1,123 @@
+//! `ota-client`: the device CLI. See `ota-client --help`; the work is done by
+//! `ota_client::device`.
+use clap::Parser;
+use std::process::ExitCode;
+
+mod check;
+mod failure;
+mod init;
+mod keygen;
+mod progress;
+mod status;
+mod update;
+
+use failure::Failure;
+
+/// The exit code table, documented in every `--help` and in client/README.md.
+macro_rules! exit_codes {
+    () => {
+        "Exit codes:
+  0    success (check: an update is available; update: it was installed)
+  100  nothing to do: up to date
+  2    usage, configuration or state directory problem
+  3    network error or server unreachable
+  4    verification refused (signatures, rollback, expiry, hashes, decryption)
+  5    local install I/O failure"
+    };
+}
+pub(crate) use exit_codes;
+
+/// Exit code when there is nothing to do.
+pub const UP_TO_DATE: u8 = 100;
+
+/// OTA device client: verified (TUF) firmware updates with optional decryption.
+#[derive(Debug, Parser)]
+#[command(name = "ota-client", version, after_help = concat!(
+    "Examples:\n",
+    "  ota-client init --state /var/lib/ota --root root.json --server https://updates.example.com --hardware board-a\n",
+    "  ota-client check --state /var/lib/ota\n",
+    "  ota-client update --state /var/lib/ota --install-to /data/firmware.img\n\n",
+    exit_codes!()
+))]
+struct Cli {
+    /// More logging on stderr (-v debug, -vv trace).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Command {
+    /// Create a device state directory: configuration and trusted root.
+    Init(init::Args),
+    /// Refresh metadata and show the update for this device, if any.
+    Check(check::Args),
+    /// Download, verify, decrypt, decompress and install the update.
+    Update(update::Args),
+    /// Create this device's decryption key pair.
+    Keygen(keygen::Args),
+    /// Show the installed version, trusted root version and server.
+    Status(status::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = match cli.verbose {
+        0 => "warn",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Init(a) => init::run(a),
+        Command::Check(a) => check::run(a),
+        Command::Update(a) => update::run(a),
+        Command::Keygen(a) => keygen::run(a),
+        Command::Status(a) => status::run(a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(f) => {
+            eprintln!("error: {}", f.message);
+            eprintln!("hint: {}", f.hint);
+            ExitCode::from(f.code)
+        }
+    }
+}
+
+/// Print `value` as pretty JSON on stdout.
+pub fn print_json(value: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_else(|_| value.to_string())
+    );
+}
+
+#[cfg(test)]
+mod tests {
+
+    #[test]
+    fn exit_code_table_is_in_help() {
+        use clap::CommandFactory;
+        let help = super::Cli::command().render_long_help().to_string();
+        assert!(help.contains(exit_codes!()), "{help}");
+        for sub in ["init", "check", "update", "keygen", "status"] {
+            let mut cmd = super::Cli::command();
+            let help = cmd
+                .find_subcommand_mut(sub)
+                .unwrap()
+                .render_long_help()
+                .to_string();
+            assert!(
+                help.contains("Examples:") && help.contains("Exit codes:"),
+                "{sub}: {help}"
+            );
+        }
+    }
+}

@@ -1,0 +1,63 @@
+//! A download progress bar on stderr, shown only when stderr is a terminal: a transport
+//! wrapper that counts the bytes of each target as they stream in.
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use ota_client::transport::{FetchStream, Transport, TransportError};
+use ota_client::UpdaterConfig;
+use std::io::{IsTerminal, Read};
+
+/// Files smaller than this finish too fast for a bar to be useful.
+const MIN_LEN_FOR_BAR: u64 = 256 * 1024;
+
+struct ProgressTransport {
+    inner: Box<dyn Transport>,
+}
+
+struct ProgressReader {
+    inner: FetchStream,
+    bar: ProgressBar,
+}
+
+impl Read for ProgressReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            self.bar.finish_and_clear();
+        } else {
+            self.bar.inc(n as u64);
+        }
+        Ok(n)
+    }
+}
+
+impl Transport for ProgressTransport {
+    fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError> {
+        let stream = self.inner.fetch(relative, max_len)?;
+        if max_len < MIN_LEN_FOR_BAR {
+            return Ok(stream);
+        }
+        let bar = ProgressBar::with_draw_target(Some(max_len), ProgressDrawTarget::stderr());
+        if let Ok(style) =
+            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message("downloading");
+        Ok(Box::new(ProgressReader { inner: stream, bar }))
+    }
+
+    fn location(&self, relative: &str) -> String {
+        self.inner.location(relative)
+    }
+}
+
+/// Show download progress of targets when stderr is a terminal (and not with `--json`).
+pub fn attach(config: &mut UpdaterConfig, enabled: bool) {
+    if !enabled || !std::io::stderr().is_terminal() {
+        return;
+    }
+    let inner = std::mem::replace(
+        &mut config.targets,
+        Box::new(ota_client::transport::DirTransport::new("")),
+    );
+    config.targets = Box::new(ProgressTransport { inner });
+}

@@ -1,0 +1,58 @@
+//! `ota-client status`: what is installed and whom the device trusts (no network).
+use crate::{exit_codes, print_json, Failure};
+use ota_client::device::{keys, Device, StateDir};
+use std::path::PathBuf;
+
+/// Arguments of `status`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = concat!(
+    "Examples:\n",
+    "  ota-client status --state /var/lib/ota\n",
+    "  ota-client status --state /var/lib/ota --json\n\n",
+    exit_codes!()
+))]
+pub struct Args {
+    /// Device state directory.
+    #[arg(long, value_name = "DIR")]
+    pub state: PathBuf,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub fn run(a: Args) -> Result<u8, Failure> {
+    let device = Device::open(StateDir::new(&a.state), |_| {})?;
+    let installed = device.installed()?;
+    let root_version = device.updater().trusted().root().version;
+    let key = keys::load(device.state())?;
+    let config = device.config();
+    if a.json {
+        print_json(&serde_json::json!({
+            "server": config.server,
+            "hardware_id": config.hardware_id,
+            "image_name": config.image_name,
+            "root_version": root_version,
+            "installed": installed,
+            "recipient_id": key.map(|k| k.id().to_string()),
+        }));
+    } else {
+        println!("server:       {}", config.server);
+        println!("hardware id:  {}", config.hardware_id);
+        println!("trusted root: v{root_version}");
+        match installed {
+            Some(i) => println!(
+                "installed:    {} {} at {} (sha256 {})",
+                i.name,
+                i.version,
+                i.install_path.display(),
+                i.image_sha256
+            ),
+            None => println!("installed:    nothing yet"),
+        }
+        match key {
+            Some(k) => println!("device key:   recipient {}", k.id()),
+            None => println!("device key:   none (ota-client keygen)"),
+        }
+    }
+    Ok(0)
+}

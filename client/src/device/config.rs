@@ -1,0 +1,143 @@
+//! The device configuration (`STATE/config.json`): which server, which hardware, which image.
+use super::error::{state_io, DeviceError, DeviceResult};
+use super::state::StateDir;
+use crate::UpdaterConfig;
+use serde::{Deserialize, Serialize};
+
+/// What `ota-client init` records about the device.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceConfig {
+    /// Base URL of the repository (serving `metadata/` and `targets/`).
+    pub server: String,
+    /// This device's hardware id; only targets listing it are installed.
+    pub hardware_id: String,
+    /// Image name to follow, if restricted (else the installed image's name, else any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_name: Option<String>,
+}
+
+impl DeviceConfig {
+    /// A validated configuration.
+    pub fn new(server: &str, hardware_id: &str, image_name: Option<&str>) -> DeviceResult<Self> {
+        let bad = |setting, reason: String| DeviceError::InvalidSetting { setting, reason };
+        let url =
+            url::Url::parse(server).map_err(|e| bad("server URL", format!("{server:?}: {e}")))?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(bad("server URL", format!("{server:?} is not http(s)")));
+        }
+        ota_formats::target_meta::validate_hardware_id(hardware_id)
+            .map_err(|e| bad("hardware id", e.to_string()))?;
+        if let Some(n) = image_name {
+            ota_formats::target_meta::validate_name(n)
+                .map_err(|e| bad("image name", e.to_string()))?;
+        }
+        Ok(DeviceConfig {
+            server: server.trim_end_matches('/').to_string(),
+            hardware_id: hardware_id.to_string(),
+            image_name: image_name.map(str::to_string),
+        })
+    }
+
+    /// Base URL of the metadata (`SERVER/metadata/`).
+    pub fn metadata_url(&self) -> String {
+        format!("{}/metadata/", self.server)
+    }
+
+    /// Base URL of the targets (`SERVER/targets/`).
+    pub fn targets_url(&self) -> String {
+        format!("{}/targets/", self.server)
+    }
+
+    /// Load `STATE/config.json`.
+    pub fn load(state: &StateDir) -> DeviceResult<Self> {
+        let path = state.config();
+        let bytes = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(DeviceError::NotInitialized {
+                    state: state.root().to_path_buf(),
+                })
+            }
+            Err(e) => return Err(state_io(path, e)),
+        };
+        let cfg: DeviceConfig =
+            serde_json::from_slice(&bytes).map_err(|e| DeviceError::BadState {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        // Re-validate: the file may have been edited by hand.
+        DeviceConfig::new(&cfg.server, &cfg.hardware_id, cfg.image_name.as_deref()).map_err(|e| {
+            DeviceError::BadState {
+                path,
+                reason: e.to_string(),
+            }
+        })
+    }
+
+    /// Write `STATE/config.json` atomically.
+    pub fn save(&self, state: &StateDir) -> DeviceResult<()> {
+        let path = state.config();
+        let bytes = serde_json::to_vec_pretty(self).map_err(|e| DeviceError::BadState {
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        crate::atomic_file::write(&path, &bytes).map_err(|e| DeviceError::BadState {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// An updater configuration for this device's metadata directory and server.
+    pub fn updater_config(&self, state: &StateDir) -> DeviceResult<UpdaterConfig> {
+        UpdaterConfig::http(state.metadata(), &self.metadata_url(), &self.targets_url()).map_err(
+            |e| DeviceError::BadState {
+                path: state.config(),
+                reason: e.to_string(),
+            },
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_validation() {
+        let c = DeviceConfig::new("http://127.0.0.1:8080/repo/", "board-a", Some("fw")).unwrap();
+        assert_eq!(c.metadata_url(), "http://127.0.0.1:8080/repo/metadata/");
+        assert_eq!(c.targets_url(), "http://127.0.0.1:8080/repo/targets/");
+        for (server, hw, name) in [
+            ("ftp://x", "board-a", None),
+            ("not a url", "board-a", None),
+            ("http://x", "board/a", None),
+            ("http://x", "board-a", Some("../fw")),
+        ] {
+            let err = DeviceConfig::new(server, hw, name).unwrap_err();
+            assert!(matches!(err, DeviceError::InvalidSetting { .. }), "{err}");
+            assert_eq!(err.category().exit_code(), 2);
+        }
+    }
+
+    #[test]
+    fn save_load_and_hand_edited_config() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        assert!(matches!(
+            DeviceConfig::load(&state),
+            Err(DeviceError::NotInitialized { .. })
+        ));
+        let c = DeviceConfig::new("https://u.example", "b", None).unwrap();
+        c.save(&state).unwrap();
+        assert_eq!(DeviceConfig::load(&state).unwrap(), c);
+        std::fs::write(
+            state.config(),
+            br#"{"server": "https://u.example", "hardware_id": "a b"}"#,
+        )
+        .unwrap();
+        assert!(matches!(
+            DeviceConfig::load(&state),
+            Err(DeviceError::BadState { .. })
+        ));
+    }
+}

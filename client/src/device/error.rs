@@ -1,0 +1,216 @@
+//! Errors of the device workflow, each with a category (which maps to the CLI's exit code)
+//! and a hint naming what to do about it.
+use ota_formats::envelope::EnvelopeError;
+use std::path::PathBuf;
+
+/// Result with the device error.
+pub type DeviceResult<T> = std::result::Result<T, DeviceError>;
+
+/// Broad class of a failure; the CLI turns it into its exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Category {
+    /// Usage, configuration or state directory problem (exit 2).
+    State,
+    /// Network or server unreachable (exit 3).
+    Network,
+    /// Verification refused: signatures, rollback, expiry, hashes, decryption (exit 4).
+    Refused,
+    /// Writing the installed image failed locally (exit 5).
+    InstallIo,
+}
+
+impl Category {
+    /// The documented exit code of the `ota-client` binary.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Category::State => 2,
+            Category::Network => 3,
+            Category::Refused => 4,
+            Category::InstallIo => 5,
+        }
+    }
+}
+
+/// Why a device command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum DeviceError {
+    /// The state directory has no `config.json`.
+    #[error("{} is not an initialised device state directory", state.display())]
+    NotInitialized {
+        /// The state directory.
+        state: PathBuf,
+    },
+    /// `init` or `keygen` would overwrite existing state.
+    #[error("{} already exists", path.display())]
+    AlreadyExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// A configuration value given by the operator is invalid.
+    #[error("invalid {setting}: {reason}")]
+    InvalidSetting {
+        /// Which setting (`server URL`, `hardware id`, `image name`).
+        setting: &'static str,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A configuration value or state file is invalid.
+    #[error("{}: {reason}", path.display())]
+    BadState {
+        /// File or directory involved.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A state file could not be read or written.
+    #[error("{}: {source}", path.display())]
+    StateIo {
+        /// File involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The target is encrypted and this device has no key.
+    #[error("target {target} is encrypted and {} does not exist", key.display())]
+    NoDeviceKey {
+        /// The target.
+        target: String,
+        /// Where the key was expected.
+        key: PathBuf,
+    },
+    /// The TUF client refused or failed (metadata or target download).
+    #[error(transparent)]
+    Tuf(#[from] crate::Error),
+    /// The target's signed `custom.ota` is present but malformed or unusable.
+    #[error("target {target}: {reason}")]
+    BadTargetMeta {
+        /// The target.
+        target: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The per-device key slip could not be fetched (network).
+    #[error("fetching the key slip of {target}: {source}")]
+    SlipFetch {
+        /// The target.
+        target: String,
+        /// The transport failure.
+        #[source]
+        source: crate::transport::TransportError,
+    },
+    /// Decryption refused (no slip for this device, wrong key, tampering, truncation, ...).
+    #[error("decrypting {target}: {source}")]
+    Decrypt {
+        /// The target.
+        target: String,
+        /// What the envelope refused.
+        #[source]
+        source: EnvelopeError,
+    },
+    /// The (decrypted) payload is not a valid zstd stream within the window limit.
+    #[error("decompressing {target}: {source}")]
+    Decompress {
+        /// The target.
+        target: String,
+        /// The decoder error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The final image does not match the signed `custom.ota.image` length or sha256.
+    #[error("image of {target} does not match its signed length and sha256: {source}")]
+    ImageMismatch {
+        /// The target.
+        target: String,
+        /// The mismatch.
+        #[source]
+        source: ota_formats::Error,
+    },
+    /// Writing or replacing the install path failed.
+    #[error("installing to {}: {source}", path.display())]
+    InstallIo {
+        /// File or directory involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl DeviceError {
+    /// The failure's category (and so the CLI exit code).
+    pub fn category(&self) -> Category {
+        use crate::transport::TransportError;
+        match self {
+            DeviceError::NotInitialized { .. }
+            | DeviceError::AlreadyExists { .. }
+            | DeviceError::InvalidSetting { .. }
+            | DeviceError::BadState { .. }
+            | DeviceError::StateIo { .. }
+            | DeviceError::NoDeviceKey { .. } => Category::State,
+            DeviceError::Tuf(e) => match e {
+                crate::Error::Transport(TransportError::TooLarge { .. }) => Category::Refused,
+                // Unreachable, or a server that lacks files its own metadata lists.
+                crate::Error::Transport(_) => Category::Network,
+                crate::Error::Io { .. } => Category::InstallIo,
+                crate::Error::Workflow(_) => Category::State,
+                _ => Category::Refused,
+            },
+            DeviceError::SlipFetch { .. } => Category::Network,
+            DeviceError::Decrypt {
+                source: EnvelopeError::Io(_),
+                ..
+            } => Category::InstallIo,
+            DeviceError::BadTargetMeta { .. }
+            | DeviceError::Decrypt { .. }
+            | DeviceError::Decompress { .. }
+            | DeviceError::ImageMismatch { .. } => Category::Refused,
+            DeviceError::InstallIo { .. } => Category::InstallIo,
+        }
+    }
+
+    /// One line telling the operator what to do.
+    pub fn hint(&self) -> String {
+        match self {
+            DeviceError::NotInitialized { state } => format!(
+                "run `ota-client init --state {} --root ROOT.json --server URL --hardware ID` first",
+                state.display()
+            ),
+            DeviceError::AlreadyExists { .. } => {
+                "pass --force to replace it (this discards the existing state)".into()
+            }
+            DeviceError::InvalidSetting { setting, .. } => format!(
+                "pass a valid {setting} (see `ota-client init --help`)"
+            ),
+            DeviceError::BadState { path, .. } | DeviceError::StateIo { path, .. } => format!(
+                "check {} (permissions, disk space, or re-run `ota-client init --force`)",
+                path.display()
+            ),
+            DeviceError::NoDeviceKey { .. } => {
+                "run `ota-client keygen --state DIR` and have the release encrypted to the printed public key".into()
+            }
+            DeviceError::Tuf(crate::Error::Transport(_)) | DeviceError::SlipFetch { .. } => {
+                "check the server URL in config.json and that the server is reachable; nothing was changed".into()
+            }
+            DeviceError::Tuf(crate::Error::Io { path, .. }) => {
+                format!("check {} (permissions, disk space)", path.display())
+            }
+            DeviceError::Decrypt {
+                source: EnvelopeError::NoSlipForRecipient(_),
+                ..
+            } => "this device is not a recipient of the release: publish a key slip for the id printed by `ota-client keygen`".into(),
+            DeviceError::InstallIo { path, .. } => format!(
+                "check that {} is writable and has free space; the old image was left in place",
+                path.display()
+            ),
+            _ => "the update was refused for security reasons and nothing was installed; report it to the release owner".into(),
+        }
+    }
+}
+
+pub(crate) fn state_io(path: impl Into<PathBuf>, source: std::io::Error) -> DeviceError {
+    DeviceError::StateIo {
+        path: path.into(),
+        source,
+    }
+}

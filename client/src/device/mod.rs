@@ -1,0 +1,35 @@
+//! The device product on top of the TUF client: configuration and state directory, choosing
+//! the update for this hardware, and the streaming install pipeline (verify → decrypt →
+//! decompress → check image → atomic replace). The `ota-client` binary is a thin CLI over it.
+//!
+//! ```no_run
+//! use ota_client::device::{Device, StateDir, UpdateOutcome};
+//! # fn main() -> Result<(), ota_client::device::DeviceError> {
+//! let mut device = Device::open(StateDir::new("/var/lib/ota"), |_| {})?;
+//! match device.update(std::path::Path::new("/dev/disk/by-partlabel/slot-b"))? {
+//!     UpdateOutcome::Installed(i) => println!("installed {} {}", i.name, i.version),
+//!     UpdateOutcome::UpToDate(_) => println!("up to date"),
+//! }
+//! # Ok(()) }
+//! ```
+mod config;
+mod decompress;
+mod error;
+mod install;
+mod installed;
+pub mod keys;
+mod select;
+mod session;
+mod sink;
+mod state;
+mod unlock;
+
+pub use config::DeviceConfig;
+pub use decompress::ZSTD_WINDOW_LOG_MAX;
+pub use error::{Category, DeviceError, DeviceResult};
+pub use install::{prepare, Inputs, InstallableImage};
+pub use installed::Installed;
+pub use select::{Candidate, Selector};
+pub use session::{Device, UpdateOutcome};
+pub use state::StateDir;
+pub use unlock::MAX_SLIP_LEN;

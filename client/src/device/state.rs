@@ -1,0 +1,46 @@
+//! The device's state directory and the files in it.
+use std::path::{Path, PathBuf};
+
+/// Layout of a device state directory: `config.json`, `metadata/` (TUF cache), `downloads/`,
+/// `installed.json`, `device.key`.
+#[derive(Debug, Clone)]
+pub struct StateDir {
+    root: PathBuf,
+}
+
+impl StateDir {
+    /// The state directory at `root` (nothing is created).
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        StateDir { root: root.into() }
+    }
+
+    /// The directory itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `config.json`.
+    pub fn config(&self) -> PathBuf {
+        self.root.join("config.json")
+    }
+
+    /// `metadata/`: the trusted TUF metadata.
+    pub fn metadata(&self) -> PathBuf {
+        self.root.join("metadata")
+    }
+
+    /// `downloads/`: verified target files.
+    pub fn downloads(&self) -> PathBuf {
+        self.root.join("downloads")
+    }
+
+    /// `installed.json`.
+    pub fn installed(&self) -> PathBuf {
+        self.root.join("installed.json")
+    }
+
+    /// `device.key`: the device's secret recipient key (0600).
+    pub fn device_key(&self) -> PathBuf {
+        self.root.join("device.key")
+    }
+}

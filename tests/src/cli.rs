@@ -1,0 +1,92 @@
+//! Running the workspace's real binaries (`ota-client`, `ota-sign`) from tests: they are built
+//! once per test process (`cargo build`, a no-op when up to date) and run with captured output.
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// `target/<profile>/` of the running test binary.
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    // target/debug/deps/<test>-<hash>
+    exe.parent().unwrap().parent().unwrap().to_path_buf()
+}
+
+/// Path of a workspace binary, built if needed (`ota-client`, `ota-sign`, `ota-server`).
+pub fn bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.arg("build");
+        if bin_dir().ends_with("release") {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .args([
+                "--quiet",
+                "-p",
+                "ota-client",
+                "--bin",
+                "ota-client",
+                "-p",
+                "ota-signer",
+                "--bin",
+                "ota-sign",
+            ])
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+            .status()
+            .unwrap();
+        assert!(status.success(), "building the binaries failed");
+    });
+    let p = bin_dir().join(name);
+    assert!(p.exists(), "{} is missing", p.display());
+    p
+}
+
+/// Output of one command.
+#[derive(Debug)]
+pub struct Run {
+    /// Exit code (-1 when killed by a signal).
+    pub code: i32,
+    /// Standard output.
+    pub stdout: String,
+    /// Standard error.
+    pub stderr: String,
+}
+
+impl Run {
+    /// stdout parsed as JSON.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {self:?}"))
+    }
+}
+
+/// Run binary `name` with `args`.
+pub fn run<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S]) -> Run {
+    let out = Command::new(bin(name)).args(args).output().unwrap();
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+/// Every file under `dir` (recursively) with its bytes, for "nothing changed" checks.
+pub fn tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}

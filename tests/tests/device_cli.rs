@@ -1,0 +1,308 @@
+//! The device CLI end to end: `ota-sign` publishes, the real `ota-server` (and nginx) serves,
+//! `ota-client` checks and installs into temp dirs. Exit codes are part of the contract.
+use ota_tests::cli::{run, tree, Run};
+use ota_tests::nginx::Nginx;
+use ota_tests::server::TestServer;
+use ota_tests::RepoHost;
+use std::path::PathBuf;
+
+struct Release {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    keys: PathBuf,
+    work: PathBuf,
+}
+
+fn image(seed: u8, len: usize) -> Vec<u8> {
+    // Compressible but distinct per seed.
+    (0..len)
+        .map(|i| ((i / 7) as u8).wrapping_mul(31).wrapping_add(seed))
+        .collect()
+}
+
+impl Release {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, keys, work) = (
+            dir.path().join("repo"),
+            dir.path().join("keys"),
+            dir.path().join("work"),
+        );
+        std::fs::create_dir(&work).unwrap();
+        let r = run(
+            "ota-sign",
+            &[
+                "init".as_ref(),
+                "--repo".as_ref(),
+                repo.as_os_str(),
+                "--keys".as_ref(),
+                keys.as_os_str(),
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        Release {
+            _dir: dir,
+            repo,
+            keys,
+            work,
+        }
+    }
+
+    fn root(&self) -> PathBuf {
+        self.repo.join("metadata/1.root.json")
+    }
+
+    fn add(&self, version: &str, data: &[u8]) -> String {
+        let file = self.work.join(format!("fw-{version}.img"));
+        std::fs::write(&file, data).unwrap();
+        let r = run(
+            "ota-sign",
+            &[
+                "add".as_ref(),
+                "--repo".as_ref(),
+                self.repo.as_os_str(),
+                "--keys".as_ref(),
+                self.keys.as_os_str(),
+                file.as_os_str(),
+                "--name".as_ref(),
+                "gateway-fw".as_ref(),
+                "--version".as_ref(),
+                version.as_ref(),
+                "--hardware".as_ref(),
+                "board-a,board-b".as_ref(),
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        format!("gateway-fw-{version}.img.zst")
+    }
+
+    /// The stored file of a target (`targets/<sha256>.<name>`).
+    fn target_file(&self, name: &str) -> PathBuf {
+        let suffix = format!(".{name}");
+        std::fs::read_dir(self.repo.join("targets"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.to_string_lossy().ends_with(&suffix))
+            .unwrap()
+    }
+}
+
+struct Dev {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    slot: PathBuf,
+}
+
+impl Dev {
+    fn new(rel: &Release, server: &str, hardware: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join("state");
+        std::fs::create_dir(dir.path().join("slot")).unwrap();
+        let slot = dir.path().join("slot/firmware.img");
+        let d = Dev {
+            _dir: dir,
+            state,
+            slot,
+        };
+        let r = d.client(&[
+            "init",
+            "--root",
+            rel.root().to_str().unwrap(),
+            "--server",
+            server,
+            "--hardware",
+            hardware,
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        d
+    }
+
+    fn client(&self, args: &[&str]) -> Run {
+        let mut all: Vec<&str> = vec![args[0], "--state", self.state.to_str().unwrap()];
+        all.extend(&args[1..]);
+        run("ota-client", &all)
+    }
+
+    fn update(&self) -> Run {
+        self.client(&[
+            "update",
+            "--install-to",
+            self.slot.to_str().unwrap(),
+            "--json",
+        ])
+    }
+
+    fn installed(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.state.join("installed.json")).unwrap()).unwrap()
+    }
+
+    /// The slot directory and installed.json, to prove a refused update changed nothing.
+    fn observable(&self) -> (Vec<(PathBuf, Vec<u8>)>, Vec<u8>) {
+        (
+            tree(self.slot.parent().unwrap()).into_iter().collect(),
+            std::fs::read(self.state.join("installed.json")).unwrap(),
+        )
+    }
+}
+
+fn assert_refused_unchanged(
+    dev: &Dev,
+    r: &Run,
+    code: i32,
+    before: &(Vec<(PathBuf, Vec<u8>)>, Vec<u8>),
+) {
+    assert_eq!(r.code, code, "{r:?}");
+    assert!(
+        r.stderr.contains("error: ") && r.stderr.contains("hint: "),
+        "{r:?}"
+    );
+    assert_eq!(
+        &dev.observable(),
+        before,
+        "a refused update changed the slot or installed.json"
+    );
+}
+
+fn install_upgrade_and_refuse(rel: &Release, host: &dyn RepoHost, stop: impl FnOnce()) {
+    let v1 = image(1, 700_000);
+    rel.add("1.0.0", &v1);
+    let dev = Dev::new(rel, &host.url(), "board-a");
+
+    // Refuses to re-init without --force.
+    let r = dev.client(&[
+        "init",
+        "--root",
+        rel.root().to_str().unwrap(),
+        "--server",
+        &host.url(),
+        "--hardware",
+        "board-a",
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+
+    let r = dev.client(&["check", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["update"]["version"], "1.0.0");
+
+    let r = dev.update();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["result"], "installed");
+    assert_eq!(
+        std::fs::read(&dev.slot).unwrap(),
+        v1,
+        "installed byte-identical"
+    );
+    assert_eq!(dev.installed()["version"], "1.0.0");
+    assert_eq!(dev.installed()["name"], "gateway-fw");
+
+    let r = dev.client(&["check"]);
+    assert_eq!(r.code, 100, "{r:?}");
+    let r = dev.update();
+    assert_eq!(r.code, 100, "{r:?}");
+
+    let status = dev.client(&["status", "--json"]);
+    assert_eq!(status.code, 0, "{status:?}");
+    assert_eq!(status.json()["installed"]["version"], "1.0.0");
+    assert_eq!(status.json()["root_version"], 1);
+
+    // A newer release is offered and installed.
+    let v2 = image(2, 650_000);
+    rel.add("1.1.0", &v2);
+    let r = dev.client(&["check", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["update"]["version"], "1.1.0");
+    // Installing into a directory that does not exist is a local I/O failure (exit 5).
+    let before = dev.observable();
+    let missing = dev.slot.parent().unwrap().join("no-such-dir/fw.img");
+    let r = dev.client(&["update", "--install-to", missing.to_str().unwrap()]);
+    assert_refused_unchanged(&dev, &r, 5, &before);
+    let r = dev.update();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(std::fs::read(&dev.slot).unwrap(), v2);
+    assert_eq!(dev.installed()["version"], "1.1.0");
+
+    // A device of other hardware is offered nothing.
+    let other = Dev::new(rel, &host.url(), "board-z");
+    assert_eq!(other.client(&["check"]).code, 100);
+
+    // A tampered target on the server: refused, nothing changed.
+    let name = rel.add("1.2.0", &image(3, 600_000));
+    let stored = rel.target_file(&name);
+    let mut bytes = std::fs::read(&stored).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&stored, &bytes).unwrap();
+    let before = dev.observable();
+    let r = dev.update();
+    assert_refused_unchanged(&dev, &r, 4, &before);
+    assert!(r.stderr.contains("hashes"), "{r:?}");
+
+    // The server goes away: exit 3, nothing changed.
+    stop();
+    let r = dev.update();
+    assert_refused_unchanged(&dev, &r, 3, &before);
+    let r = dev.client(&["check"]);
+    assert_eq!(r.code, 3, "{r:?}");
+}
+
+#[test]
+fn ota_server_install_upgrade_tamper_and_outage() {
+    let rel = Release::new();
+    let server = std::cell::RefCell::new(Some(TestServer::start(&rel.repo)));
+    let host_url = server.borrow().as_ref().unwrap().url();
+    struct Url(String);
+    impl RepoHost for Url {
+        fn url(&self) -> String {
+            self.0.clone()
+        }
+    }
+    install_upgrade_and_refuse(&rel, &Url(host_url), || {
+        drop(server.borrow_mut().take());
+    });
+}
+
+#[test]
+fn nginx_install_upgrade_tamper_and_outage() {
+    let rel = Release::new();
+    let Some(nginx) = Nginx::start(&rel.repo) else {
+        return;
+    };
+    let url = nginx.url();
+    struct Url(String);
+    impl RepoHost for Url {
+        fn url(&self) -> String {
+            self.0.clone()
+        }
+    }
+    install_upgrade_and_refuse(&rel, &Url(url), move || drop(nginx));
+}
+
+#[test]
+fn usage_and_state_errors_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("none");
+    let r = run("ota-client", &["check", "--state", state.to_str().unwrap()]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("hint: run `ota-client init"), "{r:?}");
+    let r = run("ota-client", &["update", "--state", "x"]);
+    assert_eq!(r.code, 2, "missing --install-to is a usage error: {r:?}");
+    // A root that is not a valid self-signed root is refused at init.
+    let bogus = dir.path().join("root.json");
+    std::fs::write(&bogus, b"{}").unwrap();
+    let r = run(
+        "ota-client",
+        &[
+            "init",
+            "--state",
+            state.to_str().unwrap(),
+            "--root",
+            bogus.to_str().unwrap(),
+            "--server",
+            "http://127.0.0.1:9",
+            "--hardware",
+            "board-a",
+        ],
+    );
+    assert_eq!(r.code, 4, "an invalid root is refused: {r:?}");
+    assert!(!state.join("config.json").exists());
+}
