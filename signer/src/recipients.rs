@@ -280,6 +280,56 @@ impl Recipients {
         Ok(g)
     }
 
+    /// Add many devices at once (a fleet list), all or nothing: every entry is checked as
+    /// by [`Recipients::add_device`] (also against the others) before any is added. Each entry
+    /// comes with where it was read (e.g. "devices.txt line 7"), to name it in errors.
+    pub fn import(&mut self, entries: Vec<(String, Device)>) -> Result<usize> {
+        let mut names: BTreeSet<String> = self.devices.iter().map(|d| d.name.clone()).collect();
+        let mut ids: BTreeMap<RecipientId, String> = self
+            .groups
+            .iter()
+            .map(|(n, g)| (g.recipient_id, format!("group {n}")))
+            .chain(
+                self.devices
+                    .iter()
+                    .map(|d| (d.recipient_id, format!("device {}", d.name))),
+            )
+            .collect();
+        let count = entries.len();
+        let mut new = Vec::with_capacity(count);
+        for (where_, d) in entries {
+            let ctx = |e: Error| Error::input(format!("{where_}: {e}"), e.hint().to_string());
+            validate_name("device", &d.name).map_err(ctx)?;
+            if let Some(g) = &d.group {
+                if !self.groups.contains_key(g) {
+                    return Err(Error::input(
+                        format!("{where_}: unknown group {g:?}"),
+                        format!("create it first: ota-sign recipients group-create --repo DIR --keys KEYS_DIR {g}"),
+                    ));
+                }
+            }
+            if !names.insert(d.name.clone()) {
+                return Err(Error::input(
+                    format!("{where_}: a recipient named {:?} already exists", d.name),
+                    "device names must be unique; remove the duplicate line or the registered device",
+                ));
+            }
+            if let Some(holder) = ids.insert(d.recipient_id, format!("device {}", d.name)) {
+                return Err(Error::input(
+                    format!(
+                        "{where_}: public key {} is already registered as {holder}",
+                        d.recipient_id
+                    ),
+                    "each device needs its own key pair",
+                ));
+            }
+            new.push(d);
+        }
+        self.devices.extend(new);
+        self.devices.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(count)
+    }
+
     /// Number of devices in `group`.
     pub fn members(&self, group: &str) -> usize {
         self.devices

@@ -292,15 +292,18 @@ fn releases_without_resolvable_recipients_are_refused_with_no_change() {
 fn a_thousand_device_slips() {
     let env = Env::new();
     env.init(&["--zstd-level", "3"]);
-    // Register through the library: 1,000 runs of the binary would only test process start-up.
-    let mut r = Recipients::load(&env.repo).unwrap();
+    // A fleet is registered in one run with `recipients import`.
     let secrets: Vec<RecipientSecretKey> =
         (0..1000).map(|_| RecipientSecretKey::generate()).collect();
-    for (i, s) in secrets.iter().enumerate() {
-        r.add_device(&format!("dev-{i:04}"), s.public_key().clone(), None)
-            .unwrap();
-    }
-    r.save(&env.repo).unwrap();
+    let fleet: String = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| format!("dev-{i:04} {}\n", s.public_key().to_text()))
+        .collect();
+    let fleet_file = env.tmp.path().join("fleet.txt");
+    std::fs::write(&fleet_file, fleet).unwrap();
+    ok(&recipients(&env, &["import", fleet_file.to_str().unwrap()]));
+    assert_eq!(Recipients::load(&env.repo).unwrap().devices.len(), 1000);
     let img = env.image("fw.img", 50_000, 8);
     let started = std::time::Instant::now();
     let o = add_encrypted(&env, &img, "1.0.0", "all-devices");

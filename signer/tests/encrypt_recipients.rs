@@ -248,3 +248,79 @@ fn a_corrupt_recipients_file_is_refused_with_exit_4() {
     std::fs::write(&path, "{not json").unwrap();
     assert_fails(&recipients(&env, &["list"]), 4, "is corrupt");
 }
+
+#[test]
+fn import_registers_a_fleet_all_or_nothing() {
+    let env = Env::new();
+    env.init(&[]);
+    group_create(&env, "board-a");
+    let keys: Vec<RecipientSecretKey> = (0..4).map(|_| RecipientSecretKey::generate()).collect();
+    ok(&recipients(
+        &env,
+        &["add", "gw-0000", &keys[0].public_key().to_text()],
+    ));
+    let line = |name: &str, k: &RecipientSecretKey, g: &str| {
+        format!("{name} {} {g}\n", k.public_key().to_text())
+    };
+    let file = env.tmp.path().join("fleet.txt");
+    let bad = [
+        (
+            format!(
+                "# fleet\n\n{}{}",
+                line("gw-0001", &keys[1], "board-a"),
+                line("gw-0001", &keys[2], "")
+            ),
+            "line 4: a recipient named \"gw-0001\" already exists",
+        ),
+        (line("gw-0001", &keys[0], ""), "line 1: public key"),
+        (
+            line("gw-0001", &keys[1], "board-z"),
+            "line 1: unknown group \"board-z\"",
+        ),
+        (
+            format!("{}gw-0002 otapub1broken\n", line("gw-0001", &keys[1], "")),
+            "line 2",
+        ),
+        (
+            "gw-0001\n".to_string(),
+            "line 1: expected `NAME PUBKEY [GROUP]`",
+        ),
+    ];
+    for (text, needle) in bad {
+        std::fs::write(&file, &text).unwrap();
+        let before = tree(env.tmp.path());
+        let o = recipients(&env, &["import", file.to_str().unwrap()]);
+        assert_fails(&o, 2, needle);
+        assert_eq!(tree(env.tmp.path()), before, "{text:?} changed the disk");
+    }
+    std::fs::write(
+        &file,
+        format!(
+            "# fleet\n{}{}{}",
+            line("gw-0003", &keys[3], ""),
+            line("gw-0001", &keys[1], "board-a"),
+            line("gw-0002", &keys[2], "")
+        ),
+    )
+    .unwrap();
+    let o = recipients(&env, &["import", file.to_str().unwrap(), "--json"]);
+    ok(&o);
+    assert_eq!(json(&o)["added"], 3);
+    let list = json(&recipients(&env, &["list", "--json"]));
+    let got: Vec<(String, String)> = list["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["name"].as_str().unwrap().to_string(),
+                d["public_key"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let want: Vec<(String, String)> = (0..4)
+        .map(|i| (format!("gw-000{i}"), keys[i].public_key().to_text()))
+        .collect();
+    assert_eq!(got, want, "sorted by name, keys as given");
+    assert_eq!(list["groups"][0]["devices"], 1);
+}

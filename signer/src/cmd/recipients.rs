@@ -54,6 +54,21 @@ pub enum Sub {
         #[arg(long)]
         json: bool,
     },
+    /// Register many devices from a file: one `NAME PUBKEY [GROUP]` per line, all or nothing.
+    #[command(
+        after_help = "Example:\n  ota-sign recipients import --repo repo fleet.txt\n\nfleet.txt (blank lines and lines starting with # are ignored):\n  gw-0001 otapub1Qm9v... board-a\n  lab-1   otapub1Zx3k..."
+    )]
+    Import {
+        /// Repository directory.
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        /// The device list.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Unregister a device: later releases have no slip for it (earlier ones keep theirs).
     #[command(after_help = "Example:\n  ota-sign recipients remove --repo repo gw-0001")]
     Remove {
@@ -169,6 +184,20 @@ pub fn run(a: Args) -> Result<u8> {
             }
             Ok(0)
         }
+        Sub::Import { repo, file, json } => {
+            let entries = read_fleet(&file)?;
+            let _lock = RepoLock::acquire(&repo)?;
+            Repository::load(&repo)?;
+            let mut r = Recipients::load(&repo)?;
+            let added = r.import(entries)?;
+            r.save(&repo)?;
+            if json {
+                super::print_json(&serde_json::json!({"added": added, "devices": r.devices.len()}));
+            } else {
+                println!("added {added} device(s); {} registered", r.devices.len());
+            }
+            Ok(0)
+        }
         Sub::Remove { repo, name, json } => {
             let _lock = RepoLock::acquire(&repo)?;
             Repository::load(&repo)?;
@@ -214,6 +243,49 @@ pub fn run(a: Args) -> Result<u8> {
             json,
         } => group_create(&repo, &keys, &group, print_secret, json),
     }
+}
+
+/// Parse a fleet list: `NAME PUBKEY [GROUP]` per line.
+fn read_fleet(file: &Path) -> Result<Vec<(String, Device)>> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        Error::input(
+            format!("cannot read device list {}: {e}", file.display()),
+            "pass a readable text file with one `NAME PUBKEY [GROUP]` per line",
+        )
+    })?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let where_ = format!("{} line {}", file.display(), i + 1);
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let (name, key, group) = match fields[..] {
+            [n, k] => (n, k, None),
+            [n, k, g] => (n, k, Some(g.to_string())),
+            _ => {
+                return Err(Error::input(
+                    format!(
+                        "{where_}: expected `NAME PUBKEY [GROUP]`, got {} fields",
+                        fields.len()
+                    ),
+                    "one device per line: name, otapub1... key, optional group",
+                ))
+            }
+        };
+        let key = parse_public_key(&format!("device {name} ({where_})"), key)?;
+        out.push((
+            where_,
+            Device {
+                name: name.to_string(),
+                recipient_id: key.id(),
+                public_key: key,
+                group,
+            },
+        ));
+    }
+    Ok(out)
 }
 
 fn group_report(r: &Recipients, name: &str, g: &recipients::Group) -> GroupReport {
