@@ -13,16 +13,19 @@ use crate::{Error, Result};
 use indicatif::ProgressBar;
 use ota_formats::envelope::{
     decrypt_stream_checked, encrypt_stream, slip_path, wrap_key, wrap_keys, DataKey, EncryptParams,
-    EncryptionInfo, RecipientPublicKey, SlipBinding,
+    EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding,
 };
 use sha2::{Digest, Sha256};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
 
 /// Slips wrapped and written per batch (bounds memory and paces the progress bar).
-const SLIP_BATCH: usize = 4096;
+const SLIP_BATCH: usize = 1024;
 
 /// Suffix of the per-device slip directory of a target (`<target>.slips`).
 pub const SLIPS_DIR_SUFFIX: &str = ".slips";
@@ -188,37 +191,97 @@ pub fn write_device_slips(
         .map_err(|err| Error::write(&tmp_dir, err))?;
     let binding = SlipBinding::new(target_path, e.info.payload_id);
     let keys: Vec<RecipientPublicKey> = devices.iter().map(|(_, k)| k.clone()).collect();
-    let prefix = format!("{target_path}{SLIPS_DIR_SUFFIX}/");
-    for batch in keys.chunks(SLIP_BATCH) {
-        let slips = wrap_keys(&e.key, batch, &binding).map_err(|err| {
-            Error::input(
-                format!("cannot wrap the data key for a device: {err}"),
-                "check the device keys in ota-recipients.json",
-            )
-        })?;
-        for slip in slips {
-            // The agreed layout: targets/<slip_path(target, id)>.
-            let rel = slip_path(target_path, &slip.recipient);
-            let name = rel.strip_prefix(&prefix).unwrap_or(&rel);
-            let path = tmp_dir.join(name);
-            let bytes = slip.to_bytes().map_err(|err| Error::write(&path, err))?;
-            OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .mode(PUBLIC_MODE)
-                .open(&path)
-                .and_then(|mut f| f.write_all(&bytes))
-                .map_err(|err| Error::write(&path, err))?;
-            bar.inc(1);
+    let started = Instant::now();
+    // A pipeline: this thread wraps batches on all cores (`wrap_keys`) while writer threads
+    // create the files of earlier batches, so CPU and file-system work overlap.
+    let (tx, rx) = mpsc::sync_channel::<Vec<KeySlip>>(2);
+    let rx = Mutex::new(rx);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = AtomicBool::new(false);
+    let fail = |err: Error| {
+        failed.store(true, Ordering::SeqCst);
+        if let Ok(mut slot) = failure.lock() {
+            slot.get_or_insert(err);
         }
+    };
+    let writers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    std::thread::scope(|scope| {
+        for _ in 0..writers {
+            scope.spawn(|| loop {
+                let batch = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                // Closed: all batches are done. After a failure, keep draining so the
+                // producer never blocks.
+                let Ok(batch) = batch else { return };
+                if failed.load(Ordering::SeqCst) {
+                    continue;
+                }
+                for slip in &batch {
+                    if let Err(err) = write_slip(&tmp_dir, target_path, slip) {
+                        fail(err);
+                        break;
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+        for batch in keys.chunks(SLIP_BATCH) {
+            if failed.load(Ordering::SeqCst) {
+                break;
+            }
+            match wrap_keys(&e.key, batch, &binding) {
+                Ok(slips) => {
+                    if tx.send(slips).is_err() {
+                        break;
+                    }
+                }
+                Err(err) => fail(Error::input(
+                    format!("cannot wrap the data key for a device: {err}"),
+                    "check the device keys in ota-recipients.json",
+                )),
+            }
+        }
+        drop(tx);
+    });
+    if let Some(err) = failure.into_inner().ok().flatten() {
+        return Err(err);
     }
-    // One filesystem-wide flush instead of one fsync per file (100,000 fsyncs take minutes).
+    if failed.into_inner() {
+        return Err(Error::write(&tmp_dir, "a slip writer failed"));
+    }
+    let written = started.elapsed();
+    // One file-system flush instead of one fsync per file (100,000 fsyncs take minutes).
     let dir = File::open(&tmp_dir).map_err(|err| Error::write(&tmp_dir, err))?;
     rustix::fs::syncfs(&dir).map_err(|err| Error::write(&tmp_dir, io::Error::from(err)))?;
+    tracing::debug!(
+        slips = keys.len(),
+        writers,
+        wrap_and_write_s = written.as_secs_f64(),
+        sync_s = (started.elapsed() - written).as_secs_f64(),
+        "per-device slips"
+    );
     std::fs::rename(&tmp_dir, &final_dir).map_err(|err| Error::write(&final_dir, err))?;
     atomic::sync_dir(targets_dir).map_err(|err| Error::write(targets_dir, err))?;
     e.info.device_slips = true;
     Ok((final_dir, keys.len()))
+}
+
+/// Write one slip at `<dir>/<id>.slip`, the file part of `slip_path(target, id)`.
+fn write_slip(dir: &Path, target_path: &str, slip: &KeySlip) -> Result<()> {
+    // The agreed layout: targets/<slip_path(target, id)>, with `dir` = targets/<target>.slips.
+    let rel = slip_path(target_path, &slip.recipient);
+    let name = rel.rsplit('/').next().unwrap_or(&rel);
+    let path = dir.join(name);
+    let bytes = slip.to_bytes().map_err(|err| Error::write(&path, err))?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PUBLIC_MODE)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(|err| Error::write(&path, err))
 }
 
 /// Encrypt for `recipients`: the whole pipeline between compression and placing the file.
