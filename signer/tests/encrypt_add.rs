@@ -330,3 +330,72 @@ fn a_thousand_device_slips() {
         assert_eq!((slip.recipient, slip.target.as_str()), (s.id(), target));
     }
 }
+
+#[test]
+fn leftovers_of_a_crashed_run_are_replaced_and_listed_slips_never_are() {
+    let env = Env::new();
+    env.init(&["--zstd-level", "3"]);
+    let lab = device(&env, "lab-1", None);
+    let img = env.image("fw.img", 20_000, 9);
+    // A run that crashed after renaming its slips into place, before publishing metadata,
+    // and one that crashed while writing slips.
+    let slips = env.repo.join("targets/gw-1.0.0.img.zst.slips");
+    std::fs::create_dir(&slips).unwrap();
+    std::fs::write(slips.join("stale.slip"), b"old").unwrap();
+    let tmp = env.repo.join("targets/.ota-tmp-slips-1-x");
+    std::fs::create_dir(&tmp).unwrap();
+    std::fs::write(tmp.join("half.slip"), b"half").unwrap();
+
+    ok(&add_encrypted(&env, &img, "1.0.0", "device:lab-1"));
+    assert!(!slips.join("stale.slip").exists());
+    assert!(!tmp.exists());
+    let names: Vec<String> = std::fs::read_dir(&slips)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, [format!("{}.slip", lab.id())]);
+
+    // The published release's slips are never replaced, even on a deliberate re-add.
+    let mut args = env.add_args(&img, "gw", "1.0.0", "board-a");
+    args.extend(["--encrypt-to", "device:lab-1", "--allow-downgrade"].map(String::from));
+    let before = tree(env.tmp.path());
+    assert_fails(&run(&args), 5, "already listed");
+    assert_eq!(tree(env.tmp.path()), before);
+}
+
+#[test]
+fn encrypted_targets_can_be_staged_and_published_later() {
+    let env = Env::new();
+    env.init(&["--zstd-level", "3"]);
+    let lab = device(&env, "lab-1", None);
+    let img = env.image("fw.img", 20_000, 10);
+    let args = vec![
+        "add".to_string(),
+        "--repo".into(),
+        env.repo.display().to_string(),
+        img.display().to_string(),
+        "--name".into(),
+        "gw".into(),
+        "--version".into(),
+        "2.0.0".into(),
+        "--hardware".into(),
+        "board-a".into(),
+        "--encrypt-to".into(),
+        "device:lab-1".into(),
+        "--no-publish".into(),
+    ];
+    ok(&run(&args));
+    let target = "gw-2.0.0.img.zst";
+    assert!(
+        slip_file(&env, target, &lab).is_file(),
+        "slips are written with the payload"
+    );
+    assert!(!verify_repo(&env.repo).targets.targets.contains_key(target));
+    ok(&run(env.repo_args("publish")));
+    let (_, _, bytes, info) = published(&env, target);
+    let slip = KeySlip::from_bytes(&std::fs::read(slip_file(&env, target, &lab)).unwrap()).unwrap();
+    assert_eq!(
+        install(target, &bytes, &info, &lab, Some(&slip)).unwrap(),
+        std::fs::read(&img).unwrap()
+    );
+}
