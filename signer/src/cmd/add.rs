@@ -322,10 +322,27 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         super::print_json(&report);
     } else {
         let ratio = report.length as f64 * 100.0 / report.ota.image.length.max(1) as f64;
+        let how = if report.encryption.is_some() {
+            "compressed and encrypted"
+        } else {
+            "compressed"
+        };
         println!(
-            "added {} ({} bytes, {} compressed, {ratio:.1}%)",
+            "added {} ({} bytes, {} {how}, {ratio:.1}%)",
             report.target, report.ota.image.length, report.length
         );
+        if let Some(e) = &report.encryption {
+            println!(
+                "encrypted for {} group(s) ({}) and {} device(s){}",
+                e.groups.len(),
+                e.groups.join(", "),
+                e.device_slips,
+                e.slips_dir
+                    .as_ref()
+                    .map(|d| format!("; slips in {}", d.display()))
+                    .unwrap_or_default()
+            );
+        }
         match &report.published {
             Some(p) => println!(
                 "published targets v{}, snapshot v{}, timestamp v{}",
