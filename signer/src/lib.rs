@@ -8,6 +8,8 @@
 //! - [`policy`]: expiry periods and when a role is due for re-signing;
 //! - [`repo`]: loading and verifying a repository;
 //! - [`compress`]: streaming zstd compression of images;
+//! - [`recipients`]: `ota-recipients.json`, the devices and groups encrypted targets are for;
+//! - [`encrypt`]: encryption of targets and their key slips;
 //! - [`publish`]: the ordered, atomic publication of new metadata;
 //! - [`atomic`]: crash-safe file writes; [`lock`]: one writer at a time;
 //! - [`cmd`]: one module per subcommand.
@@ -20,12 +22,14 @@ pub mod atomic;
 pub mod cmd;
 pub mod compress;
 pub mod config;
+pub mod encrypt;
 pub mod error;
 pub mod keys;
 pub mod lock;
 pub mod policy;
 pub mod progress;
 pub mod publish;
+pub mod recipients;
 pub mod repo;
 
 pub use error::{Error, Result};

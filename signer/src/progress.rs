@@ -19,3 +19,20 @@ pub fn bytes_bar(len: u64, msg: &str) -> ProgressBar {
     bar.set_message(msg.to_string());
     bar
 }
+
+/// A counting bar of `len` items labelled `msg`.
+pub fn count_bar(len: u64, msg: &str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    let style =
+        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {per_sec} eta {eta}")
+            .map(|s| s.progress_chars("=> "))
+            .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar.set_message(msg.to_string());
+    bar
+}

@@ -1,10 +1,12 @@
 //! `ota-sign add`: compress a firmware image, list it as a target with signed `custom.ota`
 //! metadata, and publish new targets, snapshot and timestamp metadata.
 use crate::compress;
+use crate::encrypt;
 use crate::keys;
 use crate::lock::RepoLock;
 use crate::progress::bytes_bar;
 use crate::publish::{self, RoleKeys};
+use crate::recipients::{parse_selectors, Recipients};
 use crate::repo::{target_file_path, Repository, TARGETS_DIR};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
@@ -21,10 +23,17 @@ Examples:
   ota-sign add --repo repo --keys ~/ota-keys fw-1.1.9.img --name gateway-fw --version 1.1.9 --hardware board-a --allow-downgrade
   ota-sign add --repo repo --no-publish modem.img --name modem-fw --version 3.0.0 --hardware board-a
   ota-sign publish --repo repo --keys ~/ota-keys         # signs the staged targets as one release
+  ota-sign add --repo repo --keys ~/ota-keys fw.img --name gw --version 1.3.0 --hardware board-a --encrypt-to group:board-a,device:lab-1
 
 The target is published as NAME-VERSION.img.zst (zstd, window at most 8 MiB) and stored as
 targets/<sha256>.NAME-VERSION.img.zst. A version must be newer (semver) than every published
-version of NAME unless --allow-downgrade is given.";
+version of NAME unless --allow-downgrade is given.
+
+--encrypt-to RECIPIENTS (see `ota-sign recipients --help`) encrypts the compressed target under
+a fresh data key: group:NAME embeds a key slip for the group in the signed metadata,
+device:NAME and all-devices write one slip file per device at
+targets/NAME-VERSION.img.zst.slips/<recipient-id>.slip, and hardware means group:H for every
+--hardware id H (each must have a group of that name).";
 
 /// Arguments of `add`.
 #[derive(Debug, clap::Args)]
@@ -60,9 +69,24 @@ pub struct Args {
     /// as one release.
     #[arg(long)]
     pub no_publish: bool,
+    /// Encrypt for these recipients: a comma list of group:NAME, device:NAME, all-devices,
+    /// hardware (the groups named like the --hardware ids).
+    #[arg(long, value_name = "RECIPIENTS")]
+    pub encrypt_to: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// How an encrypted target was made available.
+#[derive(Debug, Serialize)]
+pub struct EncryptionReport {
+    /// Groups whose slips are embedded in the metadata.
+    pub groups: Vec<String>,
+    /// Number of per-device slip files.
+    pub device_slips: usize,
+    /// Directory of the per-device slip files, if any.
+    pub slips_dir: Option<PathBuf>,
 }
 
 /// What `add` reports.
@@ -72,10 +96,12 @@ pub struct Report {
     pub target: String,
     /// File in the repository.
     pub file: PathBuf,
-    /// Compressed length.
+    /// Length of the target file (compressed, and encrypted if asked).
     pub length: u64,
-    /// Compressed sha256.
+    /// sha256 of the target file.
     pub sha256: String,
+    /// Recipients, when encrypted.
+    pub encryption: Option<EncryptionReport>,
     /// The signed custom metadata.
     pub ota: OtaTarget,
     /// Newest version of the same name published before, if any.
@@ -170,6 +196,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             hardware_ids.push(id.to_string());
         }
     }
+    let selectors = a.encrypt_to.as_deref().map(parse_selectors).transpose()?;
     let (image, image_len) = compress::open_image(&a.file)?;
     if let Some(k) = &a.keys {
         keys::check_outside_repo(k, &a.repo)?;
@@ -191,6 +218,26 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         }
     }
     let target_path = format!("{}-{version}.img.zst", a.name);
+    let targets_dir = repo.dir.join(TARGETS_DIR);
+    let recipients = match &selectors {
+        Some(sel) => {
+            encrypt::remove_stale_slip_dirs(&targets_dir);
+            let resolved = Recipients::load(&repo.dir)?.resolve(sel, &hardware_ids)?;
+            let dir = encrypt::slips_dir(&targets_dir, &target_path);
+            if !resolved.devices.is_empty() && dir.exists() {
+                if targets.targets.contains_key(&target_path) {
+                    return Err(Error::policy(
+                        format!("{target_path} is already listed, with per-device slips in {} that its release needs", dir.display()),
+                        "publish the image under a new version",
+                    ));
+                }
+                // Left by a run that crashed before its metadata was published.
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+            }
+            Some(resolved)
+        }
+        None => None,
+    };
 
     let needs = publish::plan(&repo, true, false, now);
     let mut role_keys = RoleKeys::new();
@@ -203,7 +250,6 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
 
     // Write: the target file first, then the metadata (see publish).
     let policy = repo.config.compression;
-    let targets_dir = repo.dir.join(TARGETS_DIR);
     tracing::info!(file = %a.file.display(), level = policy.level, window_log = policy.window_log, "compressing");
     let bar = bytes_bar(image_len, "compressing");
     let compressed = compress::compress(image, &a.file, &targets_dir, policy, &bar)?;
@@ -212,7 +258,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     compress::verify_round_trip(&compressed, policy.window_log, &bar)?;
     bar.finish_and_clear();
 
-    let ota = OtaTarget::new(
+    let mut ota = OtaTarget::new(
         a.name.clone(),
         version.to_string(),
         hardware_ids,
@@ -220,6 +266,26 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         Compression::Zstd,
     )
     .map_err(|e| bad_input(e, "check --name, --version and --hardware"))?;
+    // Encrypted: slips first (files written here), then the payload, then the metadata.
+    let (file, encryption) = match &recipients {
+        Some(r) => {
+            let (e, slips_dir) = encrypt::encrypt_for(compressed, &targets_dir, &target_path, r)?;
+            ota.encryption = Some(serde_json::to_value(&e.info).map_err(|err| {
+                Error::input(
+                    format!("cannot encode the encryption metadata: {err}"),
+                    "report this bug",
+                )
+            })?);
+            let report = EncryptionReport {
+                groups: r.groups.iter().map(|(n, _)| n.clone()).collect(),
+                device_slips: r.devices.len(),
+                slips_dir,
+            };
+            (e.target, Some(report))
+        }
+        None => (compressed, None),
+    };
+    let compressed = file;
     let entry = TargetFile {
         length: compressed.length,
         hashes: Hashes::from([("sha256".to_string(), compressed.sha256.clone())]),
@@ -246,6 +312,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         file: dest,
         length,
         sha256,
+        encryption,
         ota,
         previous_version: previous.map(|v| v.to_string()),
         staged: published.is_none(),
@@ -255,10 +322,27 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         super::print_json(&report);
     } else {
         let ratio = report.length as f64 * 100.0 / report.ota.image.length.max(1) as f64;
+        let how = if report.encryption.is_some() {
+            "compressed and encrypted"
+        } else {
+            "compressed"
+        };
         println!(
-            "added {} ({} bytes, {} compressed, {ratio:.1}%)",
+            "added {} ({} bytes, {} {how}, {ratio:.1}%)",
             report.target, report.ota.image.length, report.length
         );
+        if let Some(e) = &report.encryption {
+            println!(
+                "encrypted for {} group(s) ({}) and {} device(s){}",
+                e.groups.len(),
+                e.groups.join(", "),
+                e.device_slips,
+                e.slips_dir
+                    .as_ref()
+                    .map(|d| format!("; slips in {}", d.display()))
+                    .unwrap_or_default()
+            );
+        }
         match &report.published {
             Some(p) => println!(
                 "published targets v{}, snapshot v{}, timestamp v{}",

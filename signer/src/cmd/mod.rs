@@ -7,15 +7,16 @@ use serde::Serialize;
 pub mod add;
 pub mod init;
 pub mod publish;
+pub mod recipients;
 pub mod status;
 
 const EXIT_CODES: &str = "\
 Exit codes:
   0   success
   1   a write failed part-way (the repository still serves its previous state)
-  2   usage or bad input (arguments, firmware file, version, hardware id)
+  2   usage or bad input (arguments, firmware file, version, hardware id, recipients)
   3   keys: missing, unreadable, or not authorised for the role in root.json
-  4   repository: missing, corrupt, or already existing (init)
+  4   repository: missing, corrupt (incl. ota-recipients.json), or already existing (init)
   5   version policy: the version is not newer than the published one
   10  status: a role has under a quarter of its expiry period left, or has expired
 
@@ -51,6 +52,8 @@ pub enum Command {
     Publish(publish::Args),
     /// Show roles, versions, keys, thresholds and expiry; exit 10 when a role is due.
     Status(status::Args),
+    /// Manage the devices and groups that encrypted targets are for (public keys).
+    Recipients(recipients::Args),
 }
 
 fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
@@ -67,6 +70,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Add(a) => add::run(a, now),
         Command::Publish(a) => publish::run(a, now),
         Command::Status(a) => status::run(a, now),
+        Command::Recipients(a) => recipients::run(a),
     }
 }
 

@@ -1,0 +1,312 @@
+//! Encryption of a compressed target for its recipients (the envelope of
+//! `ota_formats::envelope`, specified in `formats/ENVELOPE.md`).
+//!
+//! The zstd stream is encrypted under a fresh data key into a temp file next to its final
+//! place, streaming (memory bounded by one 64 KiB chunk), then decrypted once more and compared
+//! with the compressed hash. Group slips go into the signed metadata; per-device slips are
+//! written into a temp directory, flushed to disk, and renamed to `<target>.slips/` in one
+//! step, before the payload and the metadata that reference them.
+use crate::atomic::{self, PUBLIC_MODE, TEMP_PREFIX};
+use crate::compress::Compressed;
+use crate::recipients::Resolved;
+use crate::{Error, Result};
+use indicatif::ProgressBar;
+use ota_formats::envelope::{
+    decrypt_stream_checked, encrypt_stream, slip_path, wrap_key, wrap_keys, DataKey, EncryptParams,
+    EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding,
+};
+use sha2::{Digest, Sha256};
+use std::fs::{DirBuilder, File, OpenOptions};
+use std::io::{self, BufReader, BufWriter, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Mutex};
+use std::time::Instant;
+
+/// Slips wrapped and written per batch (bounds memory and paces the progress bar).
+const SLIP_BATCH: usize = 1024;
+
+/// Suffix of the per-device slip directory of a target (`<target>.slips`).
+pub const SLIPS_DIR_SUFFIX: &str = ".slips";
+
+/// Counts and hashes what passes through to the inner writer.
+struct HashCount<W> {
+    inner: W,
+    hash: Sha256,
+    count: u64,
+}
+
+impl<W: Write> Write for HashCount<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// An encrypted target waiting in a temp file, with its metadata (slips still to add).
+#[derive(Debug)]
+pub struct Encrypted {
+    /// The encrypted file, in the shape of a compressed one so it is placed the same way:
+    /// `length`/`sha256` are the encrypted bytes', the image fields stay the plain image's.
+    pub target: Compressed,
+    /// `custom.ota.encryption`, without slips yet.
+    pub info: EncryptionInfo,
+    /// The data key (wiped on drop).
+    pub key: DataKey,
+}
+
+/// Directory of the per-device slips of `target_path` in the repository's targets directory.
+pub fn slips_dir(targets_dir: &Path, target_path: &str) -> PathBuf {
+    targets_dir.join(format!("{target_path}{SLIPS_DIR_SUFFIX}"))
+}
+
+/// Encrypt the compressed target under a fresh data key into a temp file in `dest_dir`.
+pub fn encrypt(c: Compressed, dest_dir: &Path, bar: &ProgressBar) -> Result<Encrypted> {
+    let key = DataKey::generate();
+    let tmp = atomic::temp_in(dest_dir).map_err(|e| Error::write(dest_dir, e))?;
+    let tmp_path = tmp.path().to_path_buf();
+    let werr = |e: io::Error| Error::write(&tmp_path, e);
+    let src = File::open(c.file.path()).map_err(|e| Error::write(c.file.path(), e))?;
+    let mut out = HashCount {
+        inner: BufWriter::new(tmp.as_file().try_clone().map_err(werr)?),
+        hash: Sha256::new(),
+        count: 0,
+    };
+    let reader = bar.wrap_read(BufReader::with_capacity(1 << 20, src));
+    let payload = encrypt_stream(reader, &mut out, &key, &EncryptParams::new(c.length))
+        .map_err(|e| Error::write(&tmp_path, e))?;
+    let inner = out.inner.into_inner().map_err(|e| werr(e.into_error()))?;
+    inner.sync_all().map_err(werr)?;
+    if out.count != payload.ciphertext_len {
+        return Err(Error::write(
+            &tmp_path,
+            format!(
+                "wrote {} bytes, the envelope says {}",
+                out.count, payload.ciphertext_len
+            ),
+        ));
+    }
+    let target = Compressed {
+        file: tmp,
+        length: out.count,
+        sha256: hex::encode(out.hash.finalize()),
+        image_length: c.image_length,
+        image_sha256: c.image_sha256.clone(),
+    };
+    Ok(Encrypted {
+        target,
+        info: EncryptionInfo::new(&payload),
+        key,
+    })
+}
+
+/// Decrypt the encrypted temp file and check it gives back the compressed stream
+/// (`length`, `sha256`), so a target is never published that its recipients cannot read.
+pub fn verify(e: &Encrypted, length: u64, sha256: &str, bar: &ProgressBar) -> Result<()> {
+    let path = e.target.file.path();
+    let fail = |why: String| Error::Io {
+        msg: format!(
+            "encrypted target {} does not decrypt to the compressed image: {why}",
+            path.display()
+        ),
+        hint: "nothing was published; re-run the command, and check the disk if it happens again"
+            .into(),
+    };
+    let file = File::open(path).map_err(|err| fail(err.to_string()))?;
+    let mut sink = HashCount {
+        inner: io::sink(),
+        hash: Sha256::new(),
+        count: 0,
+    };
+    let reader = bar.wrap_read(BufReader::with_capacity(1 << 20, file));
+    decrypt_stream_checked(reader, &mut sink, &e.key, &e.info)
+        .map_err(|err| fail(err.to_string()))?;
+    let got = hex::encode(sink.hash.finalize());
+    if sink.count != length || got != sha256 {
+        return Err(fail(format!("got {} bytes with sha256 {got}", sink.count)));
+    }
+    Ok(())
+}
+
+/// Wrap the data key for every group (slips go into `info.slips`).
+pub fn add_group_slips(
+    e: &mut Encrypted,
+    target_path: &str,
+    groups: &[(String, RecipientPublicKey)],
+) -> Result<()> {
+    let binding = e.info.binding(target_path);
+    for (name, key) in groups {
+        let slip = wrap_key(&e.key, key, &binding).map_err(|err| {
+            Error::input(
+                format!("cannot wrap the data key for group {name}: {err}"),
+                "check the group's public key in ota-recipients.json",
+            )
+        })?;
+        e.info.slips.push(slip);
+    }
+    Ok(())
+}
+
+/// Remove slip temp directories left by crashed runs. Call only while holding the lock.
+pub fn remove_stale_slip_dirs(targets_dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(targets_dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let is_dir = e.file_type().is_ok_and(|t| t.is_dir());
+        if is_dir && e.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+            tracing::debug!(path = %e.path().display(), "removing a slip directory of a crashed run");
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// Write one slip file per device into a temp directory of `targets_dir`, flush them all
+/// to disk, and rename the directory to `<target>.slips`. Sets `info.device_slips`.
+///
+/// Returns the directory and the number of slips. Any existing `<target>.slips` must have
+/// been dealt with by the caller (it is never replaced).
+pub fn write_device_slips(
+    e: &mut Encrypted,
+    targets_dir: &Path,
+    target_path: &str,
+    devices: &[(String, RecipientPublicKey)],
+    bar: &ProgressBar,
+) -> Result<(PathBuf, usize)> {
+    let final_dir = slips_dir(targets_dir, target_path);
+    let tmp_dir = targets_dir.join(format!(
+        "{TEMP_PREFIX}slips-{}-{}",
+        std::process::id(),
+        e.info.payload_id
+    ));
+    DirBuilder::new()
+        .mode(0o755)
+        .create(&tmp_dir)
+        .map_err(|err| Error::write(&tmp_dir, err))?;
+    let binding = SlipBinding::new(target_path, e.info.payload_id);
+    let keys: Vec<RecipientPublicKey> = devices.iter().map(|(_, k)| k.clone()).collect();
+    let started = Instant::now();
+    // A pipeline: this thread wraps batches on all cores (`wrap_keys`) while writer threads
+    // create the files of earlier batches, so CPU and file-system work overlap.
+    let (tx, rx) = mpsc::sync_channel::<Vec<KeySlip>>(2);
+    let rx = Mutex::new(rx);
+    let failure: Mutex<Option<Error>> = Mutex::new(None);
+    let failed = AtomicBool::new(false);
+    let fail = |err: Error| {
+        failed.store(true, Ordering::SeqCst);
+        if let Ok(mut slot) = failure.lock() {
+            slot.get_or_insert(err);
+        }
+    };
+    let writers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
+    std::thread::scope(|scope| {
+        for _ in 0..writers {
+            scope.spawn(|| loop {
+                let batch = match rx.lock() {
+                    Ok(r) => r.recv(),
+                    Err(_) => return,
+                };
+                // Closed: all batches are done. After a failure, keep draining so the
+                // producer never blocks.
+                let Ok(batch) = batch else { return };
+                if failed.load(Ordering::SeqCst) {
+                    continue;
+                }
+                for slip in &batch {
+                    if let Err(err) = write_slip(&tmp_dir, target_path, slip) {
+                        fail(err);
+                        break;
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+        for batch in keys.chunks(SLIP_BATCH) {
+            if failed.load(Ordering::SeqCst) {
+                break;
+            }
+            match wrap_keys(&e.key, batch, &binding) {
+                Ok(slips) => {
+                    if tx.send(slips).is_err() {
+                        break;
+                    }
+                }
+                Err(err) => fail(Error::input(
+                    format!("cannot wrap the data key for a device: {err}"),
+                    "check the device keys in ota-recipients.json",
+                )),
+            }
+        }
+        drop(tx);
+    });
+    if let Some(err) = failure.into_inner().ok().flatten() {
+        return Err(err);
+    }
+    if failed.into_inner() {
+        return Err(Error::write(&tmp_dir, "a slip writer failed"));
+    }
+    let written = started.elapsed();
+    // One file-system flush instead of one fsync per file (100,000 fsyncs take minutes).
+    let dir = File::open(&tmp_dir).map_err(|err| Error::write(&tmp_dir, err))?;
+    rustix::fs::syncfs(&dir).map_err(|err| Error::write(&tmp_dir, io::Error::from(err)))?;
+    tracing::debug!(
+        slips = keys.len(),
+        writers,
+        wrap_and_write_s = written.as_secs_f64(),
+        sync_s = (started.elapsed() - written).as_secs_f64(),
+        "per-device slips"
+    );
+    std::fs::rename(&tmp_dir, &final_dir).map_err(|err| Error::write(&final_dir, err))?;
+    atomic::sync_dir(targets_dir).map_err(|err| Error::write(targets_dir, err))?;
+    e.info.device_slips = true;
+    Ok((final_dir, keys.len()))
+}
+
+/// Write one slip at `<dir>/<id>.slip`, the file part of `slip_path(target, id)`.
+fn write_slip(dir: &Path, target_path: &str, slip: &KeySlip) -> Result<()> {
+    // The agreed layout: targets/<slip_path(target, id)>, with `dir` = targets/<target>.slips.
+    let rel = slip_path(target_path, &slip.recipient);
+    let name = rel.rsplit('/').next().unwrap_or(&rel);
+    let path = dir.join(name);
+    let bytes = slip.to_bytes().map_err(|err| Error::write(&path, err))?;
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(PUBLIC_MODE)
+        .open(&path)
+        .and_then(|mut f| f.write_all(&bytes))
+        .map_err(|err| Error::write(&path, err))
+}
+
+/// Encrypt for `recipients`: the whole pipeline between compression and placing the file.
+pub fn encrypt_for(
+    compressed: Compressed,
+    targets_dir: &Path,
+    target_path: &str,
+    recipients: &Resolved,
+) -> Result<(Encrypted, Option<PathBuf>)> {
+    let (length, sha256) = (compressed.length, compressed.sha256.clone());
+    let bar = crate::progress::bytes_bar(length, "encrypting");
+    let mut e = encrypt(compressed, targets_dir, &bar)?;
+    bar.finish_and_clear();
+    let bar = crate::progress::bytes_bar(e.target.length, "checking");
+    verify(&e, length, &sha256, &bar)?;
+    bar.finish_and_clear();
+    add_group_slips(&mut e, target_path, &recipients.groups)?;
+    let mut dir = None;
+    if !recipients.devices.is_empty() {
+        let bar = crate::progress::count_bar(recipients.devices.len() as u64, "key slips");
+        let (d, n) =
+            write_device_slips(&mut e, targets_dir, target_path, &recipients.devices, &bar)?;
+        bar.finish_and_clear();
+        tracing::info!(dir = %d.display(), slips = n, "per-device slips written");
+        dir = Some(d);
+    }
+    Ok((e, dir))
+}
