@@ -18,6 +18,7 @@
 mod atomic_file;
 pub mod clock;
 pub mod config;
+mod delegation_index;
 mod error;
 pub mod metadata_cache;
 pub mod names;
