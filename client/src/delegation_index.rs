@@ -87,6 +87,16 @@ impl DelegationIndex {
         delegations: &'a Delegations,
         path: &str,
     ) -> Vec<&'a DelegatedRole> {
+        let roles = delegations.roles.as_deref().unwrap_or_default();
+        self.candidates(path)
+            .into_iter()
+            .filter_map(|i| roles.get(i))
+            .filter(|r| r.is_delegated_path(path))
+            .collect()
+    }
+
+    /// Indices of the roles that may be trusted for `path` (a superset), ascending.
+    fn candidates(&self, path: &str) -> Vec<usize> {
         let mut candidates = Vec::new();
         self.paths.collect(path, &mut candidates);
         if !self.hash_prefixes.is_empty() {
@@ -95,12 +105,7 @@ impl DelegationIndex {
         }
         candidates.sort_unstable();
         candidates.dedup();
-        let roles = delegations.roles.as_deref().unwrap_or_default();
         candidates
-            .into_iter()
-            .filter_map(|i| roles.get(i))
-            .filter(|r| r.is_delegated_path(path))
-            .collect()
     }
 
     /// Key ids and threshold of delegated role `name`, if `delegations` delegates to it.
@@ -176,6 +181,20 @@ mod tests {
             assert_eq!(names(&d, path), full, "path {path:?}");
         }
         assert_eq!(names(&d, "fw/xy.bin"), ["a", "c", "d", "e", "h"]);
+    }
+
+    #[test]
+    fn a_lookup_checks_only_roles_whose_literal_prefix_fits() {
+        let mut roles: Vec<_> = (0..1000)
+            .map(|i| role(&format!("r{i:04}"), json!([format!("r{i:04}/*")])))
+            .collect();
+        roles.push(role("catch-all", json!(["*/*"])));
+        let d = delegations(json!(roles));
+        let index = DelegationIndex::new(Some(&d));
+        assert_eq!(index.candidates("r0500/x.bin"), [500, 1000]);
+        assert_eq!(names(&d, "r0500/x.bin"), ["r0500", "catch-all"]);
+        assert_eq!(index.candidates("other/x.bin"), [1000]);
+        assert_eq!(index.role_keys(&d, "r0999").map(|(k, _)| k.len()), Some(1));
     }
 
     #[test]
