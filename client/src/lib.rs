@@ -18,7 +18,11 @@
 mod atomic_file;
 pub mod clock;
 pub mod config;
+<<<<<<< HEAD
 pub mod device;
+=======
+mod delegation_index;
+>>>>>>> bench
 mod error;
 pub mod metadata_cache;
 pub mod names;

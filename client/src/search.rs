@@ -1,5 +1,6 @@
 //! Target search through the delegation graph: pre-order depth-first, lazy loading,
 //! `terminating` honoured, each role visited once, at most `max_delegations` roles.
+use crate::delegation_index::DelegationIndex;
 use crate::updater::Updater;
 use crate::verified::{VerifiedTarget, VerifiedTargets};
 use crate::{Error, Result};
@@ -8,11 +9,15 @@ use std::collections::{BTreeSet, HashSet};
 
 /// Children of a delegating role that are trusted for `path`, in priority order, with their
 /// `terminating` flag. Succinct hash bins never terminate a search by themselves.
-fn children_for(delegations: &Delegations, path: &str) -> Vec<(String, bool)> {
-    if let Some(roles) = &delegations.roles {
-        roles
-            .iter()
-            .filter(|r| r.is_delegated_path(path))
+fn children_for(
+    delegations: &Delegations,
+    index: &DelegationIndex,
+    path: &str,
+) -> Vec<(String, bool)> {
+    if delegations.roles.is_some() {
+        index
+            .roles_for(delegations, path)
+            .into_iter()
             .map(|r| (r.name.clone(), r.terminating))
             .collect()
     } else if let Some(s) = &delegations.succinct_roles {
@@ -37,9 +42,9 @@ fn all_children(delegations: &Delegations) -> Vec<String> {
 }
 
 impl Updater {
-    fn loaded(&self, role: &str) -> Result<&VerifiedTargets> {
+    fn loaded(&self, role: &str) -> Result<(&VerifiedTargets, &DelegationIndex)> {
         self.trusted
-            .targets_role(role)
+            .targets_role_indexed(role)
             .ok_or(Error::Workflow("targets role not loaded"))
     }
 
@@ -54,14 +59,14 @@ impl Updater {
                 continue;
             }
             self.load_targets(&role, &delegator)?;
-            let targets = self.loaded(&role)?;
+            let (targets, index) = self.loaded(&role)?;
             if let Some(file) = targets.targets.get(target_path) {
                 tracing::debug!(target = target_path, %role, "target found");
                 return Ok(Some(VerifiedTarget::new(target_path, file.clone(), role)));
             }
             let mut children = Vec::new();
             if let Some(d) = &targets.delegations {
-                for (child, terminating) in children_for(d, target_path) {
+                for (child, terminating) in children_for(d, index, target_path) {
                     children.push((child, role.clone()));
                     if terminating {
                         to_visit.clear();
@@ -98,7 +103,7 @@ impl Updater {
                 Err(Error::NotInSnapshot { .. }) if role != "targets" => continue,
                 Err(e) => return Err(e),
             }
-            let targets = self.loaded(&role)?;
+            let (targets, _) = self.loaded(&role)?;
             paths.extend(targets.targets.keys().cloned());
             if let Some(d) = &targets.delegations {
                 let children = all_children(d);

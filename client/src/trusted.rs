@@ -6,6 +6,7 @@
 //! delegated targets. Intermediate timestamp and snapshot metadata may be kept even when they
 //! are not valid as *final* (expired, or not the version the timestamp lists), because they
 //! still protect against rollback; the final checks then stop the next step.
+use crate::delegation_index::DelegationIndex;
 use crate::verified::{VerifiedRoot, VerifiedSnapshot, VerifiedTargets, VerifiedTimestamp};
 use crate::{verify, Error, Result};
 use chrono::{DateTime, Utc};
@@ -15,6 +16,8 @@ use std::collections::BTreeMap;
 /// A loaded targets role, with the delegators it was verified against.
 struct LoadedTargets {
     verified: VerifiedTargets,
+    /// Built once here so lookups through this role's delegations do not scan them.
+    index: DelegationIndex,
     raw: RawMetadata,
     verified_by: Vec<String>,
 }
@@ -78,6 +81,14 @@ impl TrustedSet {
     /// The loaded targets role named `role`, if any.
     pub fn targets_role(&self, role: &str) -> Option<&VerifiedTargets> {
         self.targets.get(role).map(|l| &l.verified)
+    }
+
+    /// The loaded role `role` with the index of its delegations.
+    pub(crate) fn targets_role_indexed(
+        &self,
+        role: &str,
+    ) -> Option<(&VerifiedTargets, &DelegationIndex)> {
+        self.targets.get(role).map(|l| (&l.verified, &l.index))
     }
 
     /// Every loaded targets role (top-level and delegated), by name.
@@ -261,6 +272,7 @@ impl TrustedSet {
             return Err(expired(role, new.expires));
         }
         let loaded = LoadedTargets {
+            index: DelegationIndex::new(new.delegations.as_ref()),
             verified: VerifiedTargets::new(role, new),
             raw,
             verified_by: vec![delegator.to_string()],
@@ -285,7 +297,7 @@ impl TrustedSet {
         let parent = self.targets.get(delegator).ok_or(Error::Workflow(
             "a delegator must be loaded before its delegates",
         ))?;
-        verify::by_delegator(delegator, &parent.verified, role, raw)
+        verify::by_delegator(delegator, &parent.verified, &parent.index, role, raw)
     }
 
     /// The already loaded role `role`, if any, re-verified against `delegator` when it was

@@ -1,5 +1,6 @@
 //! Building blocks of the state machine: parse bytes as a role, check signatures against a
 //! delegator, check bytes against a snapshot/timestamp `meta` entry.
+use crate::delegation_index::DelegationIndex;
 use crate::{Error, Result};
 use ota_formats::crypto::KeySource;
 use ota_formats::hash::verify_bytes;
@@ -25,10 +26,12 @@ pub(crate) fn by_root(root: &Root, role: &str, raw: &RawMetadata) -> Result<()> 
     signed_by(raw, role, root, &keys.keyids, keys.threshold)
 }
 
-/// Check that delegated role `role` of `raw` is signed as delegator `delegator` requires.
+/// Check that delegated role `role` of `raw` is signed as delegator `delegator` requires
+/// (`index` is the delegator's [`DelegationIndex`]).
 pub(crate) fn by_delegator(
     delegator_name: &str,
     delegator: &Targets,
+    index: &DelegationIndex,
     role: &str,
     raw: &RawMetadata,
 ) -> Result<()> {
@@ -37,7 +40,9 @@ pub(crate) fn by_delegator(
         delegator: delegator_name.to_string(),
     };
     let delegations = delegator.delegations.as_ref().ok_or_else(not_delegated)?;
-    let (keyids, threshold) = delegations.role(role).ok_or_else(not_delegated)?;
+    let (keyids, threshold) = index
+        .role_keys(delegations, role)
+        .ok_or_else(not_delegated)?;
     signed_by(raw, role, delegations, keyids, threshold)
 }
 
