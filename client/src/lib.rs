@@ -18,11 +18,8 @@
 mod atomic_file;
 pub mod clock;
 pub mod config;
-<<<<<<< HEAD
-pub mod device;
-=======
 mod delegation_index;
->>>>>>> bench
+pub mod device;
 mod error;
 pub mod metadata_cache;
 pub mod names;

@@ -109,6 +109,10 @@ impl Server {
                             continue;
                         }
                     };
+                    // Small metadata responses must not wait for Nagle's algorithm (~40 ms each).
+                    if let Err(e) = stream.set_nodelay(true) {
+                        tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
+                    }
                     let root = Arc::clone(&root);
                     let service = service_fn(move |req| {
                         let root = Arc::clone(&root);
