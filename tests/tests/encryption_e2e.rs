@@ -100,6 +100,9 @@ impl Owner {
     }
 }
 
+/// The slot directory's files and installed.json, to prove a refused update changed nothing.
+type Observed = (Vec<(PathBuf, Vec<u8>)>, Option<Vec<u8>>);
+
 /// A device: a state directory and the file its firmware is installed to.
 struct Dev {
     _dir: tempfile::TempDir,
@@ -187,7 +190,7 @@ impl Dev {
         serde_json::from_slice(&std::fs::read(self.state.join("installed.json")).unwrap()).unwrap()
     }
 
-    fn observable(&self) -> (Vec<(PathBuf, Vec<u8>)>, Option<Vec<u8>>) {
+    fn observable(&self) -> Observed {
         (
             tree(self.slot.parent().unwrap()).into_iter().collect(),
             std::fs::read(self.state.join("installed.json")).ok(),

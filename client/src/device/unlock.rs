@@ -69,3 +69,116 @@ pub(crate) fn data_key(
     info.unwrap_data_key(target, secret, Some(&slip))
         .map_err(refused)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::keys::GroupKey;
+    use crate::transport::DirTransport;
+    use ota_formats::envelope::{wrap_key, PayloadId, PayloadInfo, RecipientSecretKey};
+
+    const TARGET: &str = "fw-1.0.0.img.zst";
+
+    fn info() -> EncryptionInfo {
+        EncryptionInfo::new(&PayloadInfo {
+            payload_id: PayloadId([7; 16]),
+            chunk_size: 65536,
+            plaintext_len: 10,
+            ciphertext_len: 0,
+        })
+    }
+
+    fn ring(device: Option<&RecipientSecretKey>, groups: &[&RecipientSecretKey]) -> Keyring {
+        Keyring {
+            device: device.cloned(),
+            groups: groups
+                .iter()
+                .enumerate()
+                .map(|(i, k)| GroupKey {
+                    name: format!("g{i}"),
+                    key: (*k).clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn put_slip(dir: &std::path::Path, slip: &KeySlip) {
+        let p = dir.join(slip_path(TARGET, &slip.recipient));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, slip.to_bytes().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn every_held_key_is_tried_then_the_slip_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = DirTransport::new(dir.path());
+        let (g1, g2, dev) = (
+            RecipientSecretKey::generate(),
+            RecipientSecretKey::generate(),
+            RecipientSecretKey::generate(),
+        );
+        let key = DataKey::generate();
+        let mut meta = info();
+        meta.slips
+            .push(wrap_key(&key, g2.public_key(), &meta.binding(TARGET)).unwrap());
+        // The second group key opens the embedded slip; no device key needed.
+        let got = data_key(TARGET, &meta, &ring(None, &[&g1, &g2]), &transport).unwrap();
+        assert_eq!(got.expose_secret(), key.expose_secret());
+        // Only g1 held: no slip for it.
+        let err = data_key(TARGET, &meta, &ring(Some(&dev), &[&g1]), &transport).unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::Decrypt { source: EnvelopeError::NoSlipForRecipient(id), .. } if *id == dev.id()),
+            "{err}"
+        );
+        // A slip file for the device: found with the device key, despite held group keys.
+        meta.device_slips = true;
+        put_slip(
+            dir.path(),
+            &wrap_key(&key, dev.public_key(), &meta.binding(TARGET)).unwrap(),
+        );
+        let got = data_key(TARGET, &meta, &ring(Some(&dev), &[&g1]), &transport).unwrap();
+        assert_eq!(got.expose_secret(), key.expose_secret());
+        // Group keys alone never fetch slip files.
+        let err = data_key(TARGET, &meta, &ring(None, &[&g1]), &transport).unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::Decrypt { source: EnvelopeError::NoSlipForRecipient(id), .. } if *id == g1.id()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_embedded_slip_for_another_target_is_reported_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = DirTransport::new(dir.path());
+        let (group, dev) = (
+            RecipientSecretKey::generate(),
+            RecipientSecretKey::generate(),
+        );
+        let key = DataKey::generate();
+        let mut meta = info();
+        meta.slips.push(
+            wrap_key(
+                &key,
+                group.public_key(),
+                &meta.binding("other-1.0.0.img.zst"),
+            )
+            .unwrap(),
+        );
+        meta.device_slips = true;
+        put_slip(
+            dir.path(),
+            &wrap_key(&key, dev.public_key(), &meta.binding(TARGET)).unwrap(),
+        );
+        let err = data_key(TARGET, &meta, &ring(Some(&dev), &[&group]), &transport).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                DeviceError::Decrypt {
+                    source: EnvelopeError::BindingMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+}
