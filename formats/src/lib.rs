@@ -28,6 +28,7 @@ pub mod crypto;
 pub mod error;
 pub mod hash;
 pub mod metadata;
+pub mod patch;
 pub mod pathmatch;
 
 pub use error::{Error, Result};

@@ -1,1 +1,2 @@
 //! ota-signer (work in progress).
+pub mod delta;

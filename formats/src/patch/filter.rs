@@ -1,0 +1,165 @@
+//! Reversible machine-code filters applied to both images before diffing.
+//!
+//! Relative branch targets and RIP-relative operands change whenever code between an
+//! instruction and its target moves, although the target itself did not. Rewriting those
+//! 32-bit operands as absolute positions (in the image) turns many such changes into equal
+//! bytes, which a diff then encodes for almost nothing. The transform is its own design,
+//! in the spirit of the BCJ filters of xz:
+//!
+//! * The image is cut into [`SEGMENT`]-byte segments at multiples of `SEGMENT`; each is
+//!   filtered on its own (an operand never crosses a segment end), so any segment can be
+//!   filtered or unfiltered without reading the others. This is what lets the applier read
+//!   the filtered base at random offsets.
+//! * Within a segment, a scan from its start recognises an operand site at position `i`:
+//!   `E8`/`E9` (call/jmp rel32: operand at `i+1`, instruction end `i+5`), `0F 80..8F`
+//!   (jcc rel32: `i+2`, `i+6`), `FF 15`/`FF 25` (call/jmp `[rip+d]`: `i+2`, `i+6`),
+//!   `8B`/`8D` with a ModRM of mod=00 rm=101 (`i+2`, `i+6`), and a REX prefix `40..4F`
+//!   followed by one of `03 0B 23 2B 33 39 3B 63 85 87 89 8B 8D` and such a ModRM (`i+3`,
+//!   `i+7`). The operand `v` (u32, little-endian) is rewritten only if its top byte is
+//!   `00` or `FF` (a displacement within ±16 MiB); the scan then continues at the
+//!   instruction end, otherwise at `i+1`.
+//! * Encoding maps `v` to `sext25((v + p) mod 2^25)` and decoding maps back with
+//!   `sext25((v - p) mod 2^25)`, where `p` is the image offset of the instruction end and
+//!   `sext25` copies bit 24 into bits 25..31. Both maps keep the "top byte is 00 or FF"
+//!   property, so the decoder takes the same decisions as the encoder.
+
+use super::Filter;
+
+/// Filter segment size in bytes (4 KiB). Offsets passed to [`encode`] / [`decode`] must be
+/// multiples of it.
+pub const SEGMENT: usize = 4096;
+
+const MASK25: u32 = (1 << 25) - 1;
+
+fn sext25(x: u32) -> u32 {
+    if x & (1 << 24) != 0 {
+        x | !MASK25
+    } else {
+        x & MASK25
+    }
+}
+
+/// Where the 32-bit operand of an instruction starting at `i` is, and where it ends.
+fn site(s: &[u8], i: usize) -> Option<(usize, usize)> {
+    let b0 = s[i];
+    let b1 = *s.get(i + 1)?;
+    let (vpos, end) = match b0 {
+        0xE8 | 0xE9 => (i + 1, i + 5),
+        0x0F if b1 & 0xF0 == 0x80 => (i + 2, i + 6),
+        0xFF if b1 == 0x15 || b1 == 0x25 => (i + 2, i + 6),
+        0x8B | 0x8D if b1 & 0xC7 == 0x05 => (i + 2, i + 6),
+        0x40..=0x4F
+            if matches!(
+                b1,
+                0x03 | 0x0B
+                    | 0x23
+                    | 0x2B
+                    | 0x33
+                    | 0x39
+                    | 0x3B
+                    | 0x63
+                    | 0x85
+                    | 0x87
+                    | 0x89
+                    | 0x8B
+                    | 0x8D
+            ) && s.get(i + 2)? & 0xC7 == 0x05 =>
+        {
+            (i + 3, i + 7)
+        }
+        _ => return None,
+    };
+    if end <= s.len() {
+        Some((vpos, end))
+    } else {
+        None
+    }
+}
+
+fn x86_segment(s: &mut [u8], offset: u64, encode: bool) {
+    let mut i = 0;
+    while i < s.len() {
+        let Some((vpos, end)) = site(s, i) else {
+            i += 1;
+            continue;
+        };
+        let v = u32::from_le_bytes([s[vpos], s[vpos + 1], s[vpos + 2], s[vpos + 3]]);
+        let top = v >> 24;
+        if top != 0 && top != 0xFF {
+            i += 1;
+            continue;
+        }
+        let p = (offset.wrapping_add(end as u64) as u32) & MASK25;
+        let w = if encode {
+            sext25(v.wrapping_add(p) & MASK25)
+        } else {
+            sext25(v.wrapping_sub(p) & MASK25)
+        };
+        s[vpos..vpos + 4].copy_from_slice(&w.to_le_bytes());
+        i = end;
+    }
+}
+
+fn run(filter: Filter, buf: &mut [u8], offset: u64, encode: bool) {
+    debug_assert_eq!(
+        offset % SEGMENT as u64,
+        0,
+        "filter offsets are segment-aligned"
+    );
+    if filter == Filter::None {
+        return;
+    }
+    for (k, seg) in buf.chunks_mut(SEGMENT).enumerate() {
+        x86_segment(seg, offset + (k * SEGMENT) as u64, encode);
+    }
+}
+
+/// Filters `buf`, the image bytes starting at `offset` (a multiple of [`SEGMENT`]). `buf`
+/// must hold whole segments, except that the last one may be the image's partial last one.
+pub fn encode(filter: Filter, buf: &mut [u8], offset: u64) {
+    run(filter, buf, offset, true);
+}
+
+/// Undoes [`encode`] on the same range.
+pub fn decode(filter: Filter, buf: &mut [u8], offset: u64) {
+    run(filter, buf, offset, false);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_changes_calls() {
+        let mut img = Vec::new();
+        let mut x: u32 = 12345;
+        for _ in 0..40_000 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+            img.push((x >> 16) as u8);
+        }
+        // A call at 100 to 0x1000 relative.
+        img[100] = 0xE8;
+        img[101..105].copy_from_slice(&0x1000u32.to_le_bytes());
+        let orig = img.clone();
+        encode(Filter::X86, &mut img, 0);
+        assert_ne!(img, orig);
+        assert_eq!(
+            u32::from_le_bytes([img[101], img[102], img[103], img[104]]),
+            0x1000 + 105
+        );
+        decode(Filter::X86, &mut img, 0);
+        assert_eq!(img, orig);
+    }
+
+    #[test]
+    fn same_target_gives_same_bytes() {
+        // Two calls from different places to the same absolute target encode identically.
+        let mut a = vec![0x90u8; 2 * SEGMENT];
+        a[10] = 0xE8;
+        a[11..15].copy_from_slice(&(500u32 - 15).to_le_bytes());
+        a[5000] = 0xE8;
+        a[5001..5005].copy_from_slice(&(500u32.wrapping_sub(5005)).to_le_bytes());
+        encode(Filter::X86, &mut a, 0);
+        assert_eq!(a[11..15], a[5001..5005]);
+    }
+}

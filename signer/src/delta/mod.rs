@@ -1,0 +1,318 @@
+//! Delta patch creation: finds the smallest patch from an old to a new image.
+//!
+//! Several candidates are built and the smallest is kept:
+//! * **diff**: bsdiff-style covers (see [`matcher`]) found through a suffix array of the old
+//!   image, serialised into the block payload of `ota_formats::patch` and compressed with
+//!   zstd and with LZMA2; each both on the raw images and on images passed through the x86
+//!   branch filter (`ota_formats::patch::filter`), which the applier undoes while streaming;
+//! * **full**: the new image alone, compressed, as the fallback.
+//!
+//! zstd's `--patch-from` mode (the old image as a dictionary) is deliberately not a
+//! candidate: its decoder must keep a window as large as the old image, so applying it does
+//! not fit in bounded memory on a device.
+//!
+//! [`PatchInfo::worth_publishing`] tells whether the delta is clearly smaller than the full
+//! image, i.e. whether a repository should publish it at all.
+
+mod compress;
+mod matcher;
+mod suffix;
+
+pub use compress::CodecChoice;
+
+use compress::{compress, window_log_for};
+use ota_formats::patch::{filter, payload, Codec, Filter, Method, PatchHeader, HEADER_LEN};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Errors of patch creation.
+#[derive(Debug, Error)]
+pub enum DeltaError {
+    /// An input image could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The old image is too large for the 32-bit suffix array.
+    #[error("old image of {0} bytes is too large for delta creation (limit 2 GiB)")]
+    TooLarge(u64),
+    /// A compressor failed.
+    #[error("compression failed: {0}")]
+    Compress(String),
+    /// No candidate was produced (all methods disabled).
+    #[error("no patch candidate: enable at least one codec")]
+    NoCandidate,
+}
+
+/// What to try when creating a patch.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Worker threads for the cover search and the compressors.
+    pub threads: usize,
+    /// Filters to try for the diff method.
+    pub filters: Vec<Filter>,
+    /// Codecs to try on each payload.
+    pub codecs: Vec<CodecChoice>,
+    /// Largest compression window, as a power of two (the device's decoder window).
+    pub max_window_log: u8,
+    /// Largest diff section of one payload block, as a power of two.
+    pub block_log: u8,
+    /// zstd compression level.
+    pub zstd_level: i32,
+    /// A delta is worth publishing when it is at most this fraction of the full patch.
+    pub publish_ratio: f64,
+    /// Full images larger than this are compressed with zstd only (LZMA2 is slow on them).
+    pub full_lzma_limit: usize,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            filters: vec![Filter::None, Filter::X86],
+            codecs: vec![
+                CodecChoice {
+                    codec: Codec::Zstd,
+                    lzma_props: (0, 0, 0),
+                },
+                CodecChoice {
+                    codec: Codec::Lzma2,
+                    lzma_props: (3, 0, 2),
+                },
+                CodecChoice {
+                    codec: Codec::Lzma2,
+                    lzma_props: (0, 0, 0),
+                },
+            ],
+            max_window_log: 23,
+            block_log: 21,
+            zstd_level: 19,
+            publish_ratio: 0.8,
+            full_lzma_limit: 64 << 20,
+        }
+    }
+}
+
+/// One patch that was built and measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Method.
+    pub method: Method,
+    /// Filter.
+    pub filter: Filter,
+    /// Codec and properties.
+    pub codec: CodecChoice,
+    /// Total patch size in bytes, header included.
+    pub len: u64,
+}
+
+/// Facts about the chosen patch.
+#[derive(Debug, Clone)]
+pub struct PatchInfo {
+    /// The chosen (smallest) candidate.
+    pub chosen: Candidate,
+    /// Size of the smallest full-image patch, the fallback a delta competes with.
+    pub full_len: u64,
+    /// Old image size.
+    pub old_len: u64,
+    /// New image size.
+    pub new_len: u64,
+    /// Every candidate tried, in the order built.
+    pub candidates: Vec<Candidate>,
+    /// The fraction of `full_len` under which a delta is worth publishing.
+    pub publish_ratio: f64,
+}
+
+impl PatchInfo {
+    /// Whether to publish the delta: it is a diff and at most `publish_ratio` of the full
+    /// patch. Otherwise clients should simply download the full image.
+    pub fn worth_publishing(&self) -> bool {
+        self.chosen.method == Method::Diff
+            && (self.chosen.len as f64) <= self.full_len as f64 * self.publish_ratio
+    }
+}
+
+/// Reads both files and creates the smallest patch turning `old` into `new`.
+pub fn create_patch(
+    old: &Path,
+    new: &Path,
+    opts: &CreateOptions,
+) -> Result<(Vec<u8>, PatchInfo), DeltaError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| DeltaError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let (o, n) = (read(old)?, read(new)?);
+    create_patch_bytes(&o, &n, opts)
+}
+
+struct Built {
+    cand: Candidate,
+    header: PatchHeader,
+    body: Vec<u8>,
+}
+
+fn header_for(
+    base: &PatchHeader,
+    method: Method,
+    filter: Filter,
+    c: CodecChoice,
+    window_log: u8,
+    block_log: u8,
+) -> PatchHeader {
+    let mut h = base.clone();
+    h.method = method;
+    h.filter = filter;
+    h.codec = c.codec;
+    h.window_log = window_log;
+    h.block_log = block_log;
+    (h.lzma_lc, h.lzma_lp, h.lzma_pb) = if c.codec == Codec::Lzma2 {
+        c.lzma_props
+    } else {
+        (0, 0, 0)
+    };
+    h
+}
+
+/// Compresses `data` with every codec in parallel.
+fn compress_all(
+    base: &PatchHeader,
+    method: Method,
+    filter: Filter,
+    codecs: &[CodecChoice],
+    data: &[u8],
+    opts: &CreateOptions,
+) -> Result<Vec<Built>, DeltaError> {
+    let wlog = window_log_for(data.len(), opts.max_window_log);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = codecs
+            .iter()
+            .map(|&c| {
+                s.spawn(move || {
+                    let header = header_for(base, method, filter, c, wlog, opts.block_log);
+                    let body = compress(&header, data, opts.zstd_level)?;
+                    let len = (HEADER_LEN + body.len()) as u64;
+                    Ok(Built {
+                        cand: Candidate {
+                            method,
+                            filter,
+                            codec: c,
+                            len,
+                        },
+                        header,
+                        body,
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(DeltaError::Compress("compressor thread panicked".into()))
+                })
+            })
+            .collect()
+    })
+}
+
+fn filtered(img: &[u8], filter: Filter) -> Cow<'_, [u8]> {
+    if filter == Filter::None {
+        Cow::Borrowed(img)
+    } else {
+        let mut v = img.to_vec();
+        filter::encode(filter, &mut v, 0);
+        Cow::Owned(v)
+    }
+}
+
+fn diff_candidates(
+    old: &[u8],
+    new: &[u8],
+    filter: Filter,
+    base: &PatchHeader,
+    opts: &CreateOptions,
+    threads: usize,
+) -> Result<Vec<Built>, DeltaError> {
+    let (fo, fnew) = (filtered(old, filter), filtered(new, filter));
+    let idx = suffix::SuffixIndex::new(&fo);
+    let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
+    drop(idx);
+    tracing::debug!(?filter, covers = covers.len(), "cover search done");
+    let data = payload::encode(&fo, &fnew, &covers, opts.block_log);
+    compress_all(base, Method::Diff, filter, &opts.codecs, &data, opts)
+}
+
+/// Creates the smallest patch turning `old` into `new` (both in memory).
+pub fn create_patch_bytes(
+    old: &[u8],
+    new: &[u8],
+    opts: &CreateOptions,
+) -> Result<(Vec<u8>, PatchInfo), DeltaError> {
+    if old.len() >= i32::MAX as usize {
+        return Err(DeltaError::TooLarge(old.len() as u64));
+    }
+    let base = PatchHeader::new(Method::Diff, Codec::Zstd, Filter::None, old, new);
+    let nf = opts.filters.len().max(1);
+    let per_filter_threads = (opts.threads / nf).max(1);
+    let mut built: Vec<Built> = Vec::new();
+    let full_codecs: Vec<CodecChoice> = opts
+        .codecs
+        .iter()
+        .copied()
+        .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.full_lzma_limit)
+        .collect();
+    let base_ref = &base;
+    std::thread::scope(|s| -> Result<(), DeltaError> {
+        let handles: Vec<_> = opts
+            .filters
+            .iter()
+            .map(|&f| {
+                s.spawn(move || diff_candidates(old, new, f, base_ref, opts, per_filter_threads))
+            })
+            .collect();
+        built.extend(compress_all(
+            &base,
+            Method::Full,
+            Filter::None,
+            &full_codecs,
+            new,
+            opts,
+        )?);
+        for h in handles {
+            built
+                .extend(h.join().unwrap_or_else(|_| {
+                    Err(DeltaError::Compress("diff thread panicked".into()))
+                })?);
+        }
+        Ok(())
+    })?;
+    let full_len = built
+        .iter()
+        .filter(|b| b.cand.method == Method::Full)
+        .map(|b| b.cand.len)
+        .min()
+        .unwrap_or(u64::MAX);
+    let candidates: Vec<Candidate> = built.iter().map(|b| b.cand.clone()).collect();
+    let best = built
+        .into_iter()
+        .min_by_key(|b| b.cand.len)
+        .ok_or(DeltaError::NoCandidate)?;
+    let mut patch = best.header.to_bytes(best.body.len() as u64).to_vec();
+    patch.extend_from_slice(&best.body);
+    let info = PatchInfo {
+        chosen: best.cand,
+        full_len,
+        old_len: old.len() as u64,
+        new_len: new.len() as u64,
+        candidates,
+        publish_ratio: opts.publish_ratio,
+    };
+    Ok((patch, info))
+}
