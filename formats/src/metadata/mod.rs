@@ -17,7 +17,7 @@ mod timestamp;
 pub use common::{check_spec_version, RoleType, SPEC_VERSION};
 pub use delegation::{DelegatedRole, Delegations, SuccinctRoles};
 pub use raw::{RawMetadata, Signed};
-pub use root::{RoleKeys, Root};
+pub use root::{Root, RoleKeys};
 pub use snapshot::{MetaFile, Snapshot};
 pub use targets::{TargetFile, Targets};
 pub use timestamp::Timestamp;

@@ -93,7 +93,8 @@ impl<T: RoleType> Signed<T> {
 
     /// The file bytes: pretty JSON (signatures cover the canonical form, not this layout).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(self).map_err(|e| Error::Canonical(e.to_string()))?;
+        let mut v =
+            serde_json::to_vec_pretty(self).map_err(|e| Error::Canonical(e.to_string()))?;
         v.push(b'\n');
         Ok(v)
     }

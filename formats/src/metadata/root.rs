@@ -84,11 +84,7 @@ impl Root {
         if let Some(r) = self.roles.get_mut(role) {
             r.keyids.retain(|k| k != keyid);
         }
-        if !self
-            .roles
-            .values()
-            .any(|r| r.keyids.iter().any(|k| k == keyid))
-        {
+        if !self.roles.values().any(|r| r.keyids.iter().any(|k| k == keyid)) {
             self.keys.remove(keyid);
         }
     }
