@@ -43,8 +43,7 @@ pub fn compress(header: &PatchHeader, data: &[u8], zstd_level: i32) -> Result<Ve
             opts.dict_size(1u32 << header.window_log)
                 .literal_context_bits(u32::from(header.lzma_lc))
                 .literal_position_bits(u32::from(header.lzma_lp))
-                .position_bits(u32::from(header.lzma_pb))
-                .nice_len(273);
+                .position_bits(u32::from(header.lzma_pb));
             let mut filters = liblzma::stream::Filters::new();
             filters.lzma2(&opts);
             let stream = liblzma::stream::Stream::new_raw_encoder(&filters).map_err(lz)?;

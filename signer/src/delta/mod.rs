@@ -65,8 +65,10 @@ pub struct CreateOptions {
     pub zstd_level: i32,
     /// A delta is worth publishing when it is at most this fraction of the full patch.
     pub publish_ratio: f64,
-    /// Full images larger than this are compressed with zstd only (LZMA2 is slow on them).
-    pub full_lzma_limit: usize,
+    /// Payloads larger than this are compressed with the first LZMA2 codec only, and full
+    /// images larger than this with zstd at level 12 only: the other attempts rarely win by
+    /// much there and each costs minutes.
+    pub thorough_limit: usize,
 }
 
 impl Default for CreateOptions {
@@ -81,18 +83,18 @@ impl Default for CreateOptions {
                 },
                 CodecChoice {
                     codec: Codec::Lzma2,
-                    lzma_props: (3, 0, 2),
+                    lzma_props: (0, 0, 0),
                 },
                 CodecChoice {
                     codec: Codec::Lzma2,
-                    lzma_props: (0, 0, 0),
+                    lzma_props: (1, 0, 0),
                 },
             ],
             max_window_log: 23,
             block_log: 21,
             zstd_level: 19,
             publish_ratio: 0.8,
-            full_lzma_limit: 64 << 20,
+            thorough_limit: 4 << 20,
         }
     }
 }
@@ -190,13 +192,23 @@ fn compress_all(
     opts: &CreateOptions,
 ) -> Result<Vec<Built>, DeltaError> {
     let wlog = window_log_for(data.len(), opts.max_window_log);
+    let first_lzma = codecs.iter().copied().find(|c| c.codec == Codec::Lzma2);
+    let codecs: Vec<CodecChoice> = match first_lzma {
+        Some(c) if method == Method::Diff && data.len() > opts.thorough_limit * 16 => vec![c],
+        _ => codecs.to_vec(),
+    };
+    let level = if method == Method::Full && data.len() > opts.thorough_limit {
+        opts.zstd_level.min(12)
+    } else {
+        opts.zstd_level
+    };
     std::thread::scope(|s| {
         let handles: Vec<_> = codecs
             .iter()
             .map(|&c| {
                 s.spawn(move || {
                     let header = header_for(base, method, filter, c, wlog, opts.block_log);
-                    let body = compress(&header, data, opts.zstd_level)?;
+                    let body = compress(&header, data, level)?;
                     let len = (HEADER_LEN + body.len()) as u64;
                     Ok(Built {
                         cand: Candidate {
@@ -232,6 +244,23 @@ fn filtered(img: &[u8], filter: Filter) -> Cow<'_, [u8]> {
     }
 }
 
+/// The uncompressed diff payload of `new` against `old` under `filter` (for inspection and
+/// experiments with codecs; [`create_patch_bytes`] compresses it).
+pub fn diff_payload(
+    old: &[u8],
+    new: &[u8],
+    filter: Filter,
+    block_log: u8,
+    threads: usize,
+) -> Vec<u8> {
+    let (fo, fnew) = (filtered(old, filter), filtered(new, filter));
+    let idx = suffix::SuffixIndex::new(&fo);
+    let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
+    drop(idx);
+    tracing::debug!(?filter, covers = covers.len(), "cover search done");
+    payload::encode(&fo, &fnew, &covers, block_log)
+}
+
 fn diff_candidates(
     old: &[u8],
     new: &[u8],
@@ -240,12 +269,7 @@ fn diff_candidates(
     opts: &CreateOptions,
     threads: usize,
 ) -> Result<Vec<Built>, DeltaError> {
-    let (fo, fnew) = (filtered(old, filter), filtered(new, filter));
-    let idx = suffix::SuffixIndex::new(&fo);
-    let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
-    drop(idx);
-    tracing::debug!(?filter, covers = covers.len(), "cover search done");
-    let data = payload::encode(&fo, &fnew, &covers, opts.block_log);
+    let data = diff_payload(old, new, filter, opts.block_log, threads);
     compress_all(base, Method::Diff, filter, &opts.codecs, &data, opts)
 }
 
@@ -266,7 +290,7 @@ pub fn create_patch_bytes(
         .codecs
         .iter()
         .copied()
-        .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.full_lzma_limit)
+        .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.thorough_limit)
         .collect();
     let base_ref = &base;
     std::thread::scope(|s| -> Result<(), DeltaError> {
