@@ -16,8 +16,10 @@
 //!   `8B`/`8D` with a ModRM of mod=00 rm=101 (`i+2`, `i+6`), and a REX prefix `40..4F`
 //!   followed by one of `03 0B 23 2B 33 39 3B 63 85 87 89 8B 8D` and such a ModRM (`i+3`,
 //!   `i+7`). The operand `v` (u32, little-endian) is rewritten only if its top byte is
-//!   `00` or `FF` (a displacement within ±16 MiB); the scan then continues at the
-//!   instruction end, otherwise at `i+1`.
+//!   `00` or `FF` (a displacement within ±16 MiB) and the operand does not start before
+//!   the end of the operand of the last *rejected* site (so that no byte a decision looked
+//!   at is rewritten later); the scan then continues at the instruction end, otherwise at
+//!   `i+1`.
 //! * Encoding maps `v` to `sext25((v + p) mod 2^25)` and decoding maps back with
 //!   `sext25((v - p) mod 2^25)`, where `p` is the image offset of the instruction end and
 //!   `sext25` copies bit 24 into bits 25..31. Both maps keep the "top byte is 00 or FF"
@@ -78,14 +80,22 @@ fn site(s: &[u8], i: usize) -> Option<(usize, usize)> {
 
 fn x86_segment(s: &mut [u8], offset: u64, encode: bool) {
     let mut i = 0;
+    // Operand bytes a rejected site looked at must not change later, or the decoder (which
+    // sees them after that change) would decide differently: no rewrite may start before.
+    let mut barrier = 0;
     while i < s.len() {
         let Some((vpos, end)) = site(s, i) else {
             i += 1;
             continue;
         };
+        if vpos < barrier {
+            i += 1;
+            continue;
+        }
         let v = u32::from_le_bytes([s[vpos], s[vpos + 1], s[vpos + 2], s[vpos + 3]]);
         let top = v >> 24;
         if top != 0 && top != 0xFF {
+            barrier = vpos + 4;
             i += 1;
             continue;
         }
@@ -149,6 +159,37 @@ mod tests {
         );
         decode(Filter::X86, &mut img, 0);
         assert_eq!(img, orig);
+    }
+
+    #[test]
+    fn rejected_operand_overlapping_a_later_site_round_trips() {
+        // E9 whose operand (E8 93 FB FD) is rejected, then an E8 inside it that qualifies.
+        let orig = vec![
+            0xE9, 0xE8, 0x93, 0xFB, 0xFD, 0xFF, 0x48, 0x8D, 0x05, 1, 2, 0, 0,
+        ];
+        for off in [0u64, 4096, 176_128] {
+            let mut s = orig.clone();
+            encode(Filter::X86, &mut s, off);
+            decode(Filter::X86, &mut s, off);
+            assert_eq!(s, orig);
+        }
+        // Every short pattern of interesting bytes round-trips.
+        let alphabet = [0xE8u8, 0xE9, 0x0F, 0x85, 0x48, 0x8D, 0x05, 0x00, 0xFF, 0x15];
+        let mut x: u64 = 7;
+        for _ in 0..20_000 {
+            let s0: Vec<u8> = (0..16)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    alphabet[(x >> 33) as usize % alphabet.len()]
+                })
+                .collect();
+            let mut s = s0.clone();
+            encode(Filter::X86, &mut s, 8192);
+            decode(Filter::X86, &mut s, 8192);
+            assert_eq!(s, s0);
+        }
     }
 
     #[test]

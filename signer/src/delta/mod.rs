@@ -21,7 +21,7 @@ mod suffix;
 pub use compress::CodecChoice;
 
 use compress::{compress, window_log_for};
-use ota_formats::patch::{filter, payload, Codec, Filter, Method, PatchHeader, HEADER_LEN};
+use ota_formats::patch::{apply, filter, payload, Codec, Filter, Method, PatchHeader, HEADER_LEN};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use thiserror::Error;
@@ -43,8 +43,8 @@ pub enum DeltaError {
     /// A compressor failed.
     #[error("compression failed: {0}")]
     Compress(String),
-    /// No candidate was produced (all methods disabled).
-    #[error("no patch candidate: enable at least one codec")]
+    /// No candidate was produced (all methods disabled) or none passed verification.
+    #[error("no valid patch candidate: enable at least one codec")]
     NoCandidate,
 }
 
@@ -324,14 +324,26 @@ pub fn create_patch_bytes(
         .min()
         .unwrap_or(u64::MAX);
     let candidates: Vec<Candidate> = built.iter().map(|b| b.cand.clone()).collect();
-    let best = built
-        .into_iter()
-        .min_by_key(|b| b.cand.len)
-        .ok_or(DeltaError::NoCandidate)?;
-    let mut patch = best.header.to_bytes(best.body.len() as u64).to_vec();
-    patch.extend_from_slice(&best.body);
+    // Keep the smallest candidate that provably applies: each is checked with the real
+    // applier (which verifies the result hash) before it is handed out.
+    built.sort_by_key(|b| b.cand.len);
+    let mut chosen = None;
+    for b in built {
+        let mut patch = b.header.to_bytes(b.body.len() as u64).to_vec();
+        patch.extend_from_slice(&b.body);
+        match apply(std::io::Cursor::new(old), &patch[..], std::io::sink()) {
+            Ok(_) => {
+                chosen = Some((b.cand, patch));
+                break;
+            }
+            Err(e) => {
+                tracing::error!(candidate = ?b.cand, error = %e, "candidate failed verification")
+            }
+        }
+    }
+    let (chosen, patch) = chosen.ok_or(DeltaError::NoCandidate)?;
     let info = PatchInfo {
-        chosen: best.cand,
+        chosen,
         full_len,
         old_len: old.len() as u64,
         new_len: new.len() as u64,
