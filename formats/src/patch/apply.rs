@@ -228,11 +228,7 @@ fn apply_diff<B: Read + Seek, W: Write>(
             let Some(start) = cursor.checked_add_signed(seek) else {
                 return corrupt(format!("seek {seek} from {cursor} before the base start"));
             };
-            if add > 0
-                && start
-                    .checked_add(add)
-                    .map_or(true, |end| end > header.base_len)
-            {
+            if add > 0 && !matches!(start.checked_add(add), Some(end) if end <= header.base_len) {
                 return corrupt(format!(
                     "copy of {add} bytes at {start} outside the base ({} bytes)",
                     header.base_len
