@@ -1,6 +1,6 @@
 //! Streaming application of a patch.
 
-use super::filter::{self, SEGMENT};
+use super::filter::{self, AddressMap, MAX_MAP_ENTRIES, SEGMENT};
 use super::header::{Codec, Filter, Method, PatchHeader, HEADER_LEN};
 use super::old::OldReader;
 use super::payload::max_records;
@@ -179,6 +179,9 @@ fn apply_diff<B: Read + Seek, W: Write>(
     let mut obuf = vec![0u8; CHUNK];
     let mut ebuf = vec![0u8; CHUNK];
     let mut cursor: u64 = 0;
+    if header.filter == Filter::X86Remap {
+        old.set_map(read_map(input)?);
+    }
     while sink.written < header.result_len {
         let corrupt = |m: String| Err(PatchError::CorruptControl(m));
         let n = input.varint("block header")?;
@@ -263,6 +266,25 @@ fn apply_diff<B: Read + Seek, W: Write>(
         stats.blocks += 1;
     }
     Ok(())
+}
+
+fn read_map(input: &mut Payload<'_>) -> Result<AddressMap, PatchError> {
+    let n = input.varint("address map")?;
+    if n > MAX_MAP_ENTRIES as u64 {
+        return Err(PatchError::CorruptControl(format!(
+            "address map of {n} entries (limit {MAX_MAP_ENTRIES})"
+        )));
+    }
+    let (mut starts, mut shifts) = (Vec::new(), Vec::new());
+    let mut at = 0u64;
+    for _ in 0..n {
+        at = at.saturating_add(input.varint("address map")?);
+        let shift = unzigzag(input.varint("address map")?);
+        starts.push(u32::try_from(at).unwrap_or(u32::MAX));
+        shifts.push(i32::try_from(shift).unwrap_or(i32::MAX));
+    }
+    AddressMap::from_parts(starts, shifts)
+        .ok_or_else(|| PatchError::CorruptControl("address map out of order or range".into()))
 }
 
 /// The compressed payload: at most `left` bytes of the patch. Notes when the patch ends early

@@ -78,7 +78,7 @@ fn site(s: &[u8], i: usize) -> Option<(usize, usize)> {
     }
 }
 
-fn x86_segment(s: &mut [u8], offset: u64, encode: bool) {
+fn x86_segment(s: &mut [u8], offset: u64, encode: bool, map: Option<&AddressMap>) {
     let mut i = 0;
     // Operand bytes a rejected site looked at must not change later, or the decoder (which
     // sees them after that change) would decide differently: no rewrite may start before.
@@ -100,17 +100,21 @@ fn x86_segment(s: &mut [u8], offset: u64, encode: bool) {
             continue;
         }
         let p = (offset.wrapping_add(end as u64) as u32) & MASK25;
-        let w = if encode {
+        let mut w = if encode {
             sext25(v.wrapping_add(p) & MASK25)
         } else {
             sext25(v.wrapping_sub(p) & MASK25)
         };
+        if let Some(m) = map {
+            // Predict where the target is in the new image.
+            w = sext25(w.wrapping_add(m.shift(w & MASK25) as u32) & MASK25);
+        }
         s[vpos..vpos + 4].copy_from_slice(&w.to_le_bytes());
         i = end;
     }
 }
 
-fn run(filter: Filter, buf: &mut [u8], offset: u64, encode: bool) {
+fn run(filter: Filter, buf: &mut [u8], offset: u64, encode: bool, map: Option<&AddressMap>) {
     debug_assert_eq!(
         offset % SEGMENT as u64,
         0,
@@ -120,19 +124,97 @@ fn run(filter: Filter, buf: &mut [u8], offset: u64, encode: bool) {
         return;
     }
     for (k, seg) in buf.chunks_mut(SEGMENT).enumerate() {
-        x86_segment(seg, offset + (k * SEGMENT) as u64, encode);
+        x86_segment(seg, offset + (k * SEGMENT) as u64, encode, map);
     }
+}
+
+/// Largest number of entries in an [`AddressMap`] (bounds the applier's memory: 512 KiB).
+pub const MAX_MAP_ENTRIES: usize = 1 << 16;
+
+/// Old image position -> shift to its new position, as a step function: the shift of the
+/// last entry whose start is at or below a position (0 before the first entry). Only used
+/// by [`Filter::X86Remap`], to predict the new value of absolute operands in the base.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AddressMap {
+    starts: Vec<u32>,
+    shifts: Vec<i32>,
+}
+
+impl AddressMap {
+    /// A map from `(old_start, shift)` pairs (any order; positions taken modulo 2^25).
+    /// Keeps at most [`MAX_MAP_ENTRIES`] entries, preferring those listed first.
+    pub fn new(mut entries: Vec<(u32, i32)>) -> Self {
+        entries.truncate(MAX_MAP_ENTRIES);
+        for e in &mut entries {
+            e.0 &= MASK25;
+        }
+        entries.sort_unstable();
+        entries.dedup_by_key(|e| e.0);
+        let mut m = AddressMap::default();
+        for (s, d) in entries {
+            if m.shifts.last() != Some(&d) {
+                m.starts.push(s);
+                m.shifts.push(d);
+            }
+        }
+        m
+    }
+
+    /// Number of entries.
+    pub fn len(&self) -> usize {
+        self.starts.len()
+    }
+
+    /// Whether the map has no entries.
+    pub fn is_empty(&self) -> bool {
+        self.starts.is_empty()
+    }
+
+    /// The shift for old position `x`.
+    pub fn shift(&self, x: u32) -> i32 {
+        match self.starts.partition_point(|&s| s <= x) {
+            0 => 0,
+            k => self.shifts[k - 1],
+        }
+    }
+
+    /// Serialises as `n:varint` then `n` times `start_delta:varint shift:zigzag-varint`.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        super::varint::put_u64(out, self.starts.len() as u64);
+        let mut prev = 0u32;
+        for (&s, &d) in self.starts.iter().zip(&self.shifts) {
+            super::varint::put_u64(out, u64::from(s - prev));
+            super::varint::put_i64(out, i64::from(d));
+            prev = s;
+        }
+    }
+
+    /// Builds a map from decoded entries, checking what [`AddressMap::write`] guarantees.
+    pub fn from_parts(starts: Vec<u32>, shifts: Vec<i32>) -> Option<Self> {
+        let ok = starts.len() == shifts.len()
+            && starts.len() <= MAX_MAP_ENTRIES
+            && starts.windows(2).all(|w| w[0] < w[1])
+            && !matches!(starts.last(), Some(&s) if s > MASK25);
+        ok.then_some(AddressMap { starts, shifts })
+    }
+}
+
+/// [`encode`] with [`Filter::X86`] on a base image, then every rewritten operand moved by the
+/// shift `map` gives for its target: the base as the applier of a [`Filter::X86Remap`]
+/// patch reads it.
+pub fn encode_remapped(buf: &mut [u8], offset: u64, map: &AddressMap) {
+    run(Filter::X86, buf, offset, true, Some(map));
 }
 
 /// Filters `buf`, the image bytes starting at `offset` (a multiple of [`SEGMENT`]). `buf`
 /// must hold whole segments, except that the last one may be the image's partial last one.
 pub fn encode(filter: Filter, buf: &mut [u8], offset: u64) {
-    run(filter, buf, offset, true);
+    run(filter, buf, offset, true, None);
 }
 
 /// Undoes [`encode`] on the same range.
 pub fn decode(filter: Filter, buf: &mut [u8], offset: u64) {
-    run(filter, buf, offset, false);
+    run(filter, buf, offset, false, None);
 }
 
 #[cfg(test)]

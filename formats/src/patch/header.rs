@@ -37,6 +37,10 @@ pub enum Filter {
     None = 0,
     /// x86/x86-64 relative branch and RIP-relative operands made absolute (see `filter`).
     X86 = 1,
+    /// As [`Filter::X86`], and the base's absolute operands are moreover predicted through
+    /// an address map (old position -> shift) sent at the start of the diff payload, so
+    /// references to code and data that moved need no difference bytes (see `filter`).
+    X86Remap = 2,
 }
 
 impl Method {
@@ -64,6 +68,7 @@ impl Filter {
         match v {
             0 => Ok(Filter::None),
             1 => Ok(Filter::X86),
+            2 => Ok(Filter::X86Remap),
             other => Err(PatchError::UnsupportedFilter(other)),
         }
     }

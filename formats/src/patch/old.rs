@@ -1,6 +1,6 @@
 //! Random-access reads of the (filtered) base image with bounded buffering.
 
-use super::filter::{self, SEGMENT};
+use super::filter::{self, AddressMap, SEGMENT};
 use super::Filter;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 
@@ -12,6 +12,7 @@ pub(crate) struct OldReader<R: Read + Seek> {
     filter: Filter,
     seg: Vec<u8>,
     seg_index: Option<u64>,
+    map: Option<AddressMap>,
 }
 
 impl<R: Read + Seek> OldReader<R> {
@@ -24,7 +25,14 @@ impl<R: Read + Seek> OldReader<R> {
             filter,
             seg: Vec::with_capacity(SEGMENT),
             seg_index: None,
+            map: None,
         })
+    }
+
+    /// Sets the address map of a [`Filter::X86Remap`] patch (before the first read).
+    pub(crate) fn set_map(&mut self, map: AddressMap) {
+        self.map = Some(map);
+        self.seg_index = None;
     }
 
     fn raw_read(&mut self, off: u64, buf: &mut [u8]) -> std::io::Result<()> {
@@ -58,7 +66,10 @@ impl<R: Read + Seek> OldReader<R> {
                 let mut seg = std::mem::take(&mut self.seg);
                 seg.resize(n, 0);
                 self.raw_read(start, &mut seg)?;
-                filter::encode(self.filter, &mut seg, start);
+                match &self.map {
+                    Some(m) => filter::encode_remapped(&mut seg, start, m),
+                    None => filter::encode(self.filter, &mut seg, start),
+                }
                 self.seg = seg;
                 self.seg_index = Some(k);
             }

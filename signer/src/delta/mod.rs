@@ -75,7 +75,7 @@ impl Default for CreateOptions {
     fn default() -> Self {
         CreateOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            filters: vec![Filter::None, Filter::X86],
+            filters: vec![Filter::None, Filter::X86, Filter::X86Remap],
             codecs: vec![
                 CodecChoice {
                     codec: Codec::Zstd,
@@ -258,7 +258,43 @@ pub fn diff_payload(
     let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
     drop(idx);
     tracing::debug!(?filter, covers = covers.len(), "cover search done");
-    payload::encode(&fo, &fnew, &covers, block_log)
+    if filter != Filter::X86Remap {
+        return payload::encode(&fo, &fnew, &covers, block_log);
+    }
+    // Second pass: predict the base's operands through the alignment the first pass found,
+    // then diff against that prediction.
+    let map = address_map(&covers);
+    let mut remapped = old.to_vec();
+    filter::encode_remapped(&mut remapped, 0, &map);
+    drop(fo);
+    let idx = suffix::SuffixIndex::new(&remapped);
+    let covers = matcher::covers(&idx, &remapped, &fnew, threads, 1 << 20);
+    drop(idx);
+    let mut out = Vec::new();
+    map.write(&mut out);
+    out.extend(payload::encode(&remapped, &fnew, &covers, block_log));
+    out
+}
+
+/// Old position -> shift to the new image, from the covers' alignments: longest covers
+/// first, each kept only where it does not overlap (in the old image) one already kept, so
+/// short incidental matches cannot shadow the alignment of a long region.
+fn address_map(covers: &[payload::Cover]) -> filter::AddressMap {
+    let mut c: Vec<&payload::Cover> = covers.iter().filter(|c| c.add_len >= 64).collect();
+    c.sort_by_key(|c| std::cmp::Reverse(c.add_len));
+    let mut kept: std::collections::BTreeMap<u64, (u64, i32)> = std::collections::BTreeMap::new();
+    for c in c {
+        if kept.len() >= filter::MAX_MAP_ENTRIES {
+            break;
+        }
+        let (s, e) = (c.old_start, c.old_start + c.add_len);
+        let before = kept.range(..e).next_back();
+        if before.is_some_and(|(_, &(end, _))| end > s) {
+            continue;
+        }
+        kept.insert(s, (e, (c.new_start as i64 - c.old_start as i64) as i32));
+    }
+    filter::AddressMap::new(kept.into_iter().map(|(s, (_, d))| (s as u32, d)).collect())
 }
 
 fn diff_candidates(
@@ -269,6 +305,10 @@ fn diff_candidates(
     opts: &CreateOptions,
     threads: usize,
 ) -> Result<Vec<Built>, DeltaError> {
+    if filter == Filter::X86Remap && old.len().max(new.len()) >= 1 << 25 {
+        // Operands are positions modulo 2^25: the prediction only works below 32 MiB.
+        return Ok(Vec::new());
+    }
     let data = diff_payload(old, new, filter, opts.block_log, threads);
     compress_all(base, Method::Diff, filter, &opts.codecs, &data, opts)
 }
