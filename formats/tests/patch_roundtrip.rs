@@ -142,3 +142,48 @@ fn stats_report_work_done() {
     assert!(s.blocks >= 12, "4 KiB blocks expected, got {}", s.blocks);
     assert!(s.peak_block_bytes <= 4096 + 24 * 256);
 }
+
+#[test]
+fn x86_remap_filter_reads_the_base_through_the_address_map() {
+    use ota_formats::patch::filter::{encode_remapped, AddressMap};
+    // A call at 100 targeting 5000 in the old image; in the new one the target moved to 5100.
+    let mut old = bytes(50, 20_000);
+    old[100] = 0xE8;
+    old[101..105].copy_from_slice(&(5000u32 - 105).to_le_bytes());
+    let mut new = old.clone();
+    new.splice(4000..4000, bytes(51, 100));
+    new[101..105].copy_from_slice(&(5100u32 - 105).to_le_bytes());
+    let map = AddressMap::new(vec![(0, 0), (4000, 100)]);
+    assert_eq!(map.shift(3999), 0);
+    assert_eq!(map.shift(5000), 100);
+    let mut remapped = old.clone();
+    encode_remapped(&mut remapped, 0, &map);
+    let mut fnew = new.clone();
+    ota_formats::patch::filter::encode(Filter::X86, &mut fnew, 0);
+    // The prediction is exact: the operand bytes need no difference.
+    assert_eq!(remapped[101..105], fnew[101..105]);
+    let covers = [
+        Cover {
+            new_start: 0,
+            old_start: 0,
+            add_len: 4000,
+            extra_len: 100,
+        },
+        Cover {
+            new_start: 4100,
+            old_start: 4000,
+            add_len: 16_000,
+            extra_len: 0,
+        },
+    ];
+    let mut data = Vec::new();
+    map.write(&mut data);
+    data.extend(ota_formats::patch::payload::encode(
+        &remapped, &fnew, &covers, 21,
+    ));
+    for codec in [Codec::Zstd, Codec::Lzma2] {
+        let mut h = PatchHeader::new(Method::Diff, codec, Filter::X86Remap, &old, &new);
+        h.window_log = 16;
+        assert_eq!(apply_vec(&old, &assemble(&h, &data)).unwrap(), new);
+    }
+}

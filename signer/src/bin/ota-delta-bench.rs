@@ -30,6 +30,9 @@ struct Cli {
     /// Skip the peer tools (ours only).
     #[arg(long)]
     no_peers: bool,
+    /// Only these tools (comma-separated: ours, full, bsdiff, xdelta3, zstd-patch-from).
+    #[arg(long, value_delimiter = ',')]
+    tools: Vec<String>,
     /// Seconds after which a peer run is killed and reported as timed out.
     #[arg(long, default_value_t = 900)]
     peer_timeout: u64,
@@ -190,6 +193,8 @@ fn bench(cli: &Cli) -> ExitCode {
     let have_time = Path::new("/usr/bin/time").exists();
     let me = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("ota-delta-bench"));
     let timeout = Duration::from_secs(cli.peer_timeout);
+    let want = |t: &str| cli.tools.is_empty() || cli.tools.iter().any(|x| x == t);
+    let skip_peer = |t: &str| cli.no_peers || !want(t);
     let mut rows = Vec::new();
     let mut failed = false;
     println!("| pair | new size | zstd -19 full | ours | bsdiff | xdelta3 -9 -S djw | zstd -19 --long=31 --patch-from | ours / best peer |");
@@ -202,26 +207,30 @@ fn bench(cli: &Cli) -> ExitCode {
         let p = |s: &str| work.join(format!("{name}.{s}"));
         let s = |p: &Path| p.to_string_lossy().into_owned();
         eprintln!("[{name}] ours");
-        let ours = run_pair(
-            have_time,
-            timeout,
-            (
-                me.to_string_lossy().as_ref(),
-                &["create", &s(&old), &s(&new), &s(&p("ours.patch"))],
-            ),
-            Some((
-                me.to_string_lossy().as_ref(),
-                &["apply", &s(&old), &s(&p("ours.patch")), &s(&p("ours.out"))],
-            )),
-            &p("ours.patch"),
-            &p("ours.out"),
-            &new_sha,
-        );
-        if !matches!(ours, Outcome::Ok { verified: true, .. }) {
+        let ours = if !want("ours") {
+            Outcome::Missing
+        } else {
+            run_pair(
+                have_time,
+                timeout,
+                (
+                    me.to_string_lossy().as_ref(),
+                    &["create", &s(&old), &s(&new), &s(&p("ours.patch"))],
+                ),
+                Some((
+                    me.to_string_lossy().as_ref(),
+                    &["apply", &s(&old), &s(&p("ours.patch")), &s(&p("ours.out"))],
+                )),
+                &p("ours.patch"),
+                &p("ours.out"),
+                &new_sha,
+            )
+        };
+        if want("ours") && !matches!(ours, Outcome::Ok { verified: true, .. }) {
             failed = true;
         }
         let mut peers: Vec<(&str, Outcome)> = Vec::new();
-        let full = if cli.no_peers {
+        let full = if skip_peer("full") {
             Outcome::Missing
         } else {
             eprintln!("[{name}] zstd -19");
@@ -238,7 +247,7 @@ fn bench(cli: &Cli) -> ExitCode {
                 &new_sha,
             )
         };
-        if !cli.no_peers {
+        if !skip_peer("bsdiff") {
             eprintln!("[{name}] bsdiff");
             peers.push((
                 "bsdiff",
@@ -255,6 +264,8 @@ fn bench(cli: &Cli) -> ExitCode {
                     &new_sha,
                 ),
             ));
+        }
+        if !skip_peer("xdelta3") {
             eprintln!("[{name}] xdelta3");
             peers.push((
                 "xdelta3",
@@ -284,6 +295,8 @@ fn bench(cli: &Cli) -> ExitCode {
                     &new_sha,
                 ),
             ));
+        }
+        if !skip_peer("zstd-patch-from") {
             eprintln!("[{name}] zstd --patch-from");
             let pf = format!("--patch-from={}", s(&old));
             peers.push((
@@ -361,14 +374,20 @@ fn bench(cli: &Cli) -> ExitCode {
             peer_cell("xdelta3"),
             peer_cell("zstd-patch-from"),
         );
+        let peer_json = |k: &str| {
+            peers
+                .iter()
+                .find(|(n, _)| *n == k)
+                .map_or("null".into(), |(_, o)| json_size(o))
+        };
         if cli.json {
             rows.push(format!(
                 "{{\"pair\":\"{name}\",\"new\":{new_len},\"ours\":{},\"full_zstd19\":{},\"bsdiff\":{},\"xdelta3\":{},\"zstd_patch_from\":{},\"ratio\":\"{ratio}\"}}",
                 json_size(&ours),
                 json_size(&full),
-                peers.first().map_or("null".into(), |(_, o)| json_size(o)),
-                peers.get(1).map_or("null".into(), |(_, o)| json_size(o)),
-                peers.get(2).map_or("null".into(), |(_, o)| json_size(o)),
+                peer_json("bsdiff"),
+                peer_json("xdelta3"),
+                peer_json("zstd-patch-from"),
             ));
         }
     }
@@ -413,7 +432,7 @@ fn fmt_run(r: &Run) -> String {
 
 fn fmt_outcome(o: &Outcome) -> String {
     match o {
-        Outcome::Missing => "missing".into(),
+        Outcome::Missing => "missing/skipped".into(),
         Outcome::Failed(why) => format!("failed: {why}"),
         Outcome::Ok {
             size,
