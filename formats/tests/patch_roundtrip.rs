@@ -157,7 +157,7 @@ fn x86_remap_filter_reads_the_base_through_the_address_map() {
     assert_eq!(map.shift(3999), 0);
     assert_eq!(map.shift(5000), 100);
     let mut remapped = old.clone();
-    encode_remapped(&mut remapped, 0, &map);
+    encode_remapped(Filter::X86Remap, &mut remapped, 0, &map);
     let mut fnew = new.clone();
     ota_formats::patch::filter::encode(Filter::X86, &mut fnew, 0);
     // The prediction is exact: the operand bytes need no difference.

@@ -179,7 +179,7 @@ fn apply_diff<B: Read + Seek, W: Write>(
     let mut obuf = vec![0u8; CHUNK];
     let mut ebuf = vec![0u8; CHUNK];
     let mut cursor: u64 = 0;
-    if header.filter == Filter::X86Remap {
+    if header.filter.is_remap() {
         old.set_map(read_map(input)?);
     }
     while sink.written < header.result_len {

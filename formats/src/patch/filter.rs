@@ -124,7 +124,11 @@ fn run(filter: Filter, buf: &mut [u8], offset: u64, encode: bool, map: Option<&A
         return;
     }
     for (k, seg) in buf.chunks_mut(SEGMENT).enumerate() {
-        x86_segment(seg, offset + (k * SEGMENT) as u64, encode, map);
+        let at = offset + (k * SEGMENT) as u64;
+        match filter {
+            Filter::Thumb | Filter::ThumbRemap => thumb_segment(seg, at, encode, map),
+            _ => x86_segment(seg, at, encode, map),
+        }
     }
 }
 
@@ -202,8 +206,43 @@ impl AddressMap {
 /// [`encode`] with [`Filter::X86`] on a base image, then every rewritten operand moved by the
 /// shift `map` gives for its target: the base as the applier of a [`Filter::X86Remap`]
 /// patch reads it.
-pub fn encode_remapped(buf: &mut [u8], offset: u64, map: &AddressMap) {
-    run(Filter::X86, buf, offset, true, Some(map));
+pub fn encode_remapped(filter: Filter, buf: &mut [u8], offset: u64, map: &AddressMap) {
+    run(filter, buf, offset, true, Some(map));
+}
+
+const MASK23: u32 = (1 << 23) - 1;
+
+/// ARM Thumb `BL` (two halfwords `11110xxx xxxxxxxx`, `11111xxx xxxxxxxx`, read
+/// little-endian at even offsets): the 22-bit halfword offset becomes the absolute halfword
+/// address (mod 2^22) of the target. Every match is rewritten and skipped, and the bits
+/// that identify a match are kept, so decoding takes the same decisions.
+fn thumb_segment(s: &mut [u8], offset: u64, encode: bool, map: Option<&AddressMap>) {
+    let mut i = 0;
+    while i + 4 <= s.len() {
+        if s[i + 1] & 0xF8 != 0xF0 || s[i + 3] & 0xF8 != 0xF8 {
+            i += 2;
+            continue;
+        }
+        let v = (u32::from(s[i + 1] & 7) << 19)
+            | (u32::from(s[i]) << 11)
+            | (u32::from(s[i + 3] & 7) << 8)
+            | u32::from(s[i + 2]);
+        let pc = ((offset + i as u64 + 4) as u32) & MASK23;
+        let mut w = if encode {
+            ((v << 1).wrapping_add(pc) & MASK23) >> 1
+        } else {
+            ((v << 1).wrapping_sub(pc) & MASK23) >> 1
+        };
+        if let Some(m) = map {
+            let target = w << 1;
+            w = (target.wrapping_add(m.shift(target) as u32) & MASK23) >> 1;
+        }
+        s[i + 1] = 0xF0 | ((w >> 19) & 7) as u8;
+        s[i] = (w >> 11) as u8;
+        s[i + 3] = 0xF8 | ((w >> 8) & 7) as u8;
+        s[i + 2] = w as u8;
+        i += 4;
+    }
 }
 
 /// Filters `buf`, the image bytes starting at `offset` (a multiple of [`SEGMENT`]). `buf`
@@ -270,6 +309,26 @@ mod tests {
             let mut s = s0.clone();
             encode(Filter::X86, &mut s, 8192);
             decode(Filter::X86, &mut s, 8192);
+            assert_eq!(s, s0);
+        }
+    }
+
+    #[test]
+    fn thumb_round_trips() {
+        let mut x: u64 = 99;
+        let alphabet = [0xF0u8, 0xF7, 0xF8, 0xFF, 0x00, 0x12, 0xFE];
+        for _ in 0..20_000 {
+            let s0: Vec<u8> = (0..24)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    alphabet[(x >> 33) as usize % alphabet.len()]
+                })
+                .collect();
+            let mut s = s0.clone();
+            encode(Filter::Thumb, &mut s, 4096);
+            decode(Filter::Thumb, &mut s, 4096);
             assert_eq!(s, s0);
         }
     }

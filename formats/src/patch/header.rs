@@ -41,6 +41,17 @@ pub enum Filter {
     /// an address map (old position -> shift) sent at the start of the diff payload, so
     /// references to code and data that moved need no difference bytes (see `filter`).
     X86Remap = 2,
+    /// ARM Thumb `BL` call targets made absolute (see `filter`).
+    Thumb = 3,
+    /// As [`Filter::Thumb`], with the base's targets predicted through an address map.
+    ThumbRemap = 4,
+}
+
+impl Filter {
+    /// Whether the diff payload starts with an address map for the base.
+    pub fn is_remap(self) -> bool {
+        matches!(self, Filter::X86Remap | Filter::ThumbRemap)
+    }
 }
 
 impl Method {
@@ -69,6 +80,8 @@ impl Filter {
             0 => Ok(Filter::None),
             1 => Ok(Filter::X86),
             2 => Ok(Filter::X86Remap),
+            3 => Ok(Filter::Thumb),
+            4 => Ok(Filter::ThumbRemap),
             other => Err(PatchError::UnsupportedFilter(other)),
         }
     }

@@ -67,7 +67,7 @@ impl<R: Read + Seek> OldReader<R> {
                 seg.resize(n, 0);
                 self.raw_read(start, &mut seg)?;
                 match &self.map {
-                    Some(m) => filter::encode_remapped(&mut seg, start, m),
+                    Some(m) => filter::encode_remapped(self.filter, &mut seg, start, m),
                     None => filter::encode(self.filter, &mut seg, start),
                 }
                 self.seg = seg;

@@ -75,7 +75,13 @@ impl Default for CreateOptions {
     fn default() -> Self {
         CreateOptions {
             threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
-            filters: vec![Filter::None, Filter::X86, Filter::X86Remap],
+            filters: vec![
+                Filter::None,
+                Filter::X86,
+                Filter::X86Remap,
+                Filter::Thumb,
+                Filter::ThumbRemap,
+            ],
             codecs: vec![
                 CodecChoice {
                     codec: Codec::Zstd,
@@ -258,14 +264,14 @@ pub fn diff_payload(
     let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
     drop(idx);
     tracing::debug!(?filter, covers = covers.len(), "cover search done");
-    if filter != Filter::X86Remap {
+    if !filter.is_remap() {
         return payload::encode(&fo, &fnew, &covers, block_log);
     }
     // Second pass: predict the base's operands through the alignment the first pass found,
     // then diff against that prediction.
     let map = address_map(&covers);
     let mut remapped = old.to_vec();
-    filter::encode_remapped(&mut remapped, 0, &map);
+    filter::encode_remapped(filter, &mut remapped, 0, &map);
     drop(fo);
     let idx = suffix::SuffixIndex::new(&remapped);
     let covers = matcher::covers(&idx, &remapped, &fnew, threads, 1 << 20);
@@ -305,12 +311,37 @@ fn diff_candidates(
     opts: &CreateOptions,
     threads: usize,
 ) -> Result<Vec<Built>, DeltaError> {
-    if filter == Filter::X86Remap && old.len().max(new.len()) >= 1 << 25 {
+    if filter.is_remap()
+        && old.len().max(new.len()) >= 1 << 23
+        && matches!(filter, Filter::ThumbRemap)
+    {
+        // Thumb targets are halfword positions modulo 2^23 bytes.
+        return Ok(Vec::new());
+    }
+    if filter.is_remap() && old.len().max(new.len()) >= 1 << 25 {
         // Operands are positions modulo 2^25: the prediction only works below 32 MiB.
         return Ok(Vec::new());
     }
     let data = diff_payload(old, new, filter, opts.block_log, threads);
     compress_all(base, Method::Diff, filter, &opts.codecs, &data, opts)
+}
+
+/// Whether trying `filter` on an image like `new` makes sense: ELF executables name their
+/// machine; raw images (firmware) get every filter while small, and the x86 one when large.
+fn filter_fits(new: &[u8], filter: Filter) -> bool {
+    let thumb = matches!(filter, Filter::Thumb | Filter::ThumbRemap);
+    let x86 = matches!(filter, Filter::X86 | Filter::X86Remap);
+    if filter == Filter::None {
+        return true;
+    }
+    if new.len() >= 20 && new.starts_with(b"\x7fELF") {
+        return match u16::from_le_bytes([new[18], new[19]]) {
+            0x03 | 0x3E => x86,
+            0x28 => thumb,
+            _ => true,
+        };
+    }
+    !(thumb && new.len() >= 1 << 25)
 }
 
 /// Creates the smallest patch turning `old` into `new` (both in memory).
@@ -323,7 +354,13 @@ pub fn create_patch_bytes(
         return Err(DeltaError::TooLarge(old.len() as u64));
     }
     let base = PatchHeader::new(Method::Diff, Codec::Zstd, Filter::None, old, new);
-    let nf = opts.filters.len().max(1);
+    let filters: Vec<Filter> = opts
+        .filters
+        .iter()
+        .copied()
+        .filter(|&f| filter_fits(new, f))
+        .collect();
+    let nf = filters.len().max(1);
     let per_filter_threads = (opts.threads / nf).max(1);
     let mut built: Vec<Built> = Vec::new();
     let full_codecs: Vec<CodecChoice> = opts
@@ -334,8 +371,7 @@ pub fn create_patch_bytes(
         .collect();
     let base_ref = &base;
     std::thread::scope(|s| -> Result<(), DeltaError> {
-        let handles: Vec<_> = opts
-            .filters
+        let handles: Vec<_> = filters
             .iter()
             .map(|&f| {
                 s.spawn(move || diff_candidates(old, new, f, base_ref, opts, per_filter_threads))
