@@ -65,6 +65,9 @@ pub struct CreateOptions {
     pub zstd_level: i32,
     /// A delta is worth publishing when it is at most this fraction of the full patch.
     pub publish_ratio: f64,
+    /// How many filters' payloads (ranked by a quick zstd estimate) get the full set of
+    /// codecs when the new image is larger than `thorough_limit` (all of them otherwise).
+    pub finalists: usize,
     /// Payloads larger than this are compressed with the first LZMA2 codec only, and full
     /// images larger than this with zstd at level 12 only: the other attempts rarely win by
     /// much there and each costs minutes.
@@ -101,6 +104,7 @@ impl Default for CreateOptions {
             zstd_level: 19,
             publish_ratio: 0.8,
             thorough_limit: 4 << 20,
+            finalists: 2,
         }
     }
 }
@@ -303,27 +307,29 @@ fn address_map(covers: &[payload::Cover]) -> filter::AddressMap {
     filter::AddressMap::new(kept.into_iter().map(|(s, (_, d))| (s as u32, d)).collect())
 }
 
-fn diff_candidates(
+/// The diff payload under `filter` with a quick size estimate (zstd level 6), or `None`
+/// when the filter cannot apply to images this large.
+fn diff_attempt(
     old: &[u8],
     new: &[u8],
     filter: Filter,
-    base: &PatchHeader,
     opts: &CreateOptions,
     threads: usize,
-) -> Result<Vec<Built>, DeltaError> {
-    if filter.is_remap()
-        && old.len().max(new.len()) >= 1 << 23
-        && matches!(filter, Filter::ThumbRemap)
-    {
-        // Thumb targets are halfword positions modulo 2^23 bytes.
-        return Ok(Vec::new());
-    }
-    if filter.is_remap() && old.len().max(new.len()) >= 1 << 25 {
-        // Operands are positions modulo 2^25: the prediction only works below 32 MiB.
-        return Ok(Vec::new());
+) -> Result<Option<(Filter, Vec<u8>, usize)>, DeltaError> {
+    let limit = match filter {
+        // Thumb targets are halfword positions modulo 2^23 bytes, x86 ones modulo 2^25.
+        Filter::ThumbRemap => 1 << 23,
+        Filter::X86Remap => 1 << 25,
+        _ => usize::MAX,
+    };
+    if old.len().max(new.len()) >= limit {
+        return Ok(None);
     }
     let data = diff_payload(old, new, filter, opts.block_log, threads);
-    compress_all(base, Method::Diff, filter, &opts.codecs, &data, opts)
+    let estimate = zstd::bulk::compress(&data, 6)
+        .map_err(|e| DeltaError::Compress(e.to_string()))?
+        .len();
+    Ok(Some((filter, data, estimate)))
 }
 
 /// Whether trying `filter` on an image like `new` makes sense: ELF executables name their
@@ -370,15 +376,14 @@ pub fn create_patch_bytes(
         .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.thorough_limit)
         .collect();
     let base_ref = &base;
+    let mut attempts = Vec::new();
     std::thread::scope(|s| -> Result<(), DeltaError> {
         let handles: Vec<_> = filters
             .iter()
-            .map(|&f| {
-                s.spawn(move || diff_candidates(old, new, f, base_ref, opts, per_filter_threads))
-            })
+            .map(|&f| s.spawn(move || diff_attempt(old, new, f, opts, per_filter_threads)))
             .collect();
         built.extend(compress_all(
-            &base,
+            base_ref,
             Method::Full,
             Filter::None,
             &full_codecs,
@@ -386,10 +391,32 @@ pub fn create_patch_bytes(
             opts,
         )?);
         for h in handles {
-            built
-                .extend(h.join().unwrap_or_else(|_| {
-                    Err(DeltaError::Compress("diff thread panicked".into()))
-                })?);
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(DeltaError::Compress("diff thread panicked".into())))?;
+            attempts.extend(r);
+        }
+        Ok(())
+    })?;
+    // Only the most promising payloads get the slow, strong compressors.
+    attempts.sort_by_key(|a| a.2);
+    if new.len() > opts.thorough_limit {
+        attempts.truncate(opts.finalists.max(1));
+    }
+    for (f, _, est) in &attempts {
+        tracing::debug!(filter = ?f, estimate = est, "finalist");
+    }
+    std::thread::scope(|s| -> Result<(), DeltaError> {
+        let handles: Vec<_> = attempts
+            .iter()
+            .map(|(f, data, _)| {
+                s.spawn(move || compress_all(base_ref, Method::Diff, *f, &opts.codecs, data, opts))
+            })
+            .collect();
+        for h in handles {
+            built.extend(h.join().unwrap_or_else(|_| {
+                Err(DeltaError::Compress("compressor thread panicked".into()))
+            })?);
         }
         Ok(())
     })?;
