@@ -286,11 +286,11 @@ pub fn diff_payload(
     out
 }
 
-/// Only copies of at least 1 KiB count: shorter ones are often incidental matches, and on
-/// esbuild and ruff 1 KiB measured best (64 B .. 64 KiB tried).
 /// Old position -> shift to the new image, from the covers' alignments: longest covers
 /// first, each kept only where it does not overlap (in the old image) one already kept, so
 /// short incidental matches cannot shadow the alignment of a long region.
+/// Only copies of at least 1 KiB count: shorter ones are often incidental matches, and on
+/// esbuild and ruff 1 KiB measured best (64 B .. 64 KiB tried).
 fn address_map(covers: &[payload::Cover]) -> filter::AddressMap {
     let mut c: Vec<&payload::Cover> = covers.iter().filter(|c| c.add_len >= 1024).collect();
     c.sort_by_key(|c| std::cmp::Reverse(c.add_len));
