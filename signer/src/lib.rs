@@ -8,6 +8,7 @@
 //! - [`policy`]: expiry periods and when a role is due for re-signing;
 //! - [`repo`]: loading and verifying a repository;
 //! - [`compress`]: streaming zstd compression of images;
+//! - [`delta`]: patch creation between image versions;
 //! - [`recipients`]: `ota-recipients.json`, the devices and groups encrypted targets are for;
 //! - [`encrypt`]: encryption of targets and their key slips;
 //! - [`publish`]: the ordered, atomic publication of new metadata;
@@ -22,6 +23,7 @@ pub mod atomic;
 pub mod cmd;
 pub mod compress;
 pub mod config;
+pub mod delta;
 pub mod encrypt;
 pub mod error;
 pub mod keys;
