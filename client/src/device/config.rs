@@ -76,15 +76,7 @@ impl DeviceConfig {
 
     /// Write `STATE/config.json` atomically.
     pub fn save(&self, state: &StateDir) -> DeviceResult<()> {
-        let path = state.config();
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| DeviceError::BadState {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        crate::atomic_file::write(&path, &bytes).map_err(|e| DeviceError::BadState {
-            path,
-            reason: e.to_string(),
-        })
+        super::state::write_json(state.config(), self)
     }
 
     /// An updater configuration for this device's metadata directory and server.

@@ -42,14 +42,6 @@ impl Installed {
 
     /// Replace `STATE/installed.json` atomically.
     pub fn save(&self, state: &StateDir) -> DeviceResult<()> {
-        let path = state.installed();
-        let bytes = serde_json::to_vec_pretty(self).map_err(|e| DeviceError::BadState {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        crate::atomic_file::write(&path, &bytes).map_err(|e| DeviceError::BadState {
-            path,
-            reason: e.to_string(),
-        })
+        super::state::write_json(state.installed(), self)
     }
 }

@@ -54,3 +54,16 @@ impl StateDir {
         self.group_keys().join(format!("{name}.key"))
     }
 }
+
+/// Write a small state file (`config.json`, `installed.json`) as pretty JSON, atomically.
+pub(crate) fn write_json<T: serde::Serialize>(
+    path: PathBuf,
+    value: &T,
+) -> super::error::DeviceResult<()> {
+    let bad = |reason: String| super::error::DeviceError::BadState {
+        path: path.clone(),
+        reason,
+    };
+    let bytes = serde_json::to_vec_pretty(value).map_err(|e| bad(e.to_string()))?;
+    crate::atomic_file::write(&path, &bytes).map_err(|e| bad(e.to_string()))
+}
