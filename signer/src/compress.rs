@@ -32,10 +32,10 @@ pub struct Compressed {
 }
 
 /// Counts and hashes what passes through to the inner writer.
-struct HashingWriter<W> {
-    inner: W,
-    hash: Sha256,
-    count: u64,
+pub(crate) struct HashingWriter<W> {
+    pub(crate) inner: W,
+    pub(crate) hash: Sha256,
+    pub(crate) count: u64,
 }
 
 impl<W: Write> Write for HashingWriter<W> {

@@ -8,6 +8,7 @@
 //! step, before the payload and the metadata that reference them.
 use crate::atomic::{self, PUBLIC_MODE, TEMP_PREFIX};
 use crate::compress::Compressed;
+use crate::compress::HashingWriter;
 use crate::recipients::Resolved;
 use crate::{Error, Result};
 use indicatif::ProgressBar;
@@ -29,25 +30,6 @@ const SLIP_BATCH: usize = 1024;
 
 /// Suffix of the per-device slip directory of a target (`<target>.slips`).
 pub const SLIPS_DIR_SUFFIX: &str = ".slips";
-
-/// Counts and hashes what passes through to the inner writer.
-struct HashCount<W> {
-    inner: W,
-    hash: Sha256,
-    count: u64,
-}
-
-impl<W: Write> Write for HashCount<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
-}
 
 /// An encrypted target waiting in a temp file, with its metadata (slips still to add).
 #[derive(Debug)]
@@ -73,7 +55,7 @@ pub fn encrypt(c: Compressed, dest_dir: &Path, bar: &ProgressBar) -> Result<Encr
     let tmp_path = tmp.path().to_path_buf();
     let werr = |e: io::Error| Error::write(&tmp_path, e);
     let src = File::open(c.file.path()).map_err(|e| Error::write(c.file.path(), e))?;
-    let mut out = HashCount {
+    let mut out = HashingWriter {
         inner: BufWriter::new(tmp.as_file().try_clone().map_err(werr)?),
         hash: Sha256::new(),
         count: 0,
@@ -119,7 +101,7 @@ pub fn verify(e: &Encrypted, length: u64, sha256: &str, bar: &ProgressBar) -> Re
             .into(),
     };
     let file = File::open(path).map_err(|err| fail(err.to_string()))?;
-    let mut sink = HashCount {
+    let mut sink = HashingWriter {
         inner: io::sink(),
         hash: Sha256::new(),
         count: 0,
