@@ -29,6 +29,7 @@ pub mod envelope;
 pub mod error;
 pub mod hash;
 pub mod metadata;
+pub mod patch;
 pub mod pathmatch;
 pub mod target_meta;
 

@@ -1,3 +1,4 @@
+<<<<<<< HEAD
 //! # ota-signer
 //!
 //! The library behind `ota-sign`, the offline tool with which release engineers create a TUF
@@ -38,3 +39,7 @@ pub use error::{Error, Result};
 pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
+=======
+//! ota-signer (work in progress).
+pub mod delta;
+>>>>>>> delta

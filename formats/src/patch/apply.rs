@@ -1,0 +1,445 @@
+//! Streaming application of a patch.
+
+use super::filter::{self, AddressMap, MAX_MAP_ENTRIES, SEGMENT};
+use super::header::{Codec, Filter, Method, PatchHeader, HEADER_LEN};
+use super::old::OldReader;
+use super::payload::max_records;
+use super::varint::{read_u64, unzigzag, VarintRead};
+use super::PatchError;
+use sha2::{Digest, Sha256};
+use std::cell::Cell;
+use std::io::{BufReader, Read, Seek, SeekFrom, Write};
+use std::rc::Rc;
+
+const CHUNK: usize = 64 * 1024;
+
+/// What [`apply`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyStats {
+    /// The patch method.
+    pub method: Method,
+    /// The payload codec.
+    pub codec: Codec,
+    /// The image filter.
+    pub filter: Filter,
+    /// Bytes of base image (hashed once; diff copies are counted in `base_copied`).
+    pub base_len: u64,
+    /// Base bytes copied (with a difference) into the result.
+    pub base_copied: u64,
+    /// Bytes of the result written and verified.
+    pub result_len: u64,
+    /// Compressed payload bytes.
+    pub payload_len: u64,
+    /// Control records executed.
+    pub records: u64,
+    /// Payload blocks read.
+    pub blocks: u64,
+    /// Largest block buffer (control records plus diff section) held at once, in bytes.
+    pub peak_block_bytes: u64,
+}
+
+/// Applies `patch` to `base`, writing the result sequentially to `out`.
+///
+/// The base's length and sha256 are checked against the header before anything is written
+/// ([`PatchError::WrongBase`]); the result's length and sha256 are computed while writing and
+/// checked at the end ([`PatchError::ResultMismatch`]). On any error the bytes already written
+/// to `out` must be discarded. Memory stays bounded by the header's block and window limits,
+/// whatever the image sizes.
+pub fn apply<B, P, W>(base: B, mut patch: P, out: W) -> Result<ApplyStats, PatchError>
+where
+    B: Read + Seek,
+    P: Read,
+    W: Write,
+{
+    let mut hb = [0u8; HEADER_LEN];
+    patch.read_exact(&mut hb).map_err(|e| match e.kind() {
+        std::io::ErrorKind::UnexpectedEof => PatchError::Truncated("header incomplete".into()),
+        _ => PatchError::Io(e),
+    })?;
+    let (header, payload_len) = PatchHeader::parse(&hb)?;
+
+    let old = match header.method {
+        Method::Full => None,
+        Method::Diff => Some(check_base(base, &header)?),
+    };
+
+    let truncated = Rc::new(Cell::new(false));
+    let limited = Limited {
+        inner: patch,
+        left: payload_len,
+        truncated: truncated.clone(),
+    };
+    let decoder = open_decoder(&header, limited)?;
+    let mut input = Payload {
+        r: BufReader::with_capacity(CHUNK, decoder),
+        truncated,
+    };
+    let mut sink = Sink::new(out, &header);
+    let mut stats = ApplyStats {
+        method: header.method,
+        codec: header.codec,
+        filter: header.filter,
+        base_len: header.base_len,
+        base_copied: 0,
+        result_len: header.result_len,
+        payload_len,
+        records: 0,
+        blocks: 0,
+        peak_block_bytes: 0,
+    };
+
+    match old {
+        None => {
+            let mut buf = vec![0u8; CHUNK];
+            let mut left = header.result_len;
+            while left > 0 {
+                let n = (left.min(CHUNK as u64)) as usize;
+                input.read_exact(&mut buf[..n], "image data")?;
+                sink.write(&buf[..n])?;
+                left -= n as u64;
+            }
+        }
+        Some(mut old) => apply_diff(&header, &mut old, &mut input, &mut sink, &mut stats)?,
+    }
+    input.expect_end()?;
+    sink.finish(&header)?;
+    Ok(stats)
+}
+
+fn check_base<B: Read + Seek>(
+    mut base: B,
+    header: &PatchHeader,
+) -> Result<OldReader<B>, PatchError> {
+    base.seek(SeekFrom::Start(0))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; CHUNK];
+    let mut len = 0u64;
+    loop {
+        let n = base.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        len += n as u64;
+    }
+    let digest: [u8; 32] = hasher.finalize().into();
+    if len != header.base_len || digest != header.base_sha256 {
+        return Err(PatchError::WrongBase {
+            expected_len: header.base_len,
+            expected_sha256: hex::encode(header.base_sha256),
+            actual_len: len,
+            actual_sha256: hex::encode(digest),
+        });
+    }
+    Ok(OldReader::new(base, len, header.filter)?)
+}
+
+fn open_decoder<'a, P: Read + 'a>(
+    header: &PatchHeader,
+    limited: Limited<P>,
+) -> Result<Box<dyn Read + 'a>, PatchError> {
+    let bad = |e: std::io::Error| PatchError::Decompress(e.to_string());
+    match header.codec {
+        Codec::Zstd => {
+            let mut d = zstd::stream::read::Decoder::new(limited)
+                .map_err(bad)?
+                .single_frame();
+            d.window_log_max(u32::from(header.window_log))
+                .map_err(bad)?;
+            Ok(Box::new(d))
+        }
+        Codec::Lzma2 => {
+            let lz = |e: liblzma::stream::Error| PatchError::Decompress(e.to_string());
+            let mut opts = liblzma::stream::LzmaOptions::new_preset(6).map_err(lz)?;
+            opts.dict_size(1u32 << header.window_log)
+                .literal_context_bits(u32::from(header.lzma_lc))
+                .literal_position_bits(u32::from(header.lzma_lp))
+                .position_bits(u32::from(header.lzma_pb));
+            let mut filters = liblzma::stream::Filters::new();
+            filters.lzma2(&opts);
+            let stream = liblzma::stream::Stream::new_raw_decoder(&filters).map_err(lz)?;
+            Ok(Box::new(liblzma::read::XzDecoder::new_stream(
+                limited, stream,
+            )))
+        }
+    }
+}
+
+fn apply_diff<B: Read + Seek, W: Write>(
+    header: &PatchHeader,
+    old: &mut OldReader<B>,
+    input: &mut Payload<'_>,
+    sink: &mut Sink<W>,
+    stats: &mut ApplyStats,
+) -> Result<(), PatchError> {
+    let cap = 1u64 << header.block_log;
+    let max_rec = max_records(header.block_log);
+    let mut records: Vec<(u64, u64, i64)> = Vec::new();
+    let mut diff: Vec<u8> = Vec::new();
+    let mut obuf = vec![0u8; CHUNK];
+    let mut ebuf = vec![0u8; CHUNK];
+    let mut cursor: u64 = 0;
+    if header.filter.is_remap() {
+        old.set_map(read_map(input)?);
+    }
+    while sink.written < header.result_len {
+        let corrupt = |m: String| Err(PatchError::CorruptControl(m));
+        let n = input.varint("block header")?;
+        let diff_len = input.varint("block header")?;
+        let extra_len = input.varint("block header")?;
+        if n == 0 || n > max_rec {
+            return corrupt(format!(
+                "block {} has {n} records (limit 1..={max_rec})",
+                stats.blocks
+            ));
+        }
+        if diff_len > cap {
+            return corrupt(format!(
+                "block {} diff section {diff_len} > {cap}",
+                stats.blocks
+            ));
+        }
+        records.clear();
+        let (mut sum_add, mut sum_extra) = (0u64, 0u64);
+        for _ in 0..n {
+            let add = input.varint("control record")?;
+            let extra = input.varint("control record")?;
+            let seek = unzigzag(input.varint("control record")?);
+            sum_add = sum_add.saturating_add(add);
+            sum_extra = sum_extra.saturating_add(extra);
+            records.push((add, extra, seek));
+        }
+        if sum_add != diff_len || sum_extra != extra_len {
+            return corrupt(format!(
+                "block {}: records add up to {sum_add}/{sum_extra} bytes, sections are {diff_len}/{extra_len}",
+                stats.blocks
+            ));
+        }
+        let total = diff_len.saturating_add(extra_len);
+        if total > header.result_len - sink.written {
+            return corrupt(format!(
+                "block {} writes {total} bytes past the result length {}",
+                stats.blocks, header.result_len
+            ));
+        }
+        diff.resize(diff_len as usize, 0);
+        input.read_exact(&mut diff, "diff section")?;
+        stats.peak_block_bytes = stats.peak_block_bytes.max(diff_len + 24 * n);
+
+        let mut d = 0usize;
+        for &(add, extra, seek) in &records {
+            let Some(start) = cursor.checked_add_signed(seek) else {
+                return corrupt(format!("seek {seek} from {cursor} before the base start"));
+            };
+            if add > 0 && !matches!(start.checked_add(add), Some(end) if end <= header.base_len) {
+                return corrupt(format!(
+                    "copy of {add} bytes at {start} outside the base ({} bytes)",
+                    header.base_len
+                ));
+            }
+            let mut left = add as usize;
+            let mut at = start;
+            while left > 0 {
+                let k = left.min(CHUNK);
+                old.read_at(at, &mut obuf[..k])?;
+                for (o, x) in obuf[..k].iter_mut().zip(&diff[d..d + k]) {
+                    *o = o.wrapping_add(*x);
+                }
+                sink.write(&obuf[..k])?;
+                d += k;
+                at += k as u64;
+                left -= k;
+            }
+            if add > 0 {
+                cursor = start + add;
+            }
+            let mut left = extra;
+            while left > 0 {
+                let k = left.min(CHUNK as u64) as usize;
+                input.read_exact(&mut ebuf[..k], "extra section")?;
+                sink.write(&ebuf[..k])?;
+                left -= k as u64;
+            }
+            stats.base_copied += add;
+        }
+        stats.records += n;
+        stats.blocks += 1;
+    }
+    Ok(())
+}
+
+fn read_map(input: &mut Payload<'_>) -> Result<AddressMap, PatchError> {
+    let n = input.varint("address map")?;
+    if n > MAX_MAP_ENTRIES as u64 {
+        return Err(PatchError::CorruptControl(format!(
+            "address map of {n} entries (limit {MAX_MAP_ENTRIES})"
+        )));
+    }
+    let (mut starts, mut shifts) = (Vec::new(), Vec::new());
+    let mut at = 0u64;
+    for _ in 0..n {
+        at = at.saturating_add(input.varint("address map")?);
+        let shift = unzigzag(input.varint("address map")?);
+        starts.push(u32::try_from(at).unwrap_or(u32::MAX));
+        shifts.push(i32::try_from(shift).unwrap_or(i32::MAX));
+    }
+    AddressMap::from_parts(starts, shifts)
+        .ok_or_else(|| PatchError::CorruptControl("address map out of order or range".into()))
+}
+
+/// The compressed payload: at most `left` bytes of the patch. Notes when the patch ends early
+/// so that decoder errors caused by it are reported as truncation.
+struct Limited<P> {
+    inner: P,
+    left: u64,
+    truncated: Rc<Cell<bool>>,
+}
+
+impl<P: Read> Read for Limited<P> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.left == 0 || buf.is_empty() {
+            return Ok(0);
+        }
+        let k = (buf.len() as u64).min(self.left) as usize;
+        let n = self.inner.read(&mut buf[..k])?;
+        if n == 0 {
+            self.truncated.set(true);
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "patch ends inside its payload",
+            ));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// The decompressed payload, with errors mapped to patch errors.
+struct Payload<'a> {
+    r: BufReader<Box<dyn Read + 'a>>,
+    truncated: Rc<Cell<bool>>,
+}
+
+impl Payload<'_> {
+    fn err(&self, e: std::io::Error, what: &str) -> PatchError {
+        if self.truncated.get() {
+            PatchError::Truncated(format!("payload ends inside the {what}"))
+        } else if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            PatchError::CorruptControl(format!("payload ends inside the {what}"))
+        } else {
+            PatchError::Decompress(e.to_string())
+        }
+    }
+
+    fn read_exact(&mut self, buf: &mut [u8], what: &str) -> Result<(), PatchError> {
+        self.r.read_exact(buf).map_err(|e| self.err(e, what))
+    }
+
+    fn varint(&mut self, what: &str) -> Result<u64, PatchError> {
+        match read_u64(&mut self.r).map_err(|e| self.err(e, what))? {
+            VarintRead::Value(v) => Ok(v),
+            VarintRead::Eof | VarintRead::Truncated => Err(self.err(
+                std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "eof"),
+                what,
+            )),
+            VarintRead::Overlong => Err(PatchError::CorruptControl(format!(
+                "overlong integer in the {what}"
+            ))),
+        }
+    }
+
+    fn expect_end(&mut self) -> Result<(), PatchError> {
+        let mut b = [0u8; 1];
+        match self.r.read(&mut b) {
+            Ok(0) => Ok(()),
+            Ok(_) => Err(PatchError::CorruptControl(
+                "payload continues after the result is complete".into(),
+            )),
+            Err(e) => Err(self.err(e, "end of payload")),
+        }
+    }
+}
+
+/// Unfilters, hashes, counts and writes the result.
+struct Sink<W: Write> {
+    out: W,
+    hasher: Sha256,
+    written: u64,
+    limit: u64,
+    filter: Filter,
+    seg: Vec<u8>,
+    seg_offset: u64,
+}
+
+impl<W: Write> Sink<W> {
+    fn new(out: W, header: &PatchHeader) -> Self {
+        Sink {
+            out,
+            hasher: Sha256::new(),
+            written: 0,
+            limit: header.result_len,
+            filter: header.filter,
+            seg: Vec::with_capacity(if header.filter == Filter::None {
+                0
+            } else {
+                SEGMENT
+            }),
+            seg_offset: 0,
+        }
+    }
+
+    fn emit(&mut self, data: &[u8]) -> Result<(), PatchError> {
+        self.hasher.update(data);
+        self.out.write_all(data)?;
+        Ok(())
+    }
+
+    fn write(&mut self, mut data: &[u8]) -> Result<(), PatchError> {
+        if self.written + data.len() as u64 > self.limit {
+            return Err(PatchError::CorruptControl(format!(
+                "output would exceed the result length {}",
+                self.limit
+            )));
+        }
+        self.written += data.len() as u64;
+        if self.filter == Filter::None {
+            return self.emit(data);
+        }
+        while !data.is_empty() {
+            let k = (SEGMENT - self.seg.len()).min(data.len());
+            self.seg.extend_from_slice(&data[..k]);
+            data = &data[k..];
+            if self.seg.len() == SEGMENT {
+                self.flush_segment()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn flush_segment(&mut self) -> Result<(), PatchError> {
+        let mut seg = std::mem::take(&mut self.seg);
+        filter::decode(self.filter, &mut seg, self.seg_offset);
+        self.seg_offset += seg.len() as u64;
+        self.emit(&seg)?;
+        seg.clear();
+        self.seg = seg;
+        Ok(())
+    }
+
+    fn finish(mut self, header: &PatchHeader) -> Result<(), PatchError> {
+        if !self.seg.is_empty() {
+            self.flush_segment()?;
+        }
+        self.out.flush()?;
+        let digest: [u8; 32] = self.hasher.finalize().into();
+        if self.written != header.result_len || digest != header.result_sha256 {
+            return Err(PatchError::ResultMismatch {
+                expected_len: header.result_len,
+                expected_sha256: hex::encode(header.result_sha256),
+                actual_len: self.written,
+                actual_sha256: hex::encode(digest),
+            });
+        }
+        Ok(())
+    }
+}

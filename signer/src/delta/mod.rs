@@ -1,0 +1,457 @@
+//! Delta patch creation: finds the smallest patch from an old to a new image.
+//!
+//! Several candidates are built and the smallest is kept:
+//! * **diff**: bsdiff-style covers (see [`matcher`]) found through a suffix array of the old
+//!   image, serialised into the block payload of `ota_formats::patch` and compressed with
+//!   zstd and with LZMA2; each both on the raw images and on images passed through the x86
+//!   branch filter (`ota_formats::patch::filter`), which the applier undoes while streaming;
+//! * **full**: the new image alone, compressed, as the fallback.
+//!
+//! zstd's `--patch-from` mode (the old image as a dictionary) is deliberately not a
+//! candidate: its decoder must keep a window as large as the old image, so applying it does
+//! not fit in bounded memory on a device.
+//!
+//! [`PatchInfo::worth_publishing`] tells whether the delta is clearly smaller than the full
+//! image, i.e. whether a repository should publish it at all.
+
+mod compress;
+mod matcher;
+mod suffix;
+
+pub use compress::CodecChoice;
+
+use compress::{compress, window_log_for};
+use ota_formats::patch::{apply, filter, payload, Codec, Filter, Method, PatchHeader, HEADER_LEN};
+use std::borrow::Cow;
+use std::path::{Path, PathBuf};
+use thiserror::Error;
+
+/// Errors of patch creation.
+#[derive(Debug, Error)]
+pub enum DeltaError {
+    /// An input image could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The old image is too large for the 32-bit suffix array.
+    #[error("old image of {0} bytes is too large for delta creation (limit 2 GiB)")]
+    TooLarge(u64),
+    /// A compressor failed.
+    #[error("compression failed: {0}")]
+    Compress(String),
+    /// No candidate was produced (all methods disabled) or none passed verification.
+    #[error("no valid patch candidate: enable at least one codec")]
+    NoCandidate,
+}
+
+/// What to try when creating a patch.
+#[derive(Debug, Clone)]
+pub struct CreateOptions {
+    /// Worker threads for the cover search and the compressors.
+    pub threads: usize,
+    /// Filters to try for the diff method.
+    pub filters: Vec<Filter>,
+    /// Codecs to try on each payload.
+    pub codecs: Vec<CodecChoice>,
+    /// Largest compression window, as a power of two (the device's decoder window).
+    pub max_window_log: u8,
+    /// Largest diff section of one payload block, as a power of two.
+    pub block_log: u8,
+    /// zstd compression level.
+    pub zstd_level: i32,
+    /// A delta is worth publishing when it is at most this fraction of the full patch.
+    pub publish_ratio: f64,
+    /// How many filters' payloads (ranked by a quick zstd estimate) get the full set of
+    /// codecs when the new image is larger than `thorough_limit` (all of them otherwise).
+    pub finalists: usize,
+    /// Payloads larger than this are compressed with the first LZMA2 codec only, and full
+    /// images larger than this with zstd at level 12 only: the other attempts rarely win by
+    /// much there and each costs minutes.
+    pub thorough_limit: usize,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            filters: vec![
+                Filter::None,
+                Filter::X86,
+                Filter::X86Remap,
+                Filter::Thumb,
+                Filter::ThumbRemap,
+            ],
+            codecs: vec![
+                CodecChoice {
+                    codec: Codec::Zstd,
+                    lzma_props: (0, 0, 0),
+                },
+                CodecChoice {
+                    codec: Codec::Lzma2,
+                    lzma_props: (0, 0, 0),
+                },
+                CodecChoice {
+                    codec: Codec::Lzma2,
+                    lzma_props: (1, 0, 0),
+                },
+            ],
+            max_window_log: 23,
+            block_log: 21,
+            zstd_level: 19,
+            publish_ratio: 0.8,
+            thorough_limit: 4 << 20,
+            finalists: 2,
+        }
+    }
+}
+
+/// One patch that was built and measured.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Candidate {
+    /// Method.
+    pub method: Method,
+    /// Filter.
+    pub filter: Filter,
+    /// Codec and properties.
+    pub codec: CodecChoice,
+    /// Total patch size in bytes, header included.
+    pub len: u64,
+}
+
+/// Facts about the chosen patch.
+#[derive(Debug, Clone)]
+pub struct PatchInfo {
+    /// The chosen (smallest) candidate.
+    pub chosen: Candidate,
+    /// Size of the smallest full-image patch, the fallback a delta competes with.
+    pub full_len: u64,
+    /// Old image size.
+    pub old_len: u64,
+    /// New image size.
+    pub new_len: u64,
+    /// Every candidate tried, in the order built.
+    pub candidates: Vec<Candidate>,
+    /// The fraction of `full_len` under which a delta is worth publishing.
+    pub publish_ratio: f64,
+}
+
+impl PatchInfo {
+    /// Whether to publish the delta: it is a diff and at most `publish_ratio` of the full
+    /// patch. Otherwise clients should simply download the full image.
+    pub fn worth_publishing(&self) -> bool {
+        self.chosen.method == Method::Diff
+            && (self.chosen.len as f64) <= self.full_len as f64 * self.publish_ratio
+    }
+}
+
+/// Reads both files and creates the smallest patch turning `old` into `new`.
+pub fn create_patch(
+    old: &Path,
+    new: &Path,
+    opts: &CreateOptions,
+) -> Result<(Vec<u8>, PatchInfo), DeltaError> {
+    let read = |p: &Path| {
+        std::fs::read(p).map_err(|source| DeltaError::Read {
+            path: p.to_path_buf(),
+            source,
+        })
+    };
+    let (o, n) = (read(old)?, read(new)?);
+    create_patch_bytes(&o, &n, opts)
+}
+
+struct Built {
+    cand: Candidate,
+    header: PatchHeader,
+    body: Vec<u8>,
+}
+
+fn header_for(
+    base: &PatchHeader,
+    method: Method,
+    filter: Filter,
+    c: CodecChoice,
+    window_log: u8,
+    block_log: u8,
+) -> PatchHeader {
+    let mut h = base.clone();
+    h.method = method;
+    h.filter = filter;
+    h.codec = c.codec;
+    h.window_log = window_log;
+    h.block_log = block_log;
+    (h.lzma_lc, h.lzma_lp, h.lzma_pb) = if c.codec == Codec::Lzma2 {
+        c.lzma_props
+    } else {
+        (0, 0, 0)
+    };
+    h
+}
+
+/// Compresses `data` with every codec in parallel.
+fn compress_all(
+    base: &PatchHeader,
+    method: Method,
+    filter: Filter,
+    codecs: &[CodecChoice],
+    data: &[u8],
+    opts: &CreateOptions,
+) -> Result<Vec<Built>, DeltaError> {
+    let wlog = window_log_for(data.len(), opts.max_window_log);
+    let first_lzma = codecs.iter().copied().find(|c| c.codec == Codec::Lzma2);
+    let codecs: Vec<CodecChoice> = match first_lzma {
+        Some(c) if method == Method::Diff && data.len() > opts.thorough_limit * 16 => vec![c],
+        _ => codecs.to_vec(),
+    };
+    let level = if method == Method::Full && data.len() > opts.thorough_limit {
+        opts.zstd_level.min(12)
+    } else {
+        opts.zstd_level
+    };
+    std::thread::scope(|s| {
+        let handles: Vec<_> = codecs
+            .iter()
+            .map(|&c| {
+                s.spawn(move || {
+                    let header = header_for(base, method, filter, c, wlog, opts.block_log);
+                    let body = compress(&header, data, level)?;
+                    let len = (HEADER_LEN + body.len()) as u64;
+                    Ok(Built {
+                        cand: Candidate {
+                            method,
+                            filter,
+                            codec: c,
+                            len,
+                        },
+                        header,
+                        body,
+                    })
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(DeltaError::Compress("compressor thread panicked".into()))
+                })
+            })
+            .collect()
+    })
+}
+
+fn filtered(img: &[u8], filter: Filter) -> Cow<'_, [u8]> {
+    if filter == Filter::None {
+        Cow::Borrowed(img)
+    } else {
+        let mut v = img.to_vec();
+        filter::encode(filter, &mut v, 0);
+        Cow::Owned(v)
+    }
+}
+
+/// The uncompressed diff payload of `new` against `old` under `filter` (for inspection and
+/// experiments with codecs; [`create_patch_bytes`] compresses it).
+pub fn diff_payload(
+    old: &[u8],
+    new: &[u8],
+    filter: Filter,
+    block_log: u8,
+    threads: usize,
+) -> Vec<u8> {
+    let (fo, fnew) = (filtered(old, filter), filtered(new, filter));
+    let idx = suffix::SuffixIndex::new(&fo);
+    let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
+    drop(idx);
+    tracing::debug!(?filter, covers = covers.len(), "cover search done");
+    if !filter.is_remap() {
+        return payload::encode(&fo, &fnew, &covers, block_log);
+    }
+    // Second pass: predict the base's operands through the alignment the first pass found,
+    // then diff against that prediction.
+    let map = address_map(&covers);
+    let mut remapped = old.to_vec();
+    filter::encode_remapped(filter, &mut remapped, 0, &map);
+    drop(fo);
+    let idx = suffix::SuffixIndex::new(&remapped);
+    let covers = matcher::covers(&idx, &remapped, &fnew, threads, 1 << 20);
+    drop(idx);
+    let mut out = Vec::new();
+    map.write(&mut out);
+    out.extend(payload::encode(&remapped, &fnew, &covers, block_log));
+    out
+}
+
+/// Old position -> shift to the new image, from the covers' alignments: longest covers
+/// first, each kept only where it does not overlap (in the old image) one already kept, so
+/// short incidental matches cannot shadow the alignment of a long region.
+fn address_map(covers: &[payload::Cover]) -> filter::AddressMap {
+    let mut c: Vec<&payload::Cover> = covers.iter().filter(|c| c.add_len >= 64).collect();
+    c.sort_by_key(|c| std::cmp::Reverse(c.add_len));
+    let mut kept: std::collections::BTreeMap<u64, (u64, i32)> = std::collections::BTreeMap::new();
+    for c in c {
+        if kept.len() >= filter::MAX_MAP_ENTRIES {
+            break;
+        }
+        let (s, e) = (c.old_start, c.old_start + c.add_len);
+        let before = kept.range(..e).next_back();
+        if before.is_some_and(|(_, &(end, _))| end > s) {
+            continue;
+        }
+        kept.insert(s, (e, (c.new_start as i64 - c.old_start as i64) as i32));
+    }
+    filter::AddressMap::new(kept.into_iter().map(|(s, (_, d))| (s as u32, d)).collect())
+}
+
+/// The diff payload under `filter` with a quick size estimate (zstd level 6), or `None`
+/// when the filter cannot apply to images this large.
+fn diff_attempt(
+    old: &[u8],
+    new: &[u8],
+    filter: Filter,
+    opts: &CreateOptions,
+    threads: usize,
+) -> Result<Option<(Filter, Vec<u8>, usize)>, DeltaError> {
+    let limit = match filter {
+        // Thumb targets are halfword positions modulo 2^23 bytes, x86 ones modulo 2^25.
+        Filter::ThumbRemap => 1 << 23,
+        Filter::X86Remap => 1 << 25,
+        _ => usize::MAX,
+    };
+    if old.len().max(new.len()) >= limit {
+        return Ok(None);
+    }
+    let data = diff_payload(old, new, filter, opts.block_log, threads);
+    let estimate = zstd::bulk::compress(&data, 6)
+        .map_err(|e| DeltaError::Compress(e.to_string()))?
+        .len();
+    Ok(Some((filter, data, estimate)))
+}
+
+/// Whether trying `filter` on an image like `new` makes sense: ELF executables name their
+/// machine; raw images (firmware) get every filter while small, and the x86 one when large.
+fn filter_fits(new: &[u8], filter: Filter) -> bool {
+    let thumb = matches!(filter, Filter::Thumb | Filter::ThumbRemap);
+    let x86 = matches!(filter, Filter::X86 | Filter::X86Remap);
+    if filter == Filter::None {
+        return true;
+    }
+    if new.len() >= 20 && new.starts_with(b"\x7fELF") {
+        return match u16::from_le_bytes([new[18], new[19]]) {
+            0x03 | 0x3E => x86,
+            0x28 => thumb,
+            _ => true,
+        };
+    }
+    !(thumb && new.len() >= 1 << 25)
+}
+
+/// Creates the smallest patch turning `old` into `new` (both in memory).
+pub fn create_patch_bytes(
+    old: &[u8],
+    new: &[u8],
+    opts: &CreateOptions,
+) -> Result<(Vec<u8>, PatchInfo), DeltaError> {
+    if old.len() >= i32::MAX as usize {
+        return Err(DeltaError::TooLarge(old.len() as u64));
+    }
+    let base = PatchHeader::new(Method::Diff, Codec::Zstd, Filter::None, old, new);
+    let filters: Vec<Filter> = opts
+        .filters
+        .iter()
+        .copied()
+        .filter(|&f| filter_fits(new, f))
+        .collect();
+    let nf = filters.len().max(1);
+    let per_filter_threads = (opts.threads / nf).max(1);
+    let mut built: Vec<Built> = Vec::new();
+    let full_codecs: Vec<CodecChoice> = opts
+        .codecs
+        .iter()
+        .copied()
+        .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.thorough_limit)
+        .collect();
+    let base_ref = &base;
+    let mut attempts = Vec::new();
+    std::thread::scope(|s| -> Result<(), DeltaError> {
+        let handles: Vec<_> = filters
+            .iter()
+            .map(|&f| s.spawn(move || diff_attempt(old, new, f, opts, per_filter_threads)))
+            .collect();
+        built.extend(compress_all(
+            base_ref,
+            Method::Full,
+            Filter::None,
+            &full_codecs,
+            new,
+            opts,
+        )?);
+        for h in handles {
+            let r = h
+                .join()
+                .unwrap_or_else(|_| Err(DeltaError::Compress("diff thread panicked".into())))?;
+            attempts.extend(r);
+        }
+        Ok(())
+    })?;
+    // Only the most promising payloads get the slow, strong compressors.
+    attempts.sort_by_key(|a| a.2);
+    if new.len() > opts.thorough_limit {
+        attempts.truncate(opts.finalists.max(1));
+    }
+    for (f, _, est) in &attempts {
+        tracing::debug!(filter = ?f, estimate = est, "finalist");
+    }
+    std::thread::scope(|s| -> Result<(), DeltaError> {
+        let handles: Vec<_> = attempts
+            .iter()
+            .map(|(f, data, _)| {
+                s.spawn(move || compress_all(base_ref, Method::Diff, *f, &opts.codecs, data, opts))
+            })
+            .collect();
+        for h in handles {
+            built.extend(h.join().unwrap_or_else(|_| {
+                Err(DeltaError::Compress("compressor thread panicked".into()))
+            })?);
+        }
+        Ok(())
+    })?;
+    let full_len = built
+        .iter()
+        .filter(|b| b.cand.method == Method::Full)
+        .map(|b| b.cand.len)
+        .min()
+        .unwrap_or(u64::MAX);
+    let candidates: Vec<Candidate> = built.iter().map(|b| b.cand.clone()).collect();
+    // Keep the smallest candidate that provably applies: each is checked with the real
+    // applier (which verifies the result hash) before it is handed out.
+    built.sort_by_key(|b| b.cand.len);
+    let mut chosen = None;
+    for b in built {
+        let mut patch = b.header.to_bytes(b.body.len() as u64).to_vec();
+        patch.extend_from_slice(&b.body);
+        match apply(std::io::Cursor::new(old), &patch[..], std::io::sink()) {
+            Ok(_) => {
+                chosen = Some((b.cand, patch));
+                break;
+            }
+            Err(e) => {
+                tracing::error!(candidate = ?b.cand, error = %e, "candidate failed verification")
+            }
+        }
+    }
+    let (chosen, patch) = chosen.ok_or(DeltaError::NoCandidate)?;
+    let info = PatchInfo {
+        chosen,
+        full_len,
+        old_len: old.len() as u64,
+        new_len: new.len() as u64,
+        candidates,
+        publish_ratio: opts.publish_ratio,
+    };
+    Ok((patch, info))
+}

@@ -1,0 +1,183 @@
+//! Patch creation: round trips through the real applier, candidate choice, publish decision.
+
+use ota_formats::patch::{apply, Filter, Method};
+use ota_signer::delta::{create_patch, create_patch_bytes, CreateOptions};
+
+fn bytes(seed: u64, n: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect()
+}
+
+fn round_trip(old: &[u8], new: &[u8]) -> ota_signer::delta::PatchInfo {
+    let (patch, info) = create_patch_bytes(old, new, &CreateOptions::default()).unwrap();
+    let mut out = Vec::new();
+    apply(std::io::Cursor::new(old), &patch[..], &mut out).unwrap();
+    assert!(out == new, "applied patch must reproduce the new image");
+    assert_eq!(patch.len() as u64, info.chosen.len);
+    let min = info.candidates.iter().map(|c| c.len).min().unwrap();
+    assert_eq!(info.chosen.len, min, "the smallest candidate is kept");
+    info
+}
+
+/// A synthetic x86-64-like image: functions of filler code calling each other with
+/// `E8 rel32` and loading data with `48 8D 05 disp32`.
+fn code(funcs: &[Vec<u8>], calls: &[(usize, usize, usize)]) -> Vec<u8> {
+    let mut starts = Vec::new();
+    let mut img = Vec::new();
+    for f in funcs {
+        starts.push(img.len());
+        img.extend_from_slice(f);
+    }
+    for &(from_fn, at, to_fn) in calls {
+        let site = starts[from_fn] + at;
+        let rel = starts[to_fn] as i64 - (site as i64 + 5);
+        img[site] = 0xE8;
+        img[site + 1..site + 5].copy_from_slice(&(rel as i32).to_le_bytes());
+        let lea = site + 5;
+        let disp = (starts[to_fn] as i64 + 16) - (lea as i64 + 7);
+        img[lea..lea + 3].copy_from_slice(&[0x48, 0x8D, 0x05]);
+        img[lea + 3..lea + 7].copy_from_slice(&(disp as i32).to_le_bytes());
+    }
+    img
+}
+
+#[test]
+fn random_pairs_round_trip() {
+    round_trip(&bytes(1, 20_000), &bytes(2, 25_000));
+    round_trip(&[], &bytes(3, 5_000));
+    round_trip(&bytes(4, 5_000), &[]);
+    round_trip(&[], &[]);
+    let same = bytes(5, 300_000);
+    let info = round_trip(&same, &same);
+    assert_eq!(info.chosen.method, Method::Diff);
+    assert!(
+        info.chosen.len < 400,
+        "identical images give a tiny patch, got {}",
+        info.chosen.len
+    );
+}
+
+#[test]
+fn edited_image_gives_small_delta_worth_publishing() {
+    let old = bytes(6, 2_000_000);
+    let mut new = old.clone();
+    new.splice(500_000..500_000, bytes(7, 10_000));
+    new.drain(1_200_000..1_230_000);
+    for i in (0..new.len()).step_by(50_000) {
+        new[i] = new[i].wrapping_add(1);
+    }
+    let info = round_trip(&old, &new);
+    assert_eq!(info.chosen.method, Method::Diff);
+    assert!(
+        info.chosen.len < 13_000,
+        "delta {} too large",
+        info.chosen.len
+    );
+    assert!(info.worth_publishing());
+    assert!(info.full_len > 1_900_000, "random data does not compress");
+}
+
+#[test]
+fn unrelated_images_fall_back_to_full() {
+    let old = bytes(8, 100_000);
+    let new: Vec<u8> = b"config line\n"
+        .iter()
+        .copied()
+        .cycle()
+        .take(100_000)
+        .collect();
+    let info = round_trip(&old, &new);
+    assert!(!info.worth_publishing() || info.chosen.method == Method::Diff);
+    assert!(info.chosen.len < 2_000);
+}
+
+#[test]
+fn x86_like_binary_with_shifted_call_targets() {
+    let n = 400;
+    let funcs: Vec<Vec<u8>> = (0..n)
+        .map(|i| bytes(100 + i as u64, 300 + (i * 37) % 500))
+        .collect();
+    let calls: Vec<(usize, usize, usize)> = (0..n * 6)
+        .map(|k| (k % n, 20 + (k / n) * 40, (k * 7919) % n))
+        .collect();
+    let old = code(&funcs, &calls);
+    // New version: one function grows in the middle, shifting every later call target.
+    let mut funcs2 = funcs.clone();
+    funcs2[n / 2].extend(bytes(9, 700));
+    let new = code(&funcs2, &calls);
+    let info = round_trip(&old, &new);
+    assert_eq!(info.chosen.method, Method::Diff);
+    let best_of = |f: Filter| {
+        info.candidates
+            .iter()
+            .filter(|c| c.method == Method::Diff && c.filter == f)
+            .map(|c| c.len)
+            .min()
+            .unwrap()
+    };
+    let (plain, x86) = (best_of(Filter::None), best_of(Filter::X86));
+    let remap = best_of(Filter::X86Remap);
+    eprintln!("x86-like: x86 remap filter {remap} bytes");
+    // Predicting the moved call targets through the address map beats both.
+    assert!(remap < plain.min(x86), "remap {remap} vs {plain}/{x86}");
+    eprintln!(
+        "x86-like: no filter {plain} bytes, x86 filter {x86} bytes, full {}",
+        info.full_len
+    );
+    assert!(info.chosen.len <= plain.min(x86));
+    assert!(
+        info.chosen.len * 10 < info.full_len,
+        "delta must be far below the full image"
+    );
+}
+
+#[test]
+fn create_from_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (o, n) = (dir.path().join("a.old"), dir.path().join("a.new"));
+    let old = bytes(10, 50_000);
+    let mut new = old.clone();
+    new[25_000..25_100].copy_from_slice(&bytes(11, 100));
+    std::fs::write(&o, &old).unwrap();
+    std::fs::write(&n, &new).unwrap();
+    let (patch, info) = create_patch(&o, &n, &CreateOptions::default()).unwrap();
+    assert!(info.worth_publishing());
+    let mut out = Vec::new();
+    apply(std::fs::File::open(&o).unwrap(), &patch[..], &mut out).unwrap();
+    assert_eq!(out, new);
+    let err = create_patch(&dir.path().join("missing"), &n, &CreateOptions::default()).unwrap_err();
+    assert!(err.to_string().contains("missing"));
+}
+
+/// Real image pairs from /work/shared/corpus/fetch.sh (run with `--ignored`; takes minutes).
+#[test]
+#[ignore]
+fn corpus_pairs_round_trip() {
+    let dir = std::env::var_os("XDG_CACHE_HOME")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(std::env::var("HOME").unwrap()).join(".cache"))
+        .join("ota-delta-corpus/files");
+    for pair in ["nrf52", "esbuild"] {
+        let (o, n) = (
+            dir.join(format!("{pair}.old")),
+            dir.join(format!("{pair}.new")),
+        );
+        if !o.exists() {
+            eprintln!("corpus pair {pair} missing, skipped");
+            continue;
+        }
+        let (patch, info) = create_patch(&o, &n, &CreateOptions::default()).unwrap();
+        let mut out = Vec::new();
+        apply(std::fs::File::open(&o).unwrap(), &patch[..], &mut out).unwrap();
+        assert!(out == std::fs::read(&n).unwrap());
+        assert!(info.worth_publishing());
+        eprintln!("{pair}: {} bytes ({:?})", patch.len(), info.chosen);
+    }
+}
