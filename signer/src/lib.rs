@@ -1,4 +1,3 @@
-<<<<<<< HEAD
 //! # ota-signer
 //!
 //! The library behind `ota-sign`, the offline tool with which release engineers create a TUF
@@ -9,6 +8,7 @@
 //! - [`policy`]: expiry periods and when a role is due for re-signing;
 //! - [`repo`]: loading and verifying a repository;
 //! - [`compress`]: streaming zstd compression of images;
+//! - [`delta`]: patch creation between image versions;
 //! - [`recipients`]: `ota-recipients.json`, the devices and groups encrypted targets are for;
 //! - [`encrypt`]: encryption of targets and their key slips;
 //! - [`publish`]: the ordered, atomic publication of new metadata;
@@ -23,6 +23,7 @@ pub mod atomic;
 pub mod cmd;
 pub mod compress;
 pub mod config;
+pub mod delta;
 pub mod encrypt;
 pub mod error;
 pub mod keys;
@@ -39,7 +40,3 @@ pub use error::{Error, Result};
 pub fn warn(msg: &str) {
     eprintln!("warning: {msg}");
 }
-=======
-//! ota-signer (work in progress).
-pub mod delta;
->>>>>>> delta
