@@ -71,13 +71,21 @@ pub enum DeviceError {
         #[source]
         source: std::io::Error,
     },
-    /// The target is encrypted and this device has no key.
-    #[error("target {target} is encrypted and {} does not exist", key.display())]
+    /// The target is encrypted and this device holds no key at all.
+    #[error("target {target} is encrypted and this device holds no key ({} does not exist, no group keys imported)", key.display())]
     NoDeviceKey {
         /// The target.
         target: String,
         /// Where the key was expected.
         key: PathBuf,
+    },
+    /// A group secret key given to `keys import-group` is not usable.
+    #[error("group key from {from}: {reason}")]
+    InvalidGroupKey {
+        /// Where the key text came from (a file, or `-` for stdin).
+        from: String,
+        /// What is wrong.
+        reason: String,
     },
     /// The TUF client refused or failed (metadata or target download).
     #[error(transparent)]
@@ -147,6 +155,7 @@ impl DeviceError {
             | DeviceError::InvalidSetting { .. }
             | DeviceError::BadState { .. }
             | DeviceError::StateIo { .. }
+            | DeviceError::InvalidGroupKey { .. }
             | DeviceError::NoDeviceKey { .. } => Category::State,
             DeviceError::Tuf(e) => match e {
                 crate::Error::Transport(TransportError::TooLarge { .. }) => Category::Refused,
@@ -187,7 +196,10 @@ impl DeviceError {
                 path.display()
             ),
             DeviceError::NoDeviceKey { .. } => {
-                "run `ota-client keygen --state DIR` and have the release encrypted to the printed public key".into()
+                "run `ota-client keygen --state DIR` and have the release encrypted to the printed public key, or import the group's key with `ota-client keys import-group`".into()
+            }
+            DeviceError::InvalidGroupKey { .. } => {
+                "pass the one-line otasec1... file written by `ota-sign recipients group-create` (KEYS/group-NAME.otasec)".into()
             }
             DeviceError::Tuf(crate::Error::Transport(_)) | DeviceError::SlipFetch { .. } => {
                 "check the server URL in config.json and that the server is reachable; nothing was changed".into()
@@ -198,7 +210,7 @@ impl DeviceError {
             DeviceError::Decrypt {
                 source: EnvelopeError::NoSlipForRecipient(_),
                 ..
-            } => "this device is not a recipient of the release: publish a key slip for the id printed by `ota-client keygen`".into(),
+            } => "this device is not a recipient of the release: encrypt it to this device (`ota-client keys list` shows its key ids) or to a group whose key it holds".into(),
             DeviceError::InstallIo { path, .. } => format!(
                 "check that {} is writable and has free space; the old image was left in place",
                 path.display()

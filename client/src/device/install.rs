@@ -6,13 +6,12 @@
 //! [`prepare`] constructs an [`InstallableImage`], after the last check passed.
 use super::decompress::Decompressor;
 use super::error::{state_io, DeviceError, DeviceResult};
+use super::keys::Keyring;
 use super::sink::{ImageSink, SinkFailure};
 use super::Candidate;
 use crate::atomic_file::PendingFile;
 use crate::transport::Transport;
-use ota_formats::envelope::{
-    decrypt_stream_checked, EncryptionInfo, EnvelopeError, RecipientSecretKey,
-};
+use ota_formats::envelope::{decrypt_stream_checked, EncryptionInfo, EnvelopeError};
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -73,8 +72,8 @@ pub struct Inputs<'a> {
     pub candidate: &'a Candidate,
     /// The verified downloaded target file (wire bytes).
     pub downloaded: &'a Path,
-    /// The device key, if it has one.
-    pub device_key: Option<&'a RecipientSecretKey>,
+    /// The device's keys (device key and group keys).
+    pub keys: &'a Keyring,
     /// Where `device.key` lives (for messages).
     pub device_key_path: &'a Path,
     /// Where per-device slips are fetched from (the targets base).
@@ -95,11 +94,13 @@ pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
         Some(value) => {
             let info: EncryptionInfo = serde_json::from_value(value.clone())
                 .map_err(|e| bad_meta(format!("custom.ota.encryption: {e}")))?;
-            let secret = inputs.device_key.ok_or_else(|| DeviceError::NoDeviceKey {
-                target: target.to_string(),
-                key: inputs.device_key_path.to_path_buf(),
-            })?;
-            let key = super::unlock::data_key(target, &info, secret, inputs.targets)?;
+            if inputs.keys.is_empty() {
+                return Err(DeviceError::NoDeviceKey {
+                    target: target.to_string(),
+                    key: inputs.device_key_path.to_path_buf(),
+                });
+            }
+            let key = super::unlock::data_key(target, &info, inputs.keys, inputs.targets)?;
             Some((info, key))
         }
     };
@@ -242,7 +243,7 @@ mod tests {
         let inputs = Inputs {
             candidate: cand,
             downloaded: &c.downloaded,
-            device_key: None,
+            keys: &Keyring::default(),
             device_key_path: Path::new("device.key"),
             targets: &transport,
         };

@@ -29,6 +29,7 @@ pub use decompress::ZSTD_WINDOW_LOG_MAX;
 pub use error::{Category, DeviceError, DeviceResult};
 pub use install::{prepare, Inputs, InstallableImage};
 pub use installed::Installed;
+pub use keys::{GroupKey, Keyring};
 pub use select::{Candidate, Selector};
 pub use session::{Device, UpdateOutcome};
 pub use state::StateDir;

@@ -123,10 +123,10 @@ impl Device {
     pub fn install(&mut self, candidate: &Candidate, install_to: &Path) -> DeviceResult<Installed> {
         let downloads = self.state.downloads();
         let target = &candidate.target;
-        let key = keys::load(&self.state)?;
+        let keys = keys::Keyring::load(&self.state)?;
         let key_path = self.state.device_key();
         // Fail before downloading what this device could never decrypt.
-        if candidate.ota.encryption.is_some() && key.is_none() {
+        if candidate.ota.encryption.is_some() && keys.is_empty() {
             return Err(DeviceError::NoDeviceKey {
                 target: target.path().to_string(),
                 key: key_path,
@@ -149,7 +149,7 @@ impl Device {
         let inputs = Inputs {
             candidate,
             downloaded: &downloaded,
-            device_key: key.as_ref(),
+            keys: &keys,
             device_key_path: &key_path,
             targets: self.updater.targets.as_ref(),
         };

@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 
 /// Layout of a device state directory: `config.json`, `metadata/` (TUF cache), `downloads/`,
-/// `installed.json`, `device.key`.
+/// `installed.json`, `device.key`, `group-keys/`.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
@@ -42,5 +42,15 @@ impl StateDir {
     /// `device.key`: the device's secret recipient key (0600).
     pub fn device_key(&self) -> PathBuf {
         self.root.join("device.key")
+    }
+
+    /// `group-keys/`: group secret keys imported with `ota-client keys import-group` (0700).
+    pub fn group_keys(&self) -> PathBuf {
+        self.root.join("group-keys")
+    }
+
+    /// `group-keys/NAME.key`: the secret key of group `name` (0600).
+    pub fn group_key(&self, name: &str) -> PathBuf {
+        self.group_keys().join(format!("{name}.key"))
     }
 }

@@ -1,24 +1,29 @@
-//! Finding the data key of an encrypted target: the group slip embedded in the signed
-//! metadata, else this device's slip file published next to the target.
+//! Finding the data key of an encrypted target: a slip embedded in the signed metadata for
+//! one of the held keys (each group key, then the device key), else this device's slip file
+//! published next to the target (device key only).
 //!
 //! Slip files are not listed in TUF metadata; they need not be: a slip opens only with this
 //! device's secret key and only for the target name and payload id it was made for (both
 //! signed), so a swapped or forged slip is refused by the unwrap itself.
 use super::error::{DeviceError, DeviceResult};
+use super::keys::Keyring;
 use crate::names::encode_url_path;
 use crate::transport::{fetch_bytes, Transport, TransportError};
 use ota_formats::envelope::{
-    slip_path, DataKey, EncryptionInfo, EnvelopeError, KeySlip, RecipientSecretKey,
+    slip_path, DataKey, EncryptionInfo, EnvelopeError, KeySlip, RecipientId,
 };
 
 /// Largest slip file accepted (the binary slip is ~140 bytes plus the target name).
 pub const MAX_SLIP_LEN: u64 = 4096;
 
 /// The data key of `target`, or why this device cannot have it.
+///
+/// A slip that names a held key but does not open (wrong key, other target, altered) is
+/// reported as such, not skipped: it is evidence of tampering or a release-side mistake.
 pub(crate) fn data_key(
     target: &str,
     info: &EncryptionInfo,
-    secret: &RecipientSecretKey,
+    keys: &Keyring,
     targets: &dyn Transport,
 ) -> DeviceResult<DataKey> {
     let refused = |source: EnvelopeError| DeviceError::Decrypt {
@@ -26,10 +31,21 @@ pub(crate) fn data_key(
         source,
     };
     info.check_supported().map_err(refused)?;
-    let id = secret.id();
-    if info.slip_for(&id).is_ok() || !info.device_slips {
+    if let Some(secret) = keys.all().find(|k| info.slip_for(&k.id()).is_ok()) {
+        tracing::debug!(target, recipient = %secret.id(), "embedded slip found");
         return info.unwrap_data_key(target, secret, None).map_err(refused);
     }
+    let Some(secret) = keys.device.as_ref().filter(|_| info.device_slips) else {
+        // Name the key a release owner would most likely address: the device's own.
+        let id = keys
+            .device
+            .as_ref()
+            .or(keys.groups.first().map(|g| &g.key))
+            .map(|k| k.id())
+            .unwrap_or(RecipientId([0; 16]));
+        return Err(refused(EnvelopeError::NoSlipForRecipient(id)));
+    };
+    let id = secret.id();
     let relative = encode_url_path(&slip_path(target, &id));
     let bytes = match fetch_bytes(targets, &relative, MAX_SLIP_LEN) {
         Ok(b) => b,
@@ -52,4 +68,117 @@ pub(crate) fn data_key(
     tracing::debug!(target, recipient = %id, "per-device slip fetched");
     info.unwrap_data_key(target, secret, Some(&slip))
         .map_err(refused)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::keys::GroupKey;
+    use crate::transport::DirTransport;
+    use ota_formats::envelope::{wrap_key, PayloadId, PayloadInfo, RecipientSecretKey};
+
+    const TARGET: &str = "fw-1.0.0.img.zst";
+
+    fn info() -> EncryptionInfo {
+        EncryptionInfo::new(&PayloadInfo {
+            payload_id: PayloadId([7; 16]),
+            chunk_size: 65536,
+            plaintext_len: 10,
+            ciphertext_len: 0,
+        })
+    }
+
+    fn ring(device: Option<&RecipientSecretKey>, groups: &[&RecipientSecretKey]) -> Keyring {
+        Keyring {
+            device: device.cloned(),
+            groups: groups
+                .iter()
+                .enumerate()
+                .map(|(i, k)| GroupKey {
+                    name: format!("g{i}"),
+                    key: (*k).clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn put_slip(dir: &std::path::Path, slip: &KeySlip) {
+        let p = dir.join(slip_path(TARGET, &slip.recipient));
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, slip.to_bytes().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn every_held_key_is_tried_then_the_slip_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = DirTransport::new(dir.path());
+        let (g1, g2, dev) = (
+            RecipientSecretKey::generate(),
+            RecipientSecretKey::generate(),
+            RecipientSecretKey::generate(),
+        );
+        let key = DataKey::generate();
+        let mut meta = info();
+        meta.slips
+            .push(wrap_key(&key, g2.public_key(), &meta.binding(TARGET)).unwrap());
+        // The second group key opens the embedded slip; no device key needed.
+        let got = data_key(TARGET, &meta, &ring(None, &[&g1, &g2]), &transport).unwrap();
+        assert_eq!(got.expose_secret(), key.expose_secret());
+        // Only g1 held: no slip for it.
+        let err = data_key(TARGET, &meta, &ring(Some(&dev), &[&g1]), &transport).unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::Decrypt { source: EnvelopeError::NoSlipForRecipient(id), .. } if *id == dev.id()),
+            "{err}"
+        );
+        // A slip file for the device: found with the device key, despite held group keys.
+        meta.device_slips = true;
+        put_slip(
+            dir.path(),
+            &wrap_key(&key, dev.public_key(), &meta.binding(TARGET)).unwrap(),
+        );
+        let got = data_key(TARGET, &meta, &ring(Some(&dev), &[&g1]), &transport).unwrap();
+        assert_eq!(got.expose_secret(), key.expose_secret());
+        // Group keys alone never fetch slip files.
+        let err = data_key(TARGET, &meta, &ring(None, &[&g1]), &transport).unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::Decrypt { source: EnvelopeError::NoSlipForRecipient(id), .. } if *id == g1.id()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_embedded_slip_for_another_target_is_reported_not_skipped() {
+        let dir = tempfile::tempdir().unwrap();
+        let transport = DirTransport::new(dir.path());
+        let (group, dev) = (
+            RecipientSecretKey::generate(),
+            RecipientSecretKey::generate(),
+        );
+        let key = DataKey::generate();
+        let mut meta = info();
+        meta.slips.push(
+            wrap_key(
+                &key,
+                group.public_key(),
+                &meta.binding("other-1.0.0.img.zst"),
+            )
+            .unwrap(),
+        );
+        meta.device_slips = true;
+        put_slip(
+            dir.path(),
+            &wrap_key(&key, dev.public_key(), &meta.binding(TARGET)).unwrap(),
+        );
+        let err = data_key(TARGET, &meta, &ring(Some(&dev), &[&group]), &transport).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                DeviceError::Decrypt {
+                    source: EnvelopeError::BindingMismatch { .. },
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }

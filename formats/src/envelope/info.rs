@@ -1,4 +1,4 @@
-//! What the signed target metadata says about an encrypted target (`custom.encryption`).
+//! What the signed target metadata says about an encrypted target (`custom.ota.encryption`).
 
 use super::error::{EnvelopeError, Result};
 use super::header::PayloadId;

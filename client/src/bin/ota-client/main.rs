@@ -7,6 +7,7 @@ mod check;
 mod failure;
 mod init;
 mod keygen;
+mod keys;
 mod progress;
 mod status;
 mod update;
@@ -36,7 +37,9 @@ pub const UP_TO_DATE: u8 = 100;
     "Examples:\n",
     "  ota-client init --state /var/lib/ota --root root.json --server https://updates.example.com --hardware board-a\n",
     "  ota-client check --state /var/lib/ota\n",
-    "  ota-client update --state /var/lib/ota --install-to /data/firmware.img\n\n",
+    "  ota-client update --state /var/lib/ota --install-to /data/firmware.img\n",
+    "  ota-client keygen --state /var/lib/ota    # encrypted releases: give the otapub1... key to the release owner\n",
+    "  ota-client keys import-group --state /var/lib/ota --name board-a group-board-a.otasec\n\n",
     exit_codes!()
 ))]
 struct Cli {
@@ -57,6 +60,8 @@ enum Command {
     Update(update::Args),
     /// Create this device's decryption key pair.
     Keygen(keygen::Args),
+    /// Import group secret keys and list the decryption keys held.
+    Keys(keys::Args),
     /// Show the installed version, trusted root version and server.
     Status(status::Args),
 }
@@ -79,6 +84,7 @@ fn main() -> ExitCode {
         Command::Check(a) => check::run(a),
         Command::Update(a) => update::run(a),
         Command::Keygen(a) => keygen::run(a),
+        Command::Keys(a) => keys::run(a),
         Command::Status(a) => status::run(a),
     };
     match result {
@@ -107,13 +113,22 @@ mod tests {
         use clap::CommandFactory;
         let help = super::Cli::command().render_long_help().to_string();
         assert!(help.contains(exit_codes!()), "{help}");
-        for sub in ["init", "check", "update", "keygen", "status"] {
+        for sub in [
+            "init",
+            "check",
+            "update",
+            "keygen",
+            "status",
+            "keys",
+            "keys import-group",
+            "keys list",
+        ] {
             let mut cmd = super::Cli::command();
-            let help = cmd
-                .find_subcommand_mut(sub)
-                .unwrap()
-                .render_long_help()
-                .to_string();
+            let mut found = &mut cmd;
+            for part in sub.split(' ') {
+                found = found.find_subcommand_mut(part).unwrap();
+            }
+            let help = found.render_long_help().to_string();
             assert!(
                 help.contains("Examples:") && help.contains("Exit codes:"),
                 "{sub}: {help}"

@@ -1,6 +1,6 @@
 //! `ota-client status`: what is installed and whom the device trusts (no network).
 use crate::{exit_codes, print_json, Failure};
-use ota_client::device::{keys, Device, StateDir};
+use ota_client::device::{Device, Keyring, StateDir};
 use std::path::PathBuf;
 
 /// Arguments of `status`.
@@ -24,7 +24,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     let device = Device::open(StateDir::new(&a.state), |_| {})?;
     let installed = device.installed()?;
     let root_version = device.updater().trusted().root().version;
-    let key = keys::load(device.state())?;
+    let ring = Keyring::load(device.state())?;
     let config = device.config();
     if a.json {
         print_json(&serde_json::json!({
@@ -33,7 +33,8 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             "image_name": config.image_name,
             "root_version": root_version,
             "installed": installed,
-            "recipient_id": key.map(|k| k.id().to_string()),
+            "recipient_id": ring.device.as_ref().map(|k| k.id().to_string()),
+            "keys": crate::keys::describe(device.state(), &ring),
         }));
     } else {
         println!("server:       {}", config.server);
@@ -49,9 +50,15 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             ),
             None => println!("installed:    nothing yet"),
         }
-        match key {
+        match &ring.device {
             Some(k) => println!("device key:   recipient {}", k.id()),
             None => println!("device key:   none (ota-client keygen)"),
+        }
+        if ring.groups.is_empty() {
+            println!("group keys:   none (ota-client keys import-group)");
+        }
+        for g in &ring.groups {
+            println!("group key:    {} recipient {}", g.name, g.key.id());
         }
     }
     Ok(0)

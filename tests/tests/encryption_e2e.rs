@@ -1,0 +1,330 @@
+//! Encrypted firmware as a user runs it, with the real binaries only: `ota-sign` registers
+//! recipients and encrypts releases, the real `ota-server` serves them, `ota-client` devices
+//! (own key from `keygen`, group key from `keys import-group`) install or refuse them.
+use ota_tests::cli::{run, run_with_stdin, tree, Run};
+use ota_tests::server::TestServer;
+use ota_tests::RepoHost;
+use std::path::{Path, PathBuf};
+
+const NAME: &str = "gateway-fw";
+const GROUP: &str = "board-a";
+
+fn image(seed: u8, len: usize) -> Vec<u8> {
+    // Compressible but distinct per seed.
+    (0..len)
+        .map(|i| ((i / 5) as u8).wrapping_mul(17).wrapping_add(seed))
+        .collect()
+}
+
+fn args(parts: &[&Path]) -> Vec<std::ffi::OsString> {
+    parts.iter().map(|p| p.as_os_str().to_owned()).collect()
+}
+
+/// The release owner: a repository and its keys, driven with `ota-sign`.
+struct Owner {
+    _dir: tempfile::TempDir,
+    repo: PathBuf,
+    keys: PathBuf,
+    work: PathBuf,
+}
+
+impl Owner {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let o = Owner {
+            repo: dir.path().join("repo"),
+            keys: dir.path().join("keys"),
+            work: dir.path().join("work"),
+            _dir: dir,
+        };
+        std::fs::create_dir(&o.work).unwrap();
+        o.ok(&[
+            "init",
+            "--repo",
+            o.repo.to_str().unwrap(),
+            "--keys",
+            o.keys.to_str().unwrap(),
+        ]);
+        o
+    }
+
+    fn sign(&self, a: &[&str]) -> Run {
+        run("ota-sign", a)
+    }
+
+    fn ok(&self, a: &[&str]) -> Run {
+        let r = self.sign(a);
+        assert_eq!(r.code, 0, "ota-sign {a:?}: {r:?}");
+        r
+    }
+
+    fn recipients(&self, sub: &str, rest: &[&str]) -> Run {
+        let mut a = vec!["recipients", sub, "--repo", self.repo.to_str().unwrap()];
+        a.extend(rest);
+        self.ok(&a)
+    }
+
+    /// `ota-sign add` a release of `data`, encrypted to `encrypt_to` if given.
+    fn add(&self, version: &str, data: &[u8], encrypt_to: Option<&str>) -> String {
+        let file = self.work.join(format!("fw-{version}.img"));
+        std::fs::write(&file, data).unwrap();
+        let mut a = vec![
+            "add",
+            "--repo",
+            self.repo.to_str().unwrap(),
+            "--keys",
+            self.keys.to_str().unwrap(),
+            file.to_str().unwrap(),
+            "--name",
+            NAME,
+            "--version",
+            version,
+            "--hardware",
+            GROUP,
+        ];
+        if let Some(to) = encrypt_to {
+            a.extend(["--encrypt-to", to]);
+        }
+        self.ok(&a);
+        format!("{NAME}-{version}.img.zst")
+    }
+
+    fn root(&self) -> PathBuf {
+        self.repo.join("metadata/1.root.json")
+    }
+
+    fn slip(&self, target: &str, id: &str) -> PathBuf {
+        self.repo
+            .join("targets")
+            .join(format!("{target}.slips/{id}.slip"))
+    }
+}
+
+/// The slot directory's files and installed.json, to prove a refused update changed nothing.
+type Observed = (Vec<(PathBuf, Vec<u8>)>, Option<Vec<u8>>);
+
+/// A device: a state directory and the file its firmware is installed to.
+struct Dev {
+    _dir: tempfile::TempDir,
+    state: PathBuf,
+    slot: PathBuf,
+}
+
+impl Dev {
+    fn new(owner: &Owner, server: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("slot")).unwrap();
+        let d = Dev {
+            state: dir.path().join("state"),
+            slot: dir.path().join("slot/firmware.img"),
+            _dir: dir,
+        };
+        let r = d.client(&[
+            "init",
+            "--root",
+            owner.root().to_str().unwrap(),
+            "--server",
+            server,
+            "--hardware",
+            GROUP,
+        ]);
+        assert_eq!(r.code, 0, "{r:?}");
+        d
+    }
+
+    fn client(&self, a: &[&str]) -> Run {
+        let state = self.state.to_str().unwrap();
+        // `keys` has subcommands: --state goes after the second word.
+        let split = if a[0] == "keys" { 2 } else { 1 };
+        let mut all: Vec<&str> = a[..split].to_vec();
+        all.extend(["--state", state]);
+        all.extend(&a[split..]);
+        run("ota-client", &all)
+    }
+
+    /// `keygen`; returns (public key, recipient id).
+    fn keygen(&self) -> (String, String) {
+        let r = self.client(&["keygen", "--json"]);
+        assert_eq!(r.code, 0, "{r:?}");
+        let j = r.json();
+        (
+            j["public_key"].as_str().unwrap().to_string(),
+            j["recipient_id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    fn update(&self) -> Run {
+        self.client(&["update", "--install-to", self.slot.to_str().unwrap()])
+    }
+
+    fn installs(&self, version: &str, data: &[u8]) {
+        let r = self.update();
+        assert_eq!(r.code, 0, "{r:?}");
+        assert_eq!(
+            std::fs::read(&self.slot).unwrap(),
+            data,
+            "{version} installed byte-identical"
+        );
+        assert_eq!(self.installed()["version"], version);
+    }
+
+    /// `update` is refused with exit 4 (no slip for this device) and changes nothing.
+    fn refused(&self) -> Run {
+        let before = self.observable();
+        let r = self.update();
+        assert_eq!(r.code, 4, "{r:?}");
+        assert!(
+            r.stderr.contains("error: ") && r.stderr.contains("hint: "),
+            "{r:?}"
+        );
+        assert!(r.stderr.contains("no key slip for recipient"), "{r:?}");
+        assert_eq!(
+            self.observable(),
+            before,
+            "a refused update changed the slot or installed.json"
+        );
+        r
+    }
+
+    fn installed(&self) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(self.state.join("installed.json")).unwrap()).unwrap()
+    }
+
+    fn observable(&self) -> Observed {
+        (
+            tree(self.slot.parent().unwrap()).into_iter().collect(),
+            std::fs::read(self.state.join("installed.json")).ok(),
+        )
+    }
+}
+
+#[test]
+fn device_group_and_revoked_recipients_end_to_end() {
+    let owner = Owner::new();
+    let server = TestServer::start(&owner.repo);
+    let url = server.url();
+
+    // Devices make their keys; the owner registers them and creates group board-a (B in it).
+    let a = Dev::new(&owner, &url);
+    let b = Dev::new(&owner, &url);
+    let (a_pub, a_id) = a.keygen();
+    let (b_pub, b_id) = b.keygen();
+    let keys = owner.keys.to_str().unwrap();
+    owner.recipients("group-create", &["--keys", keys, GROUP]);
+    owner.recipients("add", &["dev-a", &a_pub]);
+    owner.recipients("add", &["dev-b", &b_pub, "--group", GROUP]);
+    let listed = owner.recipients("list", &["--json"]).json();
+    let group_id = listed["groups"][0]["recipient_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let secret_file = owner.keys.join(format!("group-{GROUP}.otasec"));
+
+    // B gets the group secret provisioned from the file ota-sign wrote.
+    let r = b.client(&[
+        "keys",
+        "import-group",
+        "--name",
+        GROUP,
+        secret_file.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let held = b.client(&["keys", "list", "--json"]).json();
+    assert_eq!(held["device_key"]["recipient_id"], b_id.as_str());
+    assert_eq!(held["group_keys"][0]["name"], GROUP);
+    assert_eq!(held["group_keys"][0]["recipient_id"], group_id.as_str());
+    let status = b.client(&["status", "--json"]).json();
+    assert_eq!(
+        status["keys"]["group_keys"][0]["recipient_id"],
+        group_id.as_str()
+    );
+    // Importing again needs --force; a public key is not a group secret.
+    let again = [
+        "keys",
+        "import-group",
+        "--name",
+        GROUP,
+        secret_file.to_str().unwrap(),
+    ];
+    assert_eq!(b.client(&again).code, 2);
+    let forced: Vec<&str> = again.iter().copied().chain(["--force"]).collect();
+    assert_eq!(b.client(&forced).code, 0);
+    let public = owner.work.join("public.txt");
+    std::fs::write(&public, &a_pub).unwrap();
+    let r = a.client(&[
+        "keys",
+        "import-group",
+        "--name",
+        GROUP,
+        public.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.stderr.contains("public key"), "{r:?}");
+    let held = a.client(&["keys", "list", "--json"]).json();
+    assert_eq!(held["group_keys"], serde_json::json!([]));
+    assert_eq!(held["device_key"]["recipient_id"], a_id.as_str());
+
+    // 1.0.0, not encrypted: every device installs it.
+    let v1 = image(1, 300_000);
+    owner.add("1.0.0", &v1, None);
+    a.installs("1.0.0", &v1);
+    b.installs("1.0.0", &v1);
+
+    // 1.1.0 for dev-a alone: A installs it; B (registered, not addressed) is refused.
+    let v11 = image(2, 300_000);
+    let t11 = owner.add("1.1.0", &v11, Some("device:dev-a"));
+    assert!(owner.slip(&t11, &a_id).is_file());
+    assert!(!owner.slip(&t11, &b_id).exists());
+    a.installs("1.1.0", &v11);
+    b.refused();
+    assert_eq!(b.installed()["version"], "1.0.0");
+
+    // 1.2.0 for group board-a: B installs it with the group key, A (no group key) is refused,
+    // and a device holding only the group key (no keygen, key piped in on stdin) installs it.
+    let v12 = image(3, 300_000);
+    owner.add("1.2.0", &v12, Some(&format!("group:{GROUP}")));
+    b.installs("1.2.0", &v12);
+    a.refused();
+    assert_eq!(a.installed()["version"], "1.1.0");
+    let c = Dev::new(&owner, &url);
+    let secret = std::fs::read(&secret_file).unwrap();
+    let r = run_with_stdin(
+        "ota-client",
+        &args(&[
+            Path::new("keys"),
+            Path::new("import-group"),
+            Path::new("--state"),
+            &c.state,
+            Path::new("--name"),
+            Path::new(GROUP),
+            Path::new("-"),
+        ]),
+        &secret,
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let held = c.client(&["keys", "list", "--json"]).json();
+    assert_eq!(held["device_key"], serde_json::Value::Null);
+    assert_eq!(held["group_keys"][0]["recipient_id"], group_id.as_str());
+    c.installs("1.2.0", &v12);
+
+    // dev-a is removed: 1.3.0 for all devices has no slip for A; B installs it (device slip
+    // file, although it also holds a group key).
+    owner.recipients("remove", &["dev-a"]);
+    let v13 = image(4, 300_000);
+    let t13 = owner.add("1.3.0", &v13, Some("all-devices"));
+    assert!(!owner.slip(&t13, &a_id).exists());
+    assert!(owner.slip(&t13, &b_id).is_file());
+    a.refused();
+    assert_eq!(a.installed()["version"], "1.1.0");
+    assert_eq!(std::fs::read(&a.slot).unwrap(), v11);
+    b.installs("1.3.0", &v13);
+    // C holds only the group key and there is no group slip: refused too.
+    c.refused();
+
+    // An unencrypted release still installs everywhere.
+    let v14 = image(5, 300_000);
+    owner.add("1.4.0", &v14, None);
+    for d in [&a, &b, &c] {
+        d.installs("1.4.0", &v14);
+    }
+}
