@@ -355,3 +355,64 @@ fn a_patch_that_is_not_smaller_is_not_published() {
         ["gateway-fw-1.0.0.img.zst", "gateway-fw-1.1.0.img.zst"]
     );
 }
+
+#[test]
+fn encrypted_release_gets_an_encrypted_patch_from_the_given_base_image() {
+    let (v1, v2) = releases();
+    let repo = Repo::new();
+    let server = TestServer::start(&repo.repo);
+    let dev = Dev::new(&repo, &server.url());
+    let r = dev.client(&["keygen", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let public = r.json()["public_key"].as_str().unwrap().to_string();
+    let r = run(
+        "ota-sign",
+        &[
+            "recipients",
+            "add",
+            "--repo",
+            repo.repo.to_str().unwrap(),
+            "dev-a",
+            &public,
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    repo.add("1.0.0", &v1, &["--encrypt-to", "device:dev-a"]);
+    assert_eq!(dev.update()["installed"]["version"], "1.0.0");
+
+    // The base is encrypted: the signer cannot read it and says what to do.
+    let before = tree(&repo.repo);
+    let enc = ["--encrypt-to", "device:dev-a", "--delta-from-previous", "1"];
+    let r = repo.add_with("1.1.0", &v2, &enc);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("encrypted") && r.stderr.contains("--base-image"),
+        "{r:?}"
+    );
+    assert_eq!(tree(&repo.repo), before, "nothing changed on disk");
+
+    let base = repo.work.join("fw-1.0.0.img");
+    let mut with_base: Vec<&str> = enc.to_vec();
+    with_base.extend(["--base-image", base.to_str().unwrap()]);
+    let added = repo.add("1.1.0", &v2, &with_base);
+    assert_eq!(added["deltas"][0]["published"], true, "{added}");
+    let patch_target = "gateway-fw-1.1.0.from-1.0.0.patch";
+    let tj = targets_json(&repo.repo);
+    let ota = &tj["signed"]["targets"][patch_target]["custom"]["ota"];
+    assert!(ota["encryption"].is_object(), "patch is encrypted: {ota}");
+    assert!(repo
+        .repo
+        .join(format!("targets/{patch_target}.slips"))
+        .is_dir());
+    // The stored patch is not the plaintext patch format (magic bytes hidden).
+    let stored = std::fs::read(repo.target_file(patch_target).unwrap()).unwrap();
+    assert_eq!(
+        stored.len() as u64,
+        added["deltas"][0]["length"].as_u64().unwrap()
+    );
+    assert!(!stored.starts_with(&ota_formats::patch::MAGIC[..]));
+
+    let out = dev.update();
+    assert_eq!(out["delta_used"], true, "{out}");
+    assert_eq!(std::fs::read(&dev.slot).unwrap(), v2);
+}
