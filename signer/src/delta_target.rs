@@ -400,3 +400,85 @@ pub fn patch_meta(new_ota: &OtaTarget, base: &Base, method: &str) -> Result<OtaT
     })?);
     Ok(ota)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ota_formats::target_meta::ImageInfo;
+
+    fn entry(name: &str, version: &str, delta: bool) -> TargetFile {
+        let mut ota = OtaTarget::new(
+            name,
+            version,
+            vec!["b".into()],
+            ImageInfo::new(1, "a".repeat(64)),
+            Compression::Zstd,
+        )
+        .unwrap();
+        if delta {
+            ota.delta = Some(
+                DeltaInfo::patch_v1("0.1.0", 1, "b".repeat(64), "diff")
+                    .to_value()
+                    .unwrap(),
+            );
+        }
+        let mut f = TargetFile::from_bytes(b"x");
+        f.custom = Some(ota.to_custom(None).unwrap());
+        f
+    }
+
+    fn targets() -> Targets {
+        let mut t: Targets = serde_json::from_value(serde_json::json!({
+            "_type": "targets", "spec_version": "1.0.31", "version": 1,
+            "expires": "2030-01-01T00:00:00Z", "targets": {}
+        }))
+        .unwrap();
+        for (path, name, v, d) in [
+            ("fw-1.0.0.img.zst", "fw", "1.0.0", false),
+            ("fw-1.10.0.img.zst", "fw", "1.10.0", false),
+            ("fw-1.2.0.img.zst", "fw", "1.2.0", false),
+            ("fw-1.10.0.from-1.2.0.patch", "fw", "1.10.0", true),
+            ("modem-9.0.0.img.zst", "modem", "9.0.0", false),
+        ] {
+            t.targets.insert(path.into(), entry(name, v, d));
+        }
+        t
+    }
+
+    fn versions(b: &[Base]) -> Vec<String> {
+        b.iter().map(|b| b.ota.version.clone()).collect()
+    }
+
+    #[test]
+    fn previous_n_are_the_newest_older_full_releases_by_semver() {
+        let t = targets();
+        let new = semver::Version::parse("2.0.0").unwrap();
+        let b = resolve_bases(&t, "fw", &new, &[], Some(2)).unwrap();
+        assert_eq!(versions(&b), ["1.10.0", "1.2.0"]);
+        assert_eq!(
+            b[0].target_path, "fw-1.10.0.img.zst",
+            "never a patch as base"
+        );
+        let b = resolve_bases(&t, "fw", &new, &["fw@1.0.0".into()], Some(1)).unwrap();
+        assert_eq!(versions(&b), ["1.0.0", "1.10.0"]);
+        let b = resolve_bases(&t, "fw", &new, &["fw@1.10.0".into()], Some(1)).unwrap();
+        assert_eq!(versions(&b), ["1.10.0"], "deduplicated");
+        let older = semver::Version::parse("1.5.0").unwrap();
+        let b = resolve_bases(&t, "fw", &older, &[], Some(5)).unwrap();
+        assert_eq!(
+            versions(&b),
+            ["1.2.0", "1.0.0"],
+            "only versions before the new one"
+        );
+    }
+
+    #[test]
+    fn unknown_versions_other_names_and_bad_specs_are_refused() {
+        let t = targets();
+        let new = semver::Version::parse("2.0.0").unwrap();
+        for spec in ["fw@0.9.0", "modem@9.0.0", "fw", "fw@x", "fw@2.0.0"] {
+            let e = resolve_bases(&t, "fw", &new, &[spec.into()], None).unwrap_err();
+            assert_eq!(e.exit_code(), 2, "{spec}: {e}");
+        }
+    }
+}
