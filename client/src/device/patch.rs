@@ -135,3 +135,130 @@ pub fn prepare_patched(inputs: &PatchInputs, dest: &Path) -> DeviceResult<Instal
     })?;
     Ok(InstallableImage::verified(file, dest))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::DirTransport;
+    use crate::VerifiedTarget;
+    use ota_formats::hash::sha256_hex;
+    use ota_formats::metadata::TargetFile;
+    use ota_formats::patch::{Codec, Filter, Method, PatchHeader};
+    use ota_formats::target_meta::{DeltaInfo, OtaTarget};
+    use std::path::PathBuf;
+
+    const BASE: &[u8] = b"old firmware";
+
+    /// A "full" patch (payload = the result) from BASE to `result`.
+    fn full_patch(result: &[u8]) -> Vec<u8> {
+        let header = PatchHeader::new(Method::Full, Codec::Zstd, Filter::None, BASE, result);
+        let body = zstd::encode_all(result, 3).unwrap();
+        let mut patch = header.to_bytes(body.len() as u64).to_vec();
+        patch.extend_from_slice(&body);
+        patch
+    }
+
+    fn delta(image: &[u8], compression: Compression) -> DeltaTarget {
+        let mut ota = OtaTarget::new(
+            "fw",
+            "1.1.0",
+            vec!["b".into()],
+            ImageInfo::new(image.len() as u64, sha256_hex(image)),
+            compression,
+        )
+        .unwrap();
+        let info = DeltaInfo::patch_v1("1.0.0", BASE.len() as u64, sha256_hex(BASE), "full");
+        ota.delta = Some(info.to_value().unwrap());
+        let mut file = TargetFile::from_bytes(b"x");
+        file.custom = Some(ota.to_custom(None).unwrap());
+        DeltaTarget {
+            target: VerifiedTarget::new("fw-1.1.0.from-1.0.0.patch", file, "targets"),
+            ota,
+            info,
+        }
+    }
+
+    struct Case {
+        dir: tempfile::TempDir,
+        slot: PathBuf,
+        downloaded: PathBuf,
+    }
+
+    fn case(wire: &[u8]) -> Case {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("slot")).unwrap();
+        let slot = dir.path().join("slot/image");
+        std::fs::write(&slot, BASE).unwrap();
+        let downloaded = dir.path().join("patch");
+        std::fs::write(&downloaded, wire).unwrap();
+        Case {
+            dir,
+            slot,
+            downloaded,
+        }
+    }
+
+    fn run(c: &Case, d: &DeltaTarget) -> DeviceResult<InstallableImage> {
+        let transport = DirTransport::new(c.dir.path());
+        let inputs = PatchInputs {
+            delta: d,
+            image: &d.ota.image,
+            downloaded: &c.downloaded,
+            scratch: c.dir.path(),
+            keys: &Keyring::default(),
+            device_key_path: Path::new("device.key"),
+            targets: &transport,
+        };
+        prepare_patched(&inputs, &c.slot)
+    }
+
+    fn slot_files(c: &Case) -> Vec<String> {
+        std::fs::read_dir(c.slot.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn patch_installs_only_on_install_plain_or_zstd_wrapped() {
+        let result = b"new firmware, longer".to_vec();
+        let patch = full_patch(&result);
+        for (wire, compression) in [
+            (patch.clone(), Compression::None),
+            (zstd::encode_all(&patch[..], 3).unwrap(), Compression::Zstd),
+        ] {
+            let c = case(&wire);
+            let ready = run(&c, &delta(&result, compression)).unwrap();
+            assert_eq!(std::fs::read(&c.slot).unwrap(), BASE);
+            ready.install().unwrap();
+            assert_eq!(std::fs::read(&c.slot).unwrap(), result);
+            assert_eq!(slot_files(&c), ["image"]);
+        }
+    }
+
+    #[test]
+    fn corrupt_patch_or_other_result_leaves_the_slot_untouched() {
+        let result = b"new firmware".to_vec();
+        let mut truncated = full_patch(&result);
+        truncated.truncate(truncated.len() - 3);
+        let c = case(&truncated);
+        let err = run(&c, &delta(&result, Compression::None)).err().unwrap();
+        assert!(matches!(err, DeviceError::Patch { .. }), "{err}");
+        assert_eq!(std::fs::read(&c.slot).unwrap(), BASE);
+        assert_eq!(slot_files(&c), ["image"]);
+
+        // The patch is valid but makes another image than the signed one.
+        let c = case(&full_patch(b"something else"));
+        let err = run(&c, &delta(&result, Compression::None)).err().unwrap();
+        assert!(
+            matches!(
+                err,
+                DeviceError::ImageMismatch { .. } | DeviceError::Patch { .. }
+            ),
+            "{err}"
+        );
+        assert_eq!(err.category(), super::super::Category::Refused);
+        assert_eq!(std::fs::read(&c.slot).unwrap(), BASE);
+        assert_eq!(slot_files(&c), ["image"]);
+    }
+}

@@ -340,14 +340,12 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         extra: Map::new(),
     };
     let (length, sha256) = (compressed.length, compressed.sha256.clone());
-    let dest = target_file_path(&repo.dir, &target_path, &sha256);
-    place(compressed, &dest)?;
 
-    targets.targets.insert(target_path.clone(), entry);
-
-    // Patches: each published file is in place before the metadata that lists it.
+    // Patches, all built (and encrypted) before any file is placed, so a failure here
+    // leaves no new target file behind.
     let opts = CreateOptions::default();
     let mut deltas = Vec::new();
+    let mut patch_files = Vec::new();
     for (base, img) in bases.iter().zip(&base_images) {
         let (file, mut report) =
             delta_target::build(base, img.path(), &a.file, &ota, &targets_dir, &opts)?;
@@ -380,12 +378,20 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         };
         report.length = Some(file.length);
         report.sha256 = Some(file.sha256.clone());
-        let dest = target_file_path(&repo.dir, &report.target, &file.sha256);
-        place(file, &dest)?;
-        targets.targets.insert(report.target.clone(), entry);
+        patch_files.push((report.target.clone(), file, entry));
         deltas.push(report);
     }
     drop(base_images);
+
+    // Every file in place before the metadata that lists it (see publish).
+    let dest = target_file_path(&repo.dir, &target_path, &sha256);
+    place(compressed, &dest)?;
+    targets.targets.insert(target_path.clone(), entry);
+    for (path, file, entry) in patch_files {
+        let file_dest = target_file_path(&repo.dir, &path, &file.sha256);
+        place(file, &file_dest)?;
+        targets.targets.insert(path, entry);
+    }
     let published = if a.no_publish {
         publish::stage(&repo, &targets)?;
         None
