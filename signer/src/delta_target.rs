@@ -297,6 +297,7 @@ fn extract(repo_dir: &Path, tmp_dir: &Path, b: &Base) -> Result<NamedTempFile> {
     let mut hash = Sha256::new();
     let mut len = 0u64;
     let mut buf = vec![0u8; 1 << 20];
+    let bar = crate::progress::bytes_bar(b.ota.image.length, "base image");
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -311,7 +312,9 @@ fn extract(repo_dir: &Path, tmp_dir: &Path, b: &Base) -> Result<NamedTempFile> {
         }
         tmp.write_all(&buf[..n])
             .map_err(|e| Error::write(tmp.path(), e))?;
+        bar.inc(n as u64);
     }
+    bar.finish_and_clear();
     let got = hex::encode(hash.finalize());
     if len != b.ota.image.length || got != b.ota.image.sha256 {
         return Err(mismatch(format!("got {len} bytes with sha256 {got}")));
@@ -341,6 +344,12 @@ pub fn build(
             "check the images, or add the release without --delta-from",
         )
     })?;
+    tracing::info!(
+        base = %base.ota.version,
+        chosen = ?info.chosen,
+        full_len = info.full_len,
+        "patch built"
+    );
     let method = match info.chosen.method {
         Method::Diff => "diff",
         Method::Full => "full",
