@@ -76,6 +76,68 @@ impl ImageInfo {
     }
 }
 
+/// The `format` of a delta target: a patch in the layout of `formats/PATCH.md`.
+pub const DELTA_FORMAT_PATCH_V1: &str = "ota-patch-v1";
+
+/// The image a delta target patches: what the device must have installed to use it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaBase {
+    /// Version of the base image.
+    pub version: String,
+    /// Length of the base image.
+    pub length: u64,
+    /// Lower-case hex sha256 of the base image.
+    pub sha256: String,
+    /// Unknown fields, preserved.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+/// The typed form of `custom.ota.delta` of a patch target:
+/// `{"base": {"version", "length", "sha256"}, "method": "diff", "format": "ota-patch-v1"}`.
+///
+/// The target's `image` stays the *resulting* image, so the device checks the patched result
+/// exactly like a full download.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeltaInfo {
+    /// The image the patch applies to.
+    pub base: DeltaBase,
+    /// Patch method (informative, e.g. "diff").
+    pub method: String,
+    /// Patch format, [`DELTA_FORMAT_PATCH_V1`].
+    pub format: String,
+    /// Unknown fields, preserved.
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl DeltaInfo {
+    /// A delta in [`DELTA_FORMAT_PATCH_V1`] from the base image `version`/`length`/`sha256`.
+    pub fn patch_v1(
+        version: impl Into<String>,
+        length: u64,
+        sha256: impl Into<String>,
+        method: impl Into<String>,
+    ) -> Self {
+        DeltaInfo {
+            base: DeltaBase {
+                version: version.into(),
+                length,
+                sha256: sha256.into(),
+                extra: Map::new(),
+            },
+            method: method.into(),
+            format: DELTA_FORMAT_PATCH_V1.to_string(),
+            extra: Map::new(),
+        }
+    }
+
+    /// The JSON value stored in [`OtaTarget::delta`].
+    pub fn to_value(&self) -> Result<Value> {
+        serde_json::to_value(self).map_err(|e| Error::Canonical(e.to_string()))
+    }
+}
+
 /// The signed `custom.ota` object of a target.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OtaTarget {
@@ -185,6 +247,26 @@ impl OtaTarget {
             ));
         }
         Ok(())
+    }
+
+    /// The typed `delta` object: `Ok(None)` for a full target, an error when `delta` is
+    /// present but not a [`DeltaInfo`] (an older or foreign shape; such a target must still
+    /// never be installed as a full image).
+    pub fn delta_info(&self) -> Result<Option<DeltaInfo>> {
+        let Some(v) = &self.delta else {
+            return Ok(None);
+        };
+        let d: DeltaInfo = serde_json::from_value(v.clone())
+            .map_err(|e| Error::malformed("target custom.ota.delta metadata", e))?;
+        validate_version(&d.base.version)?;
+        let h = &d.base.sha256;
+        if h.len() != 64 || !h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            return Err(Error::invalid(
+                "custom.ota.delta.base.sha256",
+                format!("{h:?} is not 64 lower-case hex digits"),
+            ));
+        }
+        Ok(Some(d))
     }
 
     /// Whether the image may be installed on `hardware_id`.
@@ -325,6 +407,29 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(back, t);
+    }
+
+    #[test]
+    fn typed_delta_round_trips_and_untyped_stays_readable() {
+        let mut t = sample();
+        assert!(t.delta_info().unwrap().is_none());
+        let d = DeltaInfo::patch_v1("1.0.0", 7, "c".repeat(64), "diff");
+        t.delta = Some(d.to_value().unwrap());
+        let custom = t.to_custom(None).unwrap();
+        assert_eq!(custom["ota"]["delta"]["format"], json!("ota-patch-v1"));
+        assert_eq!(custom["ota"]["delta"]["base"]["length"], json!(7));
+        let back = OtaTarget::from_custom(Some(&custom)).unwrap().unwrap();
+        assert_eq!(back.delta_info().unwrap().unwrap(), d);
+        // An older untyped delta still parses as a target, but not as a DeltaInfo.
+        t.delta = Some(json!({"base_sha256": "b".repeat(64)}));
+        let back = OtaTarget::from_custom(Some(&t.to_custom(None).unwrap()))
+            .unwrap()
+            .unwrap();
+        assert!(back.delta_info().is_err());
+        let mut bad = d.clone();
+        bad.base.sha256 = "XY".into();
+        t.delta = Some(bad.to_value().unwrap());
+        assert!(t.delta_info().is_err());
     }
 
     #[test]

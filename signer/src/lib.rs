@@ -9,6 +9,7 @@
 //! - [`repo`]: loading and verifying a repository;
 //! - [`compress`]: streaming zstd compression of images;
 //! - [`delta`]: patch creation between image versions;
+//! - [`delta_target`]: patch targets of `add --delta-from` (bases, base images, metadata);
 //! - [`recipients`]: `ota-recipients.json`, the devices and groups encrypted targets are for;
 //! - [`encrypt`]: encryption of targets and their key slips;
 //! - [`publish`]: the ordered, atomic publication of new metadata;
@@ -24,6 +25,7 @@ pub mod cmd;
 pub mod compress;
 pub mod config;
 pub mod delta;
+pub mod delta_target;
 pub mod encrypt;
 pub mod error;
 pub mod keys;

@@ -36,3 +36,19 @@ pub fn count_bar(len: u64, msg: &str) -> ProgressBar {
     bar.set_message(msg.to_string());
     bar
 }
+
+/// A spinner labelled `msg` for work of unknown length (ticks on its own).
+pub fn spinner(msg: &str) -> ProgressBar {
+    let target = if std::io::stderr().is_terminal() {
+        ProgressDrawTarget::stderr()
+    } else {
+        ProgressDrawTarget::hidden()
+    };
+    let bar = ProgressBar::with_draw_target(None, target);
+    let style = ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+        .unwrap_or_else(|_| ProgressStyle::default_spinner());
+    bar.set_style(style);
+    bar.set_message(msg.to_string());
+    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+    bar
+}

@@ -134,6 +134,15 @@ pub enum DeviceError {
         #[source]
         source: ota_formats::Error,
     },
+    /// A delta patch could not be applied (wrong base, corrupt patch, result mismatch).
+    #[error("applying the patch {target}: {source}")]
+    Patch {
+        /// The patch target.
+        target: String,
+        /// What the applier refused.
+        #[source]
+        source: ota_formats::patch::PatchError,
+    },
     /// Writing or replacing the install path failed.
     #[error("installing to {}: {source}", path.display())]
     InstallIo {
@@ -174,6 +183,11 @@ impl DeviceError {
             | DeviceError::Decrypt { .. }
             | DeviceError::Decompress { .. }
             | DeviceError::ImageMismatch { .. } => Category::Refused,
+            DeviceError::Patch {
+                source: ota_formats::patch::PatchError::Io(_),
+                ..
+            } => Category::InstallIo,
+            DeviceError::Patch { .. } => Category::Refused,
             DeviceError::InstallIo { .. } => Category::InstallIo,
         }
     }

@@ -66,6 +66,17 @@ fn default_permissions() -> Option<std::fs::Permissions> {
     None
 }
 
+impl InstallableImage {
+    /// Wrap a temp file whose content was checked against the signed image (by
+    /// [`ImageSink::finish`]); for the patch pipeline.
+    pub(super) fn verified(file: PendingFile, dest: &Path) -> Self {
+        InstallableImage {
+            file,
+            dest: dest.to_path_buf(),
+        }
+    }
+}
+
 /// What the pipeline needs besides the downloaded file.
 pub struct Inputs<'a> {
     /// The chosen target.
@@ -235,6 +246,7 @@ mod tests {
             target: VerifiedTarget::new("fw-1.0.0.img.zst", file, "targets"),
             ota,
             version: semver::Version::new(1, 0, 0),
+            deltas: Vec::new(),
         }
     }
 

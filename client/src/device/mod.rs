@@ -1,6 +1,6 @@
 //! The device product on top of the TUF client: configuration and state directory, choosing
 //! the update for this hardware, and the streaming install pipeline (verify → decrypt →
-//! decompress → check image → atomic replace). The `ota-client` binary is a thin CLI over it.
+//! decompress, or apply a delta patch to the installed image → check image → atomic replace). The `ota-client` binary is a thin CLI over it.
 //!
 //! ```no_run
 //! use ota_client::device::{Device, StateDir, UpdateOutcome};
@@ -14,10 +14,12 @@
 //! ```
 mod config;
 mod decompress;
+mod delta;
 mod error;
 mod install;
 mod installed;
 pub mod keys;
+mod patch;
 mod select;
 mod session;
 mod sink;
@@ -26,11 +28,13 @@ mod unlock;
 
 pub use config::DeviceConfig;
 pub use decompress::ZSTD_WINDOW_LOG_MAX;
+pub use delta::{choose as choose_delta, deltas_for, CurrentImage, DeltaTarget};
 pub use error::{Category, DeviceError, DeviceResult};
 pub use install::{prepare, Inputs, InstallableImage};
 pub use installed::Installed;
 pub use keys::{GroupKey, Keyring};
+pub use patch::{prepare_patched, PatchInputs};
 pub use select::{Candidate, Selector};
-pub use session::{Device, UpdateOutcome};
+pub use session::{Device, Transfer, UpdateOutcome};
 pub use state::StateDir;
 pub use unlock::MAX_SLIP_LEN;

@@ -1,5 +1,6 @@
 //! Choosing the update: the newest target for this hardware that is strictly newer than what
 //! is installed.
+use super::delta::{deltas_for, DeltaTarget};
 use super::installed::Installed;
 use crate::VerifiedTarget;
 use ota_formats::target_meta::OtaTarget;
@@ -14,6 +15,8 @@ pub struct Candidate {
     pub ota: OtaTarget,
     /// Its parsed version.
     pub version: Version,
+    /// Patch targets producing this release from some earlier image (see [`super::delta`]).
+    pub deltas: Vec<DeltaTarget>,
 }
 
 /// What a device filters on.
@@ -29,7 +32,8 @@ pub struct Selector<'a> {
 
 impl Selector<'_> {
     /// Whether `target` is installable here, with its metadata if so. Targets without
-    /// `custom.ota`, with malformed metadata or with a `delta` (not supported yet) are skipped.
+    /// `custom.ota`, with malformed metadata or with a `delta` (patches are attached to the
+    /// full release they produce, see [`Selector::newest`]) are skipped.
     pub fn accepts(&self, target: &VerifiedTarget) -> Option<Candidate> {
         let ota = match OtaTarget::from_custom(target.custom()) {
             Ok(Some(ota)) => ota,
@@ -60,22 +64,27 @@ impl Selector<'_> {
             target: target.clone(),
             ota,
             version,
+            deltas: Vec::new(),
         })
     }
 
-    /// The newest acceptable target (ties broken by target path, for determinism).
+    /// The newest acceptable target (ties broken by target path, for determinism), with the
+    /// patch targets that produce it.
     pub fn newest<'t>(
         &self,
         targets: impl IntoIterator<Item = &'t VerifiedTarget>,
     ) -> Option<Candidate> {
-        targets
-            .into_iter()
+        let targets: Vec<&VerifiedTarget> = targets.into_iter().collect();
+        let mut best = targets
+            .iter()
             .filter_map(|t| self.accepts(t))
             .max_by(|a, b| {
                 a.version
                     .cmp(&b.version)
                     .then_with(|| b.target.path().cmp(a.target.path()))
-            })
+            })?;
+        best.deltas = deltas_for(&best.ota, self.hardware_id, targets.iter().copied());
+        Some(best)
     }
 }
 

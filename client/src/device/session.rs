@@ -1,9 +1,11 @@
 //! A device bound to its state directory: check for and install updates.
 use super::config::DeviceConfig;
+use super::delta::{choose, CurrentImage, DeltaTarget};
 use super::error::{state_io, DeviceError, DeviceResult};
-use super::install::{prepare, Inputs};
+use super::install::{prepare, Inputs, InstallableImage};
 use super::installed::Installed;
-use super::keys;
+use super::keys::{self, Keyring};
+use super::patch::{prepare_patched, PatchInputs};
 use super::select::{Candidate, Selector};
 use super::state::StateDir;
 use crate::{Updater, UpdaterConfig};
@@ -14,6 +16,21 @@ pub struct Device {
     state: StateDir,
     config: DeviceConfig,
     updater: Updater,
+    last_transfer: Option<Transfer>,
+}
+
+/// How the last [`Device::install`] got the image.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Transfer {
+    /// The patch target the image was built from, when a delta was used.
+    pub delta: Option<String>,
+    /// Base version of that patch.
+    pub delta_base_version: Option<String>,
+    /// Target bytes downloaded and verified for this install (patch, full image, or both
+    /// after a failed delta); a verified cached copy counts nothing.
+    pub downloaded_bytes: u64,
+    /// Why a delta was tried and abandoned for the full image, if it was.
+    pub delta_fallback: Option<String>,
 }
 
 /// The outcome of [`Device::update`].
@@ -40,6 +57,7 @@ impl Device {
             state,
             config,
             updater,
+            last_transfer: None,
         })
     }
 
@@ -91,6 +109,91 @@ impl Device {
         &self.updater
     }
 
+    /// How the last successful [`Device::install`] got its image (delta or full, bytes).
+    pub fn last_transfer(&self) -> Option<&Transfer> {
+        self.last_transfer.as_ref()
+    }
+
+    /// The patch target of `candidate` whose base is the image now at `install_to`, if any.
+    /// Hashes the file (installed.json is not trusted for this).
+    pub fn delta_for<'c>(
+        &self,
+        candidate: &'c Candidate,
+        install_to: &Path,
+    ) -> Option<&'c DeltaTarget> {
+        if candidate.deltas.is_empty() {
+            return None;
+        }
+        let current = match CurrentImage::measure(install_to) {
+            Ok(Some(c)) => c,
+            Ok(None) => return None,
+            Err(e) => {
+                tracing::warn!("cannot read {} to pick a delta: {e}", install_to.display());
+                return None;
+            }
+        };
+        let found = choose(&candidate.deltas, &current);
+        if found.is_none() {
+            tracing::info!(
+                sha256 = %current.sha256,
+                "no patch has the installed image as its base; using the full image"
+            );
+        }
+        found
+    }
+
+    /// Download `target` unless a verified copy is cached; adds to `transfer`.
+    fn fetch(
+        &self,
+        target: &crate::VerifiedTarget,
+        transfer: &mut Transfer,
+    ) -> DeviceResult<std::path::PathBuf> {
+        let downloads = self.state.downloads();
+        Ok(match self.updater.find_cached_target(target, &downloads)? {
+            Some(p) => {
+                tracing::info!(target = target.path(), "using verified cached download");
+                p
+            }
+            None => {
+                tracing::info!(
+                    target = target.path(),
+                    length = target.length(),
+                    "downloading"
+                );
+                let p = self.updater.download_target(target, &downloads)?;
+                transfer.downloaded_bytes += target.length();
+                p
+            }
+        })
+    }
+
+    /// Build the image from `delta` (download, decrypt, apply against `install_to`).
+    fn patched_image(
+        &self,
+        candidate: &Candidate,
+        delta: &DeltaTarget,
+        install_to: &Path,
+        keys: &Keyring,
+        transfer: &mut Transfer,
+    ) -> DeviceResult<InstallableImage> {
+        let downloaded = self.fetch(&delta.target, transfer)?;
+        let inputs = PatchInputs {
+            delta,
+            image: &candidate.ota.image,
+            downloaded: &downloaded,
+            scratch: &self.state.downloads(),
+            keys,
+            device_key_path: &self.state.device_key(),
+            targets: self.updater.targets.as_ref(),
+        };
+        let image = prepare_patched(&inputs, install_to);
+        // The patch is only good for this one base; keep the device's disk use bounded.
+        if let Err(e) = std::fs::remove_file(&downloaded) {
+            tracing::debug!("removing {}: {e}", downloaded.display());
+        }
+        image
+    }
+
     /// The installed record, if any.
     pub fn installed(&self) -> DeviceResult<Option<Installed>> {
         Installed::load(&self.state)
@@ -119,9 +222,10 @@ impl Device {
             .map(UpdateOutcome::Installed)
     }
 
-    /// Download (or reuse a verified cached copy of) `candidate` and install it.
+    /// Install `candidate`: from a patch when one has the image at `install_to` as its base
+    /// (any failure of that path falls back to the full image), else from the full target
+    /// (downloaded, or a verified cached copy).
     pub fn install(&mut self, candidate: &Candidate, install_to: &Path) -> DeviceResult<Installed> {
-        let downloads = self.state.downloads();
         let target = &candidate.target;
         let keys = keys::Keyring::load(&self.state)?;
         let key_path = self.state.device_key();
@@ -132,28 +236,45 @@ impl Device {
                 key: key_path,
             });
         }
-        let downloaded = match self.updater.find_cached_target(target, &downloads)? {
-            Some(p) => {
-                tracing::info!(target = target.path(), "using verified cached download");
-                p
+        let mut transfer = Transfer::default();
+        let mut downloaded = None;
+        let patched = match self.delta_for(candidate, install_to) {
+            None => None,
+            Some(delta) => {
+                tracing::info!(patch = delta.target.path(), base = %delta.info.base.version, "using a delta update");
+                match self.patched_image(candidate, delta, install_to, &keys, &mut transfer) {
+                    Ok(image) => {
+                        transfer.delta = Some(delta.target.path().to_string());
+                        transfer.delta_base_version = Some(delta.info.base.version.clone());
+                        Some(image)
+                    }
+                    Err(e) => {
+                        tracing::warn!(
+                            "delta update from {} failed, falling back to the full image: {e}",
+                            delta.target.path()
+                        );
+                        transfer.delta_fallback = Some(e.to_string());
+                        None
+                    }
+                }
             }
+        };
+        let image = match patched {
+            Some(image) => image,
             None => {
-                tracing::info!(
-                    target = target.path(),
-                    length = target.length(),
-                    "downloading"
-                );
-                self.updater.download_target(target, &downloads)?
+                let path = self.fetch(target, &mut transfer)?;
+                let inputs = Inputs {
+                    candidate,
+                    downloaded: &path,
+                    keys: &keys,
+                    device_key_path: &key_path,
+                    targets: self.updater.targets.as_ref(),
+                };
+                let image = prepare(&inputs, install_to)?;
+                downloaded = Some(path);
+                image
             }
         };
-        let inputs = Inputs {
-            candidate,
-            downloaded: &downloaded,
-            keys: &keys,
-            device_key_path: &key_path,
-            targets: self.updater.targets.as_ref(),
-        };
-        let image = prepare(&inputs, install_to)?;
         image.install()?;
         let record = Installed {
             name: candidate.ota.name.clone(),
@@ -167,9 +288,12 @@ impl Device {
         record.save(&self.state)?;
         tracing::info!(name = %record.name, version = %record.version, "installed");
         // The download is no longer needed; keep the device's disk use bounded.
-        if let Err(e) = std::fs::remove_file(&downloaded) {
-            tracing::debug!("removing {}: {e}", downloaded.display());
+        if let Some(downloaded) = downloaded {
+            if let Err(e) = std::fs::remove_file(&downloaded) {
+                tracing::debug!("removing {}: {e}", downloaded.display());
+            }
         }
+        self.last_transfer = Some(transfer);
         Ok(record)
     }
 }

@@ -1,6 +1,8 @@
 //! `ota-sign add`: compress a firmware image, list it as a target with signed `custom.ota`
 //! metadata, and publish new targets, snapshot and timestamp metadata.
 use crate::compress;
+use crate::delta::CreateOptions;
+use crate::delta_target::{self, PatchReport};
 use crate::encrypt;
 use crate::keys;
 use crate::lock::RepoLock;
@@ -24,6 +26,8 @@ Examples:
   ota-sign add --repo repo --no-publish modem.img --name modem-fw --version 3.0.0 --hardware board-a
   ota-sign publish --repo repo --keys ~/ota-keys         # signs the staged targets as one release
   ota-sign add --repo repo --keys ~/ota-keys fw.img --name gw --version 1.3.0 --hardware board-a --encrypt-to group:board-a,device:lab-1
+  ota-sign add --repo repo --keys ~/ota-keys fw-1.2.0.img --name gateway-fw --version 1.2.0 --hardware board-a --delta-from-previous 2
+  ota-sign add --repo repo --keys ~/ota-keys fw.img --name gw --version 1.4.0 --hardware board-a --encrypt-to hardware --delta-from gw@1.3.0 --base-image fw-1.3.0.img
 
 The target is published as NAME-VERSION.img.zst (zstd, window at most 8 MiB) and stored as
 targets/<sha256>.NAME-VERSION.img.zst. A version must be newer (semver) than every published
@@ -33,7 +37,13 @@ version of NAME unless --allow-downgrade is given.
 a fresh data key: group:NAME embeds a key slip for the group in the signed metadata,
 device:NAME and all-devices write one slip file per device at
 targets/NAME-VERSION.img.zst.slips/<recipient-id>.slip, and hardware means group:H for every
---hardware id H (each must have a group of that name).";
+--hardware id H (each must have a group of that name).
+
+--delta-from NAME@VERSION (repeatable) and --delta-from-previous N also publish patches from
+those earlier releases as NAME-VERSION.from-BASEVERSION.patch targets (encrypted like the full
+target), but only those clearly smaller than the full image. The base image is decompressed
+from the repository; for an encrypted (or missing) base pass its plaintext with --base-image.
+Devices whose installed image is the base download the patch; the others the full image.";
 
 /// Arguments of `add`.
 #[derive(Debug, clap::Args)]
@@ -73,6 +83,16 @@ pub struct Args {
     /// hardware (the groups named like the --hardware ids).
     #[arg(long, value_name = "RECIPIENTS")]
     pub encrypt_to: Option<String>,
+    /// Also publish a patch from this earlier release of NAME (NAME@VERSION; repeatable).
+    #[arg(long = "delta-from", value_name = "NAME@VERSION")]
+    pub delta_from: Vec<String>,
+    /// Also publish patches from the last N releases of NAME before this version.
+    #[arg(long, value_name = "N")]
+    pub delta_from_previous: Option<usize>,
+    /// Plaintext image of a delta base (needed when the base target is encrypted or missing;
+    /// matched to its base by sha256; repeatable).
+    #[arg(long = "base-image", value_name = "FILE")]
+    pub base_images: Vec<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -110,6 +130,8 @@ pub struct Report {
     pub published: Option<publish::Published>,
     /// Whether the target was only staged.
     pub staged: bool,
+    /// Patches requested with --delta-from / --delta-from-previous, published or not.
+    pub deltas: Vec<PatchReport>,
 }
 
 fn bad_input(e: ota_formats::Error, hint: &str) -> Error {
@@ -219,20 +241,39 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     }
     let target_path = format!("{}-{version}.img.zst", a.name);
     let targets_dir = repo.dir.join(TARGETS_DIR);
+    let bases = delta_target::resolve_bases(
+        &targets,
+        &a.name,
+        &version,
+        &a.delta_from,
+        a.delta_from_previous,
+    )?;
+    if bases.is_empty() && !a.base_images.is_empty() {
+        return Err(Error::input(
+            "--base-image is given but no delta base is",
+            "add --delta-from NAME@VERSION or --delta-from-previous N",
+        ));
+    }
+    let patch_paths: Vec<String> = bases
+        .iter()
+        .map(|b| delta_target::patch_target_path(&a.name, &version.to_string(), &b.ota.version))
+        .collect();
     let recipients = match &selectors {
         Some(sel) => {
             encrypt::remove_stale_slip_dirs(&targets_dir);
             let resolved = Recipients::load(&repo.dir)?.resolve(sel, &hardware_ids)?;
-            let dir = encrypt::slips_dir(&targets_dir, &target_path);
-            if !resolved.devices.is_empty() && dir.exists() {
-                if targets.targets.contains_key(&target_path) {
-                    return Err(Error::policy(
-                        format!("{target_path} is already listed, with per-device slips in {} that its release needs", dir.display()),
-                        "publish the image under a new version",
-                    ));
+            for path in std::iter::once(&target_path).chain(&patch_paths) {
+                let dir = encrypt::slips_dir(&targets_dir, path);
+                if !resolved.devices.is_empty() && dir.exists() {
+                    if targets.targets.contains_key(path) {
+                        return Err(Error::policy(
+                            format!("{path} is already listed, with per-device slips in {} that its release needs", dir.display()),
+                            "publish the image under a new version",
+                        ));
+                    }
+                    // Left by a run that crashed before its metadata was published.
+                    std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
                 }
-                // Left by a run that crashed before its metadata was published.
-                std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
             }
             Some(resolved)
         }
@@ -247,6 +288,9 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             role_keys.insert(role.to_string(), k);
         }
     }
+
+    // Base images before any target file: a missing or wrong base writes nothing.
+    let base_images = delta_target::base_images(&repo.dir, &targets_dir, &bases, &a.base_images)?;
 
     // Write: the target file first, then the metadata (see publish).
     let policy = repo.config.compression;
@@ -296,10 +340,58 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         extra: Map::new(),
     };
     let (length, sha256) = (compressed.length, compressed.sha256.clone());
+
+    // Patches, all built (and encrypted) before any file is placed, so a failure here
+    // leaves no new target file behind.
+    let opts = CreateOptions::default();
+    let mut deltas = Vec::new();
+    let mut patch_files = Vec::new();
+    for (base, img) in bases.iter().zip(&base_images) {
+        let (file, mut report) =
+            delta_target::build(base, img.path(), &a.file, &ota, &targets_dir, &opts)?;
+        let Some(file) = file else {
+            deltas.push(report);
+            continue;
+        };
+        let mut meta = delta_target::patch_meta(&ota, base, &report.method)?;
+        let file = match &recipients {
+            Some(r) => {
+                let (e, _) = encrypt::encrypt_for(file, &targets_dir, &report.target, r)?;
+                meta.encryption = Some(serde_json::to_value(&e.info).map_err(|err| {
+                    Error::input(
+                        format!("cannot encode the encryption metadata: {err}"),
+                        "report this bug",
+                    )
+                })?);
+                e.target
+            }
+            None => file,
+        };
+        let entry = TargetFile {
+            length: file.length,
+            hashes: Hashes::from([("sha256".to_string(), file.sha256.clone())]),
+            custom: Some(
+                meta.to_custom(None)
+                    .map_err(|e| bad_input(e, "report this bug"))?,
+            ),
+            extra: Map::new(),
+        };
+        report.length = Some(file.length);
+        report.sha256 = Some(file.sha256.clone());
+        patch_files.push((report.target.clone(), file, entry));
+        deltas.push(report);
+    }
+    drop(base_images);
+
+    // Every file in place before the metadata that lists it (see publish).
     let dest = target_file_path(&repo.dir, &target_path, &sha256);
     place(compressed, &dest)?;
-
     targets.targets.insert(target_path.clone(), entry);
+    for (path, file, entry) in patch_files {
+        let file_dest = target_file_path(&repo.dir, &path, &file.sha256);
+        place(file, &file_dest)?;
+        targets.targets.insert(path, entry);
+    }
     let published = if a.no_publish {
         publish::stage(&repo, &targets)?;
         None
@@ -317,6 +409,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         previous_version: previous.map(|v| v.to_string()),
         staged: published.is_none(),
         published,
+        deltas,
     };
     if a.json {
         super::print_json(&report);
@@ -342,6 +435,20 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
                     .map(|d| format!("; slips in {}", d.display()))
                     .unwrap_or_default()
             );
+        }
+        for d in &report.deltas {
+            match (&d.reason, d.length) {
+                (None, Some(len)) => println!(
+                    "added patch {} ({len} bytes, {:.1}% of the full image)",
+                    d.target,
+                    d.patch_length as f64 * 100.0 / d.full_length.max(1) as f64
+                ),
+                (reason, _) => println!(
+                    "patch from {} not published: {}",
+                    d.base_version,
+                    reason.as_deref().unwrap_or("not worth it")
+                ),
+            }
         }
         match &report.published {
             Some(p) => println!(

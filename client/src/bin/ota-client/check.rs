@@ -8,13 +8,17 @@ use std::path::PathBuf;
 #[command(after_help = concat!(
     "Examples:\n",
     "  ota-client check --state /var/lib/ota && ota-client update --state /var/lib/ota --install-to /data/fw.img\n",
-    "  ota-client check --state /var/lib/ota --json\n\n",
+    "  ota-client check --state /var/lib/ota --json\n",
+    "  ota-client check --state /var/lib/ota --install-to /data/firmware.img --json   # would a delta be used?\n\n",
     exit_codes!()
 ))]
 pub struct Args {
     /// Device state directory (see `ota-client init`).
     #[arg(long, value_name = "DIR")]
     pub state: PathBuf,
+    /// The file `update` would replace: hash it to tell whether a delta patch applies to it.
+    #[arg(long, value_name = "PATH")]
+    pub install_to: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -30,6 +34,12 @@ pub fn describe(c: &Candidate) -> serde_json::Value {
         "image_length": c.ota.image.length,
         "image_sha256": c.ota.image.sha256,
         "encrypted": c.ota.encryption.is_some(),
+        "deltas": c.deltas.iter().map(|d| serde_json::json!({
+            "target": d.target.path(),
+            "length": d.target.length(),
+            "base_version": d.info.base.version,
+            "base_sha256": d.info.base.sha256,
+        })).collect::<Vec<_>>(),
     })
 }
 
@@ -37,20 +47,41 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     let mut device = Device::open(StateDir::new(&a.state), |_| {})?;
     let installed = device.installed()?;
     let found = device.check()?;
+    // Which file would be downloaded by `update --install-to PATH`.
+    let delta = match (&found, &a.install_to) {
+        (Some(c), Some(p)) => device.delta_for(c, p),
+        _ => None,
+    };
+    let download = found.as_ref().map(|c| match delta {
+        Some(d) => (d.target.path(), d.target.length()),
+        None => (c.target.path(), c.target.length()),
+    });
     if a.json {
         print_json(&serde_json::json!({
             "installed": installed.as_ref().map(|i| &i.version),
             "update": found.as_ref().map(describe),
+            "delta": delta.map(|d| d.target.path()),
+            "download": download.map(|(t, _)| t),
+            "download_bytes": download.map(|(_, n)| n),
         }));
     } else {
         match &found {
-            Some(c) => println!(
-                "update available: {} {} ({}, {} bytes)",
-                c.ota.name,
-                c.ota.version,
-                c.target.path(),
-                c.target.length()
-            ),
+            Some(c) => {
+                println!(
+                    "update available: {} {} ({}, {} bytes)",
+                    c.ota.name,
+                    c.ota.version,
+                    c.target.path(),
+                    c.target.length()
+                );
+                if let Some(d) = delta {
+                    println!(
+                        "delta from the installed image: {} ({} bytes)",
+                        d.target.path(),
+                        d.target.length()
+                    );
+                }
+            }
             None => println!(
                 "up to date ({})",
                 installed

@@ -11,7 +11,9 @@ use std::path::PathBuf;
     "  ota-client update --state /var/lib/ota --install-to /data/firmware.img --json -v\n\n",
     "The image is decrypted (if encrypted), decompressed and checked against its signed sha256\n",
     "in a temp file beside PATH, then renamed over PATH. On any failure PATH and installed.json\n",
-    "are left untouched.\n\n",
+    "are left untouched. When the release has a delta patch whose base is the image at PATH\n",
+    "(hashed first), only the patch is downloaded and applied to PATH; if anything about it\n",
+    "fails, the full image is downloaded instead.\n\n",
     exit_codes!()
 ))]
 pub struct Args {
@@ -31,14 +33,28 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     let mut device = Device::open(StateDir::new(&a.state), |c| progress::attach(c, !json))?;
     match device.update(&a.install_to)? {
         UpdateOutcome::Installed(i) => {
+            let transfer = device.last_transfer().cloned().unwrap_or_default();
             if json {
-                print_json(&serde_json::json!({"result": "installed", "installed": i}));
+                print_json(&serde_json::json!({
+                    "result": "installed",
+                    "installed": i,
+                    "delta_used": transfer.delta.is_some(),
+                    "delta": transfer.delta,
+                    "delta_base_version": transfer.delta_base_version,
+                    "delta_fallback": transfer.delta_fallback,
+                    "downloaded_bytes": transfer.downloaded_bytes,
+                }));
             } else {
+                let how = match &transfer.delta {
+                    Some(d) => format!(" from the delta {d}"),
+                    None => String::new(),
+                };
                 println!(
-                    "installed {} {} to {}",
+                    "installed {} {} to {}{how} ({} bytes downloaded)",
                     i.name,
                     i.version,
-                    i.install_path.display()
+                    i.install_path.display(),
+                    transfer.downloaded_bytes
                 );
             }
             Ok(0)

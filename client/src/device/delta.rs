@@ -1,0 +1,206 @@
+//! Delta targets: patches that turn the image installed at the install path into the chosen
+//! release. A patch is used only when its signed base (`custom.ota.delta.base`) has exactly
+//! the length and sha256 of the file at the install path, hashed just before.
+use crate::VerifiedTarget;
+use ota_formats::target_meta::{DeltaInfo, OtaTarget, DELTA_FORMAT_PATCH_V1};
+use sha2::{Digest, Sha256};
+use std::io::{self, Read};
+use std::path::Path;
+
+/// A verified patch target for a release, with its signed metadata.
+#[derive(Debug, Clone)]
+pub struct DeltaTarget {
+    /// The verified patch target entry.
+    pub target: VerifiedTarget,
+    /// Its signed `custom.ota` (image = the resulting image).
+    pub ota: OtaTarget,
+    /// Its typed `custom.ota.delta`.
+    pub info: DeltaInfo,
+}
+
+/// Length and sha256 of the image currently at the install path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CurrentImage {
+    /// Length in bytes.
+    pub length: u64,
+    /// Lower-case hex sha256.
+    pub sha256: String,
+}
+
+impl CurrentImage {
+    /// Hash the file at `path`; `Ok(None)` when there is no file (nothing to patch).
+    pub fn measure(path: &Path) -> io::Result<Option<Self>> {
+        let mut file = match std::fs::File::open(path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let mut hash = Sha256::new();
+        let mut buf = vec![0u8; 1 << 16];
+        let mut length = 0u64;
+        loop {
+            let n = match file.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            hash.update(&buf[..n]);
+            length += n as u64;
+        }
+        Ok(Some(CurrentImage {
+            length,
+            sha256: hex::encode(hash.finalize()),
+        }))
+    }
+}
+
+/// The patch targets that produce exactly the release `full` (same name, version and signed
+/// image) on `hardware_id`, in a format this client applies.
+pub fn deltas_for<'t>(
+    full: &OtaTarget,
+    hardware_id: &str,
+    targets: impl IntoIterator<Item = &'t VerifiedTarget>,
+) -> Vec<DeltaTarget> {
+    let mut out = Vec::new();
+    for t in targets {
+        let Ok(Some(ota)) = OtaTarget::from_custom(t.custom()) else {
+            continue;
+        };
+        let info = match ota.delta_info() {
+            Ok(Some(i)) => i,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::debug!(target = t.path(), "delta skipped: {e}");
+                continue;
+            }
+        };
+        let same_release = ota.name == full.name
+            && ota.version == full.version
+            && ota.image.length == full.image.length
+            && ota.image.sha256 == full.image.sha256;
+        if info.format != DELTA_FORMAT_PATCH_V1
+            || !same_release
+            || !ota.supports_hardware(hardware_id)
+        {
+            continue;
+        }
+        out.push(DeltaTarget {
+            target: t.clone(),
+            ota,
+            info,
+        });
+    }
+    out
+}
+
+/// The patch whose base is `current` (the smallest, when several are), if any.
+pub fn choose<'d>(deltas: &'d [DeltaTarget], current: &CurrentImage) -> Option<&'d DeltaTarget> {
+    deltas
+        .iter()
+        .filter(|d| d.info.base.length == current.length && d.info.base.sha256 == current.sha256)
+        .min_by(|a, b| {
+            a.target
+                .length()
+                .cmp(&b.target.length())
+                .then_with(|| a.target.path().cmp(b.target.path()))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ota_formats::hash::sha256_hex;
+    use ota_formats::metadata::TargetFile;
+    use ota_formats::target_meta::{Compression, ImageInfo};
+
+    fn full(version: &str, image: &[u8]) -> OtaTarget {
+        OtaTarget::new(
+            "fw",
+            version,
+            vec!["b".into()],
+            ImageInfo::new(image.len() as u64, sha256_hex(image)),
+            Compression::Zstd,
+        )
+        .unwrap()
+    }
+
+    fn patch(path: &str, result: &OtaTarget, base: &[u8], wire_len: usize) -> VerifiedTarget {
+        let mut ota = result.clone();
+        ota.compression = Compression::None;
+        ota.delta = Some(
+            DeltaInfo::patch_v1("1.0.0", base.len() as u64, sha256_hex(base), "diff")
+                .to_value()
+                .unwrap(),
+        );
+        let mut file = TargetFile::from_bytes(&vec![0u8; wire_len]);
+        file.custom = Some(ota.to_custom(None).unwrap());
+        VerifiedTarget::new(path, file, "targets")
+    }
+
+    fn current(image: &[u8]) -> CurrentImage {
+        CurrentImage {
+            length: image.len() as u64,
+            sha256: sha256_hex(image),
+        }
+    }
+
+    #[test]
+    fn base_hash_match_is_chosen_and_no_match_means_full() {
+        let new = full("1.1.0", b"new image");
+        let ts = vec![
+            patch("from-a", &new, b"image a", 50),
+            patch("from-a-big", &new, b"image a", 90),
+            patch("from-b", &new, b"image b", 10),
+        ];
+        let deltas = deltas_for(&new, "b", &ts);
+        assert_eq!(deltas.len(), 3);
+        let pick = |img: &[u8]| choose(&deltas, &current(img)).map(|d| d.target.path().to_string());
+        assert_eq!(
+            pick(b"image a").as_deref(),
+            Some("from-a"),
+            "smallest matching"
+        );
+        assert_eq!(pick(b"image b").as_deref(), Some("from-b"));
+        assert_eq!(pick(b"modified image"), None, "no base match: full image");
+        // Same hash but another length is not the base either.
+        let mut c = current(b"image a");
+        c.length += 1;
+        assert!(choose(&deltas, &c).is_none());
+    }
+
+    #[test]
+    fn patches_of_other_releases_hardware_or_formats_are_ignored() {
+        let new = full("1.1.0", b"new image");
+        let other_version = full("1.2.0", b"new image");
+        let other_image = full("1.1.0", b"other image");
+        let mut odd_format = patch("odd", &new, b"a", 1);
+        let mut f = odd_format.file().clone();
+        f.custom.as_mut().unwrap()["ota"]["delta"]["format"] = "zstd-patch-from".into();
+        odd_format = VerifiedTarget::new("odd", f, "targets");
+        let mut untyped = patch("untyped", &new, b"a", 1);
+        let mut f = untyped.file().clone();
+        f.custom.as_mut().unwrap()["ota"]["delta"] = serde_json::json!({"from": "1.0.0"});
+        untyped = VerifiedTarget::new("untyped", f, "targets");
+        let ts = vec![
+            patch("v", &other_version, b"a", 1),
+            patch("i", &other_image, b"a", 1),
+            odd_format,
+            untyped,
+            VerifiedTarget::new("plain", TargetFile::from_bytes(b"x"), "targets"),
+        ];
+        assert!(deltas_for(&new, "b", &ts).is_empty());
+        let ok = vec![patch("ok", &new, b"a", 1)];
+        assert_eq!(deltas_for(&new, "b", &ok).len(), 1);
+        assert!(deltas_for(&new, "other-board", &ok).is_empty());
+    }
+
+    #[test]
+    fn measure_hashes_the_file_and_none_when_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("img");
+        assert_eq!(CurrentImage::measure(&p).unwrap(), None);
+        std::fs::write(&p, b"abc").unwrap();
+        assert_eq!(CurrentImage::measure(&p).unwrap(), Some(current(b"abc")));
+    }
+}
