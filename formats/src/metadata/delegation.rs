@@ -97,31 +97,6 @@ impl KeySource for Delegations {
 }
 
 impl Delegations {
-    /// Roles to consult for `target_path`, in order, as `(name, keyids, threshold, terminating)`.
-    pub fn roles_for<'a>(&'a self, target_path: &str) -> Vec<(String, &'a [String], u64, bool)> {
-        let mut out = Vec::new();
-        if let Some(roles) = &self.roles {
-            for r in roles {
-                if r.is_delegated_path(target_path) {
-                    out.push((
-                        r.name.clone(),
-                        r.keyids.as_slice(),
-                        r.threshold,
-                        r.terminating,
-                    ));
-                }
-            }
-        } else if let Some(s) = &self.succinct_roles {
-            out.push((
-                s.role_for(target_path),
-                s.keyids.as_slice(),
-                s.threshold,
-                true,
-            ));
-        }
-        out
-    }
-
     /// Keys, threshold of delegated role `name`, if this object delegates to it.
     pub fn role(&self, name: &str) -> Option<(&[String], u64)> {
         if let Some(roles) = &self.roles {
