@@ -382,4 +382,21 @@ mod tests {
         encode(Filter::X86, &mut a, 0);
         assert_eq!(a[11..15], a[5001..5005]);
     }
+
+    #[test]
+    fn pointer_prediction_skips_words_of_bl_pairs() {
+        // A BL pair at offset 2 covers half of the words at 0 and 4; the word at 4 then reads
+        // as a small value, but must not be "predicted"; the plain word at 8 must be.
+        let mut s = vec![0u8; 16];
+        s[2..6].copy_from_slice(&[0x10, 0xF0, 0x20, 0xF8]);
+        s[8..12].copy_from_slice(&0x1801u32.to_le_bytes());
+        let map = AddressMap::new(vec![(0, 100)]);
+        let (mut with, mut without) = (s.clone(), s.clone());
+        encode_remapped(Filter::ThumbRemapPointers, &mut with, 0, &map);
+        encode_remapped(Filter::ThumbRemap, &mut without, 0, &map);
+        assert!(u32::from_le_bytes([with[4], with[5], with[6], with[7]]) <= MASK23);
+        assert_eq!(with[..8], without[..8]);
+        assert_eq!(with[8..12], (0x1801u32 + 100).to_le_bytes());
+        assert_eq!(without[8..12], 0x1801u32.to_le_bytes());
+    }
 }
