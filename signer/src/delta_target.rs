@@ -352,6 +352,7 @@ pub fn build(
     );
     let method = match info.chosen.method {
         Method::Diff => "diff",
+        Method::SparseDiff => "sparse-diff",
         Method::Full => "full",
     };
     let mut report = PatchReport {

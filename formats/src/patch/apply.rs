@@ -60,7 +60,7 @@ where
 
     let old = match header.method {
         Method::Full => None,
-        Method::Diff => Some(check_base(base, &header)?),
+        Method::Diff | Method::SparseDiff => Some(check_base(base, &header)?),
     };
 
     let truncated = Rc::new(Cell::new(false));
@@ -199,6 +199,18 @@ fn apply_diff<B: Read + Seek, W: Write>(
                 stats.blocks
             ));
         }
+        let n_runs = if header.method == Method::SparseDiff {
+            let r = input.varint("block header")?;
+            if r > diff_len {
+                return corrupt(format!(
+                    "block {} has {r} diff runs for {diff_len} bytes",
+                    stats.blocks
+                ));
+            }
+            Some(r)
+        } else {
+            None
+        };
         records.clear();
         let (mut sum_add, mut sum_extra) = (0u64, 0u64);
         for _ in 0..n {
@@ -222,8 +234,12 @@ fn apply_diff<B: Read + Seek, W: Write>(
                 stats.blocks, header.result_len
             ));
         }
+        diff.clear();
         diff.resize(diff_len as usize, 0);
-        input.read_exact(&mut diff, "diff section")?;
+        match n_runs {
+            None => input.read_exact(&mut diff, "diff section")?,
+            Some(r) => read_sparse(input, &mut diff, r, stats.blocks)?,
+        }
         stats.peak_block_bytes = stats.peak_block_bytes.max(diff_len + 24 * n);
 
         let mut d = 0usize;
@@ -264,6 +280,47 @@ fn apply_diff<B: Read + Seek, W: Write>(
         }
         stats.records += n;
         stats.blocks += 1;
+    }
+    Ok(())
+}
+
+/// Fills the zeroed `diff` from `n_runs` zero / literal runs and the literal bytes after
+/// them. The literal positions are first marked with 1 in `diff` itself, so no run list is
+/// buffered.
+fn read_sparse(
+    input: &mut Payload<'_>,
+    diff: &mut [u8],
+    n_runs: u64,
+    block: u64,
+) -> Result<(), PatchError> {
+    let mut at = 0u64;
+    let len = diff.len() as u64;
+    for _ in 0..n_runs {
+        let zeros = input.varint("diff runs")?;
+        let lit = input.varint("diff runs")?;
+        let end = at.saturating_add(zeros).saturating_add(lit);
+        if zeros.saturating_add(lit) == 0 || end > len {
+            return Err(PatchError::CorruptControl(format!(
+                "block {block}: diff runs empty or past the diff section ({len} bytes)"
+            )));
+        }
+        diff[(at + zeros) as usize..end as usize].fill(1);
+        at = end;
+    }
+    if at != len {
+        return Err(PatchError::CorruptControl(format!(
+            "block {block}: diff runs cover {at} of {len} bytes"
+        )));
+    }
+    let mut i = 0;
+    while i < diff.len() {
+        if diff[i] == 0 {
+            i += 1;
+            continue;
+        }
+        let l = diff[i..].iter().take_while(|&&b| b == 1).count();
+        input.read_exact(&mut diff[i..i + l], "diff literals")?;
+        i += l;
     }
     Ok(())
 }

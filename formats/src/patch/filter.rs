@@ -126,7 +126,8 @@ fn run(filter: Filter, buf: &mut [u8], offset: u64, encode: bool, map: Option<&A
     for (k, seg) in buf.chunks_mut(SEGMENT).enumerate() {
         let at = offset + (k * SEGMENT) as u64;
         match filter {
-            Filter::Thumb | Filter::ThumbRemap => thumb_segment(seg, at, encode, map),
+            Filter::Thumb | Filter::ThumbRemap => thumb_segment(seg, at, encode, map, false),
+            Filter::ThumbRemapPointers => thumb_segment(seg, at, encode, map, true),
             _ => x86_segment(seg, at, encode, map),
         }
     }
@@ -216,12 +217,30 @@ const MASK23: u32 = (1 << 23) - 1;
 /// little-endian at even offsets): the 22-bit halfword offset becomes the absolute halfword
 /// address (mod 2^22) of the target. Every match is rewritten and skipped, and the bits
 /// that identify a match are kept, so decoding takes the same decisions.
-fn thumb_segment(s: &mut [u8], offset: u64, encode: bool, map: Option<&AddressMap>) {
+///
+/// With `pointers` and a map (the base of a [`Filter::ThumbRemapPointers`] patch), every
+/// 4-aligned little-endian word `w` of the segment that no `BL` rewrite touched and that is
+/// below 2^23 (a position in the image, bit 0 being the Thumb mark of code pointers) is
+/// then predicted as `w + shift(w & !1)` (mod 2^32): a prediction only, never decoded.
+fn thumb_segment(
+    s: &mut [u8],
+    offset: u64,
+    encode: bool,
+    map: Option<&AddressMap>,
+    pointers: bool,
+) {
+    // Halfwords rewritten as part of a BL pair (a segment has SEGMENT / 2 of them).
+    let mut touched = [0u64; SEGMENT / 128];
     let mut i = 0;
     while i + 4 <= s.len() {
         if s[i + 1] & 0xF8 != 0xF0 || s[i + 3] & 0xF8 != 0xF8 {
             i += 2;
             continue;
+        }
+        for h in [i / 2, i / 2 + 1] {
+            if let Some(t) = touched.get_mut(h / 64) {
+                *t |= 1 << (h % 64);
+            }
         }
         let v = (u32::from(s[i + 1] & 7) << 19)
             | (u32::from(s[i]) << 11)
@@ -242,6 +261,25 @@ fn thumb_segment(s: &mut [u8], offset: u64, encode: bool, map: Option<&AddressMa
         s[i + 3] = 0xF8 | ((w >> 8) & 7) as u8;
         s[i + 2] = w as u8;
         i += 4;
+    }
+    let Some(m) = map.filter(|_| pointers) else {
+        return;
+    };
+    let is_touched = |h: usize| {
+        touched
+            .get(h / 64)
+            .is_some_and(|t| t & (1 << (h % 64)) != 0)
+    };
+    for i in (0..s.len().saturating_sub(3)).step_by(4) {
+        if is_touched(i / 2) || is_touched(i / 2 + 1) {
+            continue;
+        }
+        let w = u32::from_le_bytes([s[i], s[i + 1], s[i + 2], s[i + 3]]);
+        if w > MASK23 {
+            continue;
+        }
+        let p = w.wrapping_add(m.shift(w & !1) as u32);
+        s[i..i + 4].copy_from_slice(&p.to_le_bytes());
     }
 }
 
@@ -343,5 +381,22 @@ mod tests {
         a[5001..5005].copy_from_slice(&(500u32.wrapping_sub(5005)).to_le_bytes());
         encode(Filter::X86, &mut a, 0);
         assert_eq!(a[11..15], a[5001..5005]);
+    }
+
+    #[test]
+    fn pointer_prediction_skips_words_of_bl_pairs() {
+        // A BL pair at offset 2 covers half of the words at 0 and 4; the word at 4 then reads
+        // as a small value, but must not be "predicted"; the plain word at 8 must be.
+        let mut s = vec![0u8; 16];
+        s[2..6].copy_from_slice(&[0x10, 0xF0, 0x20, 0xF8]);
+        s[8..12].copy_from_slice(&0x1801u32.to_le_bytes());
+        let map = AddressMap::new(vec![(0, 100)]);
+        let (mut with, mut without) = (s.clone(), s.clone());
+        encode_remapped(Filter::ThumbRemapPointers, &mut with, 0, &map);
+        encode_remapped(Filter::ThumbRemap, &mut without, 0, &map);
+        assert!(u32::from_le_bytes([with[4], with[5], with[6], with[7]]) <= MASK23);
+        assert_eq!(with[..8], without[..8]);
+        assert_eq!(with[8..12], (0x1801u32 + 100).to_le_bytes());
+        assert_eq!(without[8..12], 0x1801u32.to_le_bytes());
     }
 }

@@ -18,6 +18,17 @@ pub enum Method {
     /// The payload is a sequence of copy-with-difference and literal records against the base
     /// (bsdiff-like control, diff and extra sections, see `payload`).
     Diff = 1,
+    /// As [`Method::Diff`], with each block's diff section sent sparsely: runs of zero
+    /// bytes and of literal difference bytes (see `payload`). Small firmware changes leave
+    /// the diff section almost all zeros, which this encodes in a few bytes per change.
+    SparseDiff = 2,
+}
+
+impl Method {
+    /// Whether the payload is a sequence of diff blocks against the base.
+    pub fn is_diff(self) -> bool {
+        matches!(self, Method::Diff | Method::SparseDiff)
+    }
 }
 
 /// How the payload is compressed.
@@ -45,12 +56,19 @@ pub enum Filter {
     Thumb = 3,
     /// As [`Filter::Thumb`], with the base's targets predicted through an address map.
     ThumbRemap = 4,
+    /// As [`Filter::ThumbRemap`], and moreover the base's aligned 32-bit words that look like
+    /// pointers into the image (literal pools, vector and function tables) are predicted
+    /// through the address map (see `filter`).
+    ThumbRemapPointers = 5,
 }
 
 impl Filter {
     /// Whether the diff payload starts with an address map for the base.
     pub fn is_remap(self) -> bool {
-        matches!(self, Filter::X86Remap | Filter::ThumbRemap)
+        matches!(
+            self,
+            Filter::X86Remap | Filter::ThumbRemap | Filter::ThumbRemapPointers
+        )
     }
 }
 
@@ -59,6 +77,7 @@ impl Method {
         match v {
             0 => Ok(Method::Full),
             1 => Ok(Method::Diff),
+            2 => Ok(Method::SparseDiff),
             other => Err(PatchError::UnsupportedMethod(other)),
         }
     }
@@ -82,6 +101,7 @@ impl Filter {
             2 => Ok(Filter::X86Remap),
             3 => Ok(Filter::Thumb),
             4 => Ok(Filter::ThumbRemap),
+            5 => Ok(Filter::ThumbRemapPointers),
             other => Err(PatchError::UnsupportedFilter(other)),
         }
     }

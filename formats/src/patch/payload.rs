@@ -13,6 +13,17 @@
 //! block's diff section, advance the cursor by `add_len`, then emit the next `extra_len`
 //! bytes of the block's extra section. The record lengths must add up to the section
 //! lengths; `diff_len` is at most `2^block_log` and `n_records` at most `2^(block_log-4)`.
+//!
+//! With [`Method::SparseDiff`](super::Method::SparseDiff) the diff section is sent as runs:
+//!
+//! ```text
+//! block   = n_records:varint diff_len:varint extra_len:varint n_runs:varint
+//!           record{n_records} run{n_runs} nonzero[sum of run.literal] extra[extra_len]
+//! run     = zeros:varint literal:varint          (zeros + literal >= 1)
+//! ```
+//!
+//! The runs, in order, lay out the `diff_len` bytes of the diff section: `zeros` zero bytes
+//! then `literal` bytes taken in order from `nonzero`; their lengths sum to `diff_len`.
 
 use super::varint::{put_i64, put_u64};
 
@@ -51,6 +62,21 @@ struct BlockBuilder {
     records: Vec<Record>,
     diff: Vec<u8>,
     extra: Vec<u8>,
+    sparse: bool,
+}
+
+/// The runs of `diff` (zero bytes, then literal bytes) and the literal bytes.
+fn sparse_runs(diff: &[u8]) -> (Vec<(u64, u64)>, Vec<u8>) {
+    let (mut runs, mut lits) = (Vec::new(), Vec::new());
+    let mut i = 0;
+    while i < diff.len() {
+        let z = diff[i..].iter().take_while(|&&b| b == 0).count();
+        let l = diff[i + z..].iter().take_while(|&&b| b != 0).count();
+        lits.extend_from_slice(&diff[i + z..i + z + l]);
+        runs.push((z as u64, l as u64));
+        i += z + l;
+    }
+    (runs, lits)
 }
 
 impl BlockBuilder {
@@ -61,12 +87,25 @@ impl BlockBuilder {
         put_u64(out, self.records.len() as u64);
         put_u64(out, self.diff.len() as u64);
         put_u64(out, self.extra.len() as u64);
+        let sparse = self.sparse.then(|| sparse_runs(&self.diff));
+        if let Some((runs, _)) = &sparse {
+            put_u64(out, runs.len() as u64);
+        }
         for r in &self.records {
             put_u64(out, r.add_len);
             put_u64(out, r.extra_len);
             put_i64(out, r.seek);
         }
-        out.extend_from_slice(&self.diff);
+        match sparse {
+            Some((runs, lits)) => {
+                for (z, l) in runs {
+                    put_u64(out, z);
+                    put_u64(out, l);
+                }
+                out.extend_from_slice(&lits);
+            }
+            None => out.extend_from_slice(&self.diff),
+        }
         out.extend_from_slice(&self.extra);
         self.records.clear();
         self.diff.clear();
@@ -80,6 +119,19 @@ impl BlockBuilder {
 /// # Panics
 /// If the covers do not tile `new` or point outside `old` (a bug in the caller).
 pub fn encode(old: &[u8], new: &[u8], covers: &[Cover], block_log: u8) -> Vec<u8> {
+    encode_blocks(old, new, covers, block_log, false)
+}
+
+/// As [`encode`], in the block layout of [`Method::SparseDiff`](super::Method::SparseDiff)
+/// (diff sections as zero / literal runs).
+///
+/// # Panics
+/// If the covers do not tile `new` or point outside `old` (a bug in the caller).
+pub fn encode_sparse(old: &[u8], new: &[u8], covers: &[Cover], block_log: u8) -> Vec<u8> {
+    encode_blocks(old, new, covers, block_log, true)
+}
+
+fn encode_blocks(old: &[u8], new: &[u8], covers: &[Cover], block_log: u8, sparse: bool) -> Vec<u8> {
     let cap = 1usize << block_log;
     let max_rec = max_records(block_log) as usize;
     let mut out = Vec::new();
@@ -87,6 +139,7 @@ pub fn encode(old: &[u8], new: &[u8], covers: &[Cover], block_log: u8) -> Vec<u8
         records: Vec::new(),
         diff: Vec::new(),
         extra: Vec::new(),
+        sparse,
     };
     let mut cursor: i64 = 0;
     let mut expect_new = 0u64;

@@ -1,5 +1,5 @@
-//! ota-delta-bench: compares our delta patches with bsdiff, xdelta3 and zstd --patch-from on a
-//! corpus of image pairs, printing one table of sizes, times and peak memory.
+//! ota-delta-bench: compares our delta patches with bsdiff, xdelta3, zstd --patch-from and
+//! HDiffPatch on a corpus of image pairs, printing one table of sizes, times and peak memory.
 //!
 //! Exit codes: 0 success, 1 a run of ours failed or produced a wrong image, 2 usage error.
 
@@ -14,11 +14,12 @@ use std::time::{Duration, Instant};
 #[derive(Parser)]
 #[command(
     name = "ota-delta-bench",
-    about = "Benchmark our delta patches against bsdiff, xdelta3 and zstd --patch-from",
+    about = "Benchmark our delta patches against bsdiff, xdelta3, zstd --patch-from and HDiffPatch",
     after_help = "Example:\n  cargo run --release -p ota-signer --bin ota-delta-bench -- --pairs nrf52,esbuild\n\n\
 The corpus is made by /work/shared/corpus/fetch.sh (pairs <name>.old/<name>.new).\n\
 Peers are run through /usr/bin/time -v (apt-get install -y bsdiff xdelta3 zstd time);\n\
-a missing peer is shown as 'missing'."
+HDiffPatch runs as hdiffz/hpatchz when on PATH, else through its PyPI binding\n\
+(pip install hdiffpatch; interpreter from --python). A missing peer is shown as 'missing'."
 )]
 struct Cli {
     /// Directory holding <pair>.old and <pair>.new.
@@ -30,7 +31,8 @@ struct Cli {
     /// Skip the peer tools (ours only).
     #[arg(long)]
     no_peers: bool,
-    /// Only these tools (comma-separated: ours, full, bsdiff, xdelta3, zstd-patch-from).
+    /// Only these tools (comma-separated: ours, full, bsdiff, xdelta3, zstd-patch-from,
+    /// hdiffpatch).
     #[arg(long, value_delimiter = ',')]
     tools: Vec<String>,
     /// Seconds after which a peer run is killed and reported as timed out.
@@ -39,6 +41,9 @@ struct Cli {
     /// Working directory for patches and outputs (default: a temp dir).
     #[arg(long)]
     work: Option<PathBuf>,
+    /// Python interpreter with the `hdiffpatch` package, used when hdiffz is not on PATH.
+    #[arg(long, default_value = "python3")]
+    python: String,
     /// Print the results as JSON lines too.
     #[arg(long)]
     json: bool,
@@ -197,8 +202,9 @@ fn bench(cli: &Cli) -> ExitCode {
     let skip_peer = |t: &str| cli.no_peers || !want(t);
     let mut rows = Vec::new();
     let mut failed = false;
-    println!("| pair | new size | zstd -19 full | ours | bsdiff | xdelta3 -9 -S djw | zstd -19 --long=31 --patch-from | ours / best peer |");
-    println!("|---|---|---|---|---|---|---|---|");
+    let hdp = hdiffpatch_runner(&cli.python);
+    println!("| pair | new size | zstd -19 full | ours | bsdiff | xdelta3 -9 -S djw | zstd -19 --long=31 --patch-from | HDiffPatch -m ({}) | ours / best peer |", hdp.as_ref().map_or("missing", |h| h.label));
+    println!("|---|---|---|---|---|---|---|---|---|");
     for name in &names {
         let old = corpus.join(format!("{name}.old"));
         let new = corpus.join(format!("{name}.new"));
@@ -336,6 +342,28 @@ fn bench(cli: &Cli) -> ExitCode {
                 ),
             ));
         }
+        if !skip_peer("hdiffpatch") {
+            eprintln!("[{name}] HDiffPatch");
+            let outcome = match &hdp {
+                None => Outcome::Missing,
+                Some(h) => {
+                    let (pp, po) = (s(&p("hdp")), s(&p("hdp.out")));
+                    let (c, a) = h.commands(&s(&old), &s(&new), &pp, &po);
+                    let cargs: Vec<&str> = c[1..].iter().map(String::as_str).collect();
+                    let aargs: Vec<&str> = a[1..].iter().map(String::as_str).collect();
+                    run_pair(
+                        have_time,
+                        timeout,
+                        (&c[0], &cargs),
+                        Some((&a[0], &aargs)),
+                        &p("hdp"),
+                        &p("hdp.out"),
+                        &new_sha,
+                    )
+                }
+            };
+            peers.push(("hdiffpatch", outcome));
+        }
         let best_peer = peers
             .iter()
             .filter_map(|(_, o)| match o {
@@ -362,7 +390,7 @@ fn bench(cli: &Cli) -> ExitCode {
                 .unwrap_or_else(|| "skipped".into())
         };
         println!(
-            "| {name} | {} | {} | {} | {} | {} | {} | {ratio} |",
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {ratio} |",
             group(new_len),
             if cli.no_peers {
                 "skipped".into()
@@ -373,6 +401,7 @@ fn bench(cli: &Cli) -> ExitCode {
             peer_cell("bsdiff"),
             peer_cell("xdelta3"),
             peer_cell("zstd-patch-from"),
+            peer_cell("hdiffpatch"),
         );
         let peer_json = |k: &str| {
             peers
@@ -382,12 +411,13 @@ fn bench(cli: &Cli) -> ExitCode {
         };
         if cli.json {
             rows.push(format!(
-                "{{\"pair\":\"{name}\",\"new\":{new_len},\"ours\":{},\"full_zstd19\":{},\"bsdiff\":{},\"xdelta3\":{},\"zstd_patch_from\":{},\"ratio\":\"{ratio}\"}}",
+                "{{\"pair\":\"{name}\",\"new\":{new_len},\"ours\":{},\"full_zstd19\":{},\"bsdiff\":{},\"xdelta3\":{},\"zstd_patch_from\":{},\"hdiffpatch\":{},\"ratio\":\"{ratio}\"}}",
                 json_size(&ours),
                 json_size(&full),
                 peer_json("bsdiff"),
                 peer_json("xdelta3"),
                 peer_json("zstd-patch-from"),
+                peer_json("hdiffpatch"),
             ));
         }
     }
@@ -401,6 +431,62 @@ fn bench(cli: &Cli) -> ExitCode {
     } else {
         ExitCode::SUCCESS
     }
+}
+
+/// Creates an HDiffPatch patch with the PyPI binding: in-memory suffix-array diff (what
+/// `hdiffz -m` does), keeping the smallest of its lzma2, lzma and zstd outputs.
+const HDP_PY: &str = r#"
+import sys, hdiffpatch as h
+mode, a, b, c = sys.argv[1:5]
+if mode == "create":
+    o, n = open(a, "rb").read(), open(b, "rb").read()
+    best = min((h.diff(o, n, k, validate=False) for k in ("lzma2", "lzma", "zstd")), key=len)
+    open(c, "wb").write(best)
+else:
+    open(c, "wb").write(h.apply(open(a, "rb").read(), open(b, "rb").read()))
+"#;
+
+/// How HDiffPatch is run: its own CLI or the Python binding.
+struct Hdp {
+    label: &'static str,
+    python: Option<String>,
+}
+
+impl Hdp {
+    /// The create and apply command lines (program first).
+    fn commands(&self, old: &str, new: &str, patch: &str, out: &str) -> (Vec<String>, Vec<String>) {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        match &self.python {
+            None => (
+                v(&["hdiffz", "-m", "-f", "-c-lzma2-9-16m", old, new, patch]),
+                v(&["hpatchz", "-f", old, patch, out]),
+            ),
+            Some(py) => (
+                v(&[py, "-c", HDP_PY, "create", old, new, patch]),
+                v(&[py, "-c", HDP_PY, "apply", old, patch, out]),
+            ),
+        }
+    }
+}
+
+/// HDiffPatch if available: `hdiffz`/`hpatchz` on PATH, else `python -c 'import hdiffpatch'`.
+fn hdiffpatch_runner(python: &str) -> Option<Hdp> {
+    if on_path("hdiffz") && on_path("hpatchz") {
+        return Some(Hdp {
+            label: "hdiffz lzma2",
+            python: None,
+        });
+    }
+    let ok = Command::new(python)
+        .args(["-c", "import hdiffpatch"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    ok.then(|| Hdp {
+        label: "PyPI binding, best of lzma2/lzma/zstd",
+        python: Some(python.to_string()),
+    })
 }
 
 fn json_size(o: &Outcome) -> String {

@@ -84,6 +84,7 @@ impl Default for CreateOptions {
                 Filter::X86Remap,
                 Filter::Thumb,
                 Filter::ThumbRemap,
+                Filter::ThumbRemapPointers,
             ],
             codecs: vec![
                 CodecChoice {
@@ -143,7 +144,7 @@ impl PatchInfo {
     /// Whether to publish the delta: it is a diff and at most `publish_ratio` of the full
     /// patch. Otherwise clients should simply download the full image.
     pub fn worth_publishing(&self) -> bool {
-        self.chosen.method == Method::Diff
+        self.chosen.method.is_diff()
             && (self.chosen.len as f64) <= self.full_len as f64 * self.publish_ratio
     }
 }
@@ -204,7 +205,7 @@ fn compress_all(
     let wlog = window_log_for(data.len(), opts.max_window_log);
     let first_lzma = codecs.iter().copied().find(|c| c.codec == Codec::Lzma2);
     let codecs: Vec<CodecChoice> = match first_lzma {
-        Some(c) if method == Method::Diff && data.len() > opts.thorough_limit * 16 => vec![c],
+        Some(c) if method.is_diff() && data.len() > opts.thorough_limit * 16 => vec![c],
         _ => codecs.to_vec(),
     };
     let level = if method == Method::Full && data.len() > opts.thorough_limit {
@@ -263,13 +264,32 @@ pub fn diff_payload(
     block_log: u8,
     threads: usize,
 ) -> Vec<u8> {
+    diff_payloads(old, new, filter, block_log, threads).0
+}
+
+/// The diff payloads of `new` against `old` under `filter`, in the layouts of
+/// [`Method::Diff`] and [`Method::SparseDiff`].
+fn diff_payloads(
+    old: &[u8],
+    new: &[u8],
+    filter: Filter,
+    block_log: u8,
+    threads: usize,
+) -> (Vec<u8>, Vec<u8>) {
+    let both = |o: &[u8], n: &[u8], c: &[payload::Cover], prefix: &[u8]| {
+        let mut dense = prefix.to_vec();
+        dense.extend(payload::encode(o, n, c, block_log));
+        let mut sparse = prefix.to_vec();
+        sparse.extend(payload::encode_sparse(o, n, c, block_log));
+        (dense, sparse)
+    };
     let (fo, fnew) = (filtered(old, filter), filtered(new, filter));
     let idx = suffix::SuffixIndex::new(&fo);
     let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
     drop(idx);
     tracing::debug!(?filter, covers = covers.len(), "cover search done");
     if !filter.is_remap() {
-        return payload::encode(&fo, &fnew, &covers, block_log);
+        return both(&fo, &fnew, &covers, &[]);
     }
     // Second pass: predict the base's operands through the alignment the first pass found,
     // then diff against that prediction.
@@ -280,10 +300,9 @@ pub fn diff_payload(
     let idx = suffix::SuffixIndex::new(&remapped);
     let covers = matcher::covers(&idx, &remapped, &fnew, threads, 1 << 20);
     drop(idx);
-    let mut out = Vec::new();
-    map.write(&mut out);
-    out.extend(payload::encode(&remapped, &fnew, &covers, block_log));
-    out
+    let mut prefix = Vec::new();
+    map.write(&mut prefix);
+    both(&remapped, &fnew, &covers, &prefix)
 }
 
 /// Old position -> shift to the new image, from the covers' alignments: longest covers
@@ -309,7 +328,10 @@ fn address_map(covers: &[payload::Cover]) -> filter::AddressMap {
     filter::AddressMap::new(kept.into_iter().map(|(s, (_, d))| (s as u32, d)).collect())
 }
 
-/// The diff payload under `filter` with a quick size estimate (zstd level 6), or `None`
+/// A diff payload: its method, filter, bytes and a quick compressed-size estimate.
+type Attempt = (Method, Filter, Vec<u8>, usize);
+
+/// The diff payloads under `filter` (dense and sparse) with a quick size estimate (zstd level 6), or none
 /// when the filter cannot apply to images this large.
 fn diff_attempt(
     old: &[u8],
@@ -317,27 +339,34 @@ fn diff_attempt(
     filter: Filter,
     opts: &CreateOptions,
     threads: usize,
-) -> Result<Option<(Filter, Vec<u8>, usize)>, DeltaError> {
+) -> Result<Vec<Attempt>, DeltaError> {
     let limit = match filter {
         // Thumb targets are halfword positions modulo 2^23 bytes, x86 ones modulo 2^25.
-        Filter::ThumbRemap => 1 << 23,
+        Filter::ThumbRemap | Filter::ThumbRemapPointers => 1 << 23,
         Filter::X86Remap => 1 << 25,
         _ => usize::MAX,
     };
     if old.len().max(new.len()) >= limit {
-        return Ok(None);
+        return Ok(Vec::new());
     }
-    let data = diff_payload(old, new, filter, opts.block_log, threads);
-    let estimate = zstd::bulk::compress(&data, 6)
-        .map_err(|e| DeltaError::Compress(e.to_string()))?
-        .len();
-    Ok(Some((filter, data, estimate)))
+    let (dense, sparse) = diff_payloads(old, new, filter, opts.block_log, threads);
+    let mut out = Vec::new();
+    for (method, data) in [(Method::Diff, dense), (Method::SparseDiff, sparse)] {
+        let estimate = zstd::bulk::compress(&data, 6)
+            .map_err(|e| DeltaError::Compress(e.to_string()))?
+            .len();
+        out.push((method, filter, data, estimate));
+    }
+    Ok(out)
 }
 
 /// Whether trying `filter` on an image like `new` makes sense: ELF executables name their
 /// machine; raw images (firmware) get every filter while small, and the x86 one when large.
 fn filter_fits(new: &[u8], filter: Filter) -> bool {
-    let thumb = matches!(filter, Filter::Thumb | Filter::ThumbRemap);
+    let thumb = matches!(
+        filter,
+        Filter::Thumb | Filter::ThumbRemap | Filter::ThumbRemapPointers
+    );
     let x86 = matches!(filter, Filter::X86 | Filter::X86Remap);
     if filter == Filter::None {
         return true;
@@ -401,18 +430,18 @@ pub fn create_patch_bytes(
         Ok(())
     })?;
     // Only the most promising payloads get the slow, strong compressors.
-    attempts.sort_by_key(|a| a.2);
+    attempts.sort_by_key(|a| a.3);
     if new.len() > opts.thorough_limit {
         attempts.truncate(opts.finalists.max(1));
     }
-    for (f, _, est) in &attempts {
-        tracing::debug!(filter = ?f, estimate = est, "finalist");
+    for (m, f, _, est) in &attempts {
+        tracing::debug!(method = ?m, filter = ?f, estimate = est, "finalist");
     }
     std::thread::scope(|s| -> Result<(), DeltaError> {
         let handles: Vec<_> = attempts
             .iter()
-            .map(|(f, data, _)| {
-                s.spawn(move || compress_all(base_ref, Method::Diff, *f, &opts.codecs, data, opts))
+            .map(|(m, f, data, _)| {
+                s.spawn(move || compress_all(base_ref, *m, *f, &opts.codecs, data, opts))
             })
             .collect();
         for h in handles {
