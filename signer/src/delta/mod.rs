@@ -99,6 +99,11 @@ impl Default for CreateOptions {
                     codec: Codec::Lzma2,
                     lzma_props: (1, 0, 0),
                 },
+                // Wide literal contexts: 0.5% smaller than lc=1 on ruff's payload.
+                CodecChoice {
+                    codec: Codec::Lzma2,
+                    lzma_props: (4, 0, 0),
+                },
             ],
             max_window_log: 23,
             block_log: 21,
