@@ -2,9 +2,12 @@
 //!
 //! Several candidates are built and the smallest is kept:
 //! * **diff**: bsdiff-style covers (see [`matcher`]) found through a suffix array of the old
-//!   image, serialised into the block payload of `ota_formats::patch` and compressed with
-//!   zstd and with LZMA2; each both on the raw images and on images passed through the x86
-//!   branch filter (`ota_formats::patch::filter`), which the applier undoes while streaming;
+//!   image, serialised into the block payload of `ota_formats::patch` both densely
+//!   (`Method::Diff`) and with zero / literal runs for the diff bytes (`Method::SparseDiff`),
+//!   and compressed with zstd and with LZMA2 (several literal-context settings); each on the
+//!   raw images and on images passed through the machine-code filters
+//!   (`ota_formats::patch::filter`: x86, Thumb, their remap variants, and Thumb remap plus
+//!   pointer prediction), which the applier undoes while streaming;
 //! * **full**: the new image alone, compressed, as the fallback.
 //!
 //! zstd's `--patch-from` mode (the old image as a dictionary) is deliberately not a
@@ -98,6 +101,11 @@ impl Default for CreateOptions {
                 CodecChoice {
                     codec: Codec::Lzma2,
                     lzma_props: (1, 0, 0),
+                },
+                // Wide literal contexts: 0.5% smaller than lc=1 on ruff's payload.
+                CodecChoice {
+                    codec: Codec::Lzma2,
+                    lzma_props: (4, 0, 0),
                 },
             ],
             max_window_log: 23,
