@@ -156,7 +156,7 @@ fn create_from_files() {
     assert!(err.to_string().contains("missing"));
 }
 
-/// Real image pairs from /work/shared/corpus/fetch.sh (run with `--ignored`; takes minutes).
+/// Real image pairs from ../shared/corpus/fetch.sh (beside the project checkout) (run with `--ignored`; takes minutes).
 #[test]
 #[ignore]
 fn corpus_pairs_round_trip() {

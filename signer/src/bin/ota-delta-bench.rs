@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
     name = "ota-delta-bench",
     about = "Benchmark our delta patches against bsdiff, xdelta3, zstd --patch-from and HDiffPatch",
     after_help = "Example:\n  cargo run --release -p ota-signer --bin ota-delta-bench -- --pairs nrf52,esbuild\n\n\
-The corpus is made by /work/shared/corpus/fetch.sh (pairs <name>.old/<name>.new).\n\
+The corpus is made by ../shared/corpus/fetch.sh (beside the project checkout) (pairs <name>.old/<name>.new).\n\
 Peers are run through /usr/bin/time -v (apt-get install -y bsdiff xdelta3 zstd time);\n\
 HDiffPatch runs as hdiffz/hpatchz when on PATH, else through its PyPI binding\n\
 (pip install hdiffpatch; interpreter from --python). A missing peer is shown as 'missing'."
@@ -168,7 +168,7 @@ fn bench(cli: &Cli) -> ExitCode {
             .collect(),
         Err(e) => {
             eprintln!("error: cannot read corpus {}: {e}", corpus.display());
-            eprintln!("hint: run /work/shared/corpus/fetch.sh or pass --corpus DIR");
+            eprintln!("hint: run ../shared/corpus/fetch.sh (beside the project checkout) or pass --corpus DIR");
             return ExitCode::from(2);
         }
     };
