@@ -22,7 +22,7 @@ pub const RECIPIENTS_FILE: &str = "ota-recipients.json";
 /// Format version of the recipients file.
 pub const RECIPIENTS_FORMAT: u32 = 1;
 /// Longest recipient or group name, in bytes.
-pub const MAX_NAME_LEN: usize = 64;
+pub const MAX_NAME_LEN: usize = ota_formats::envelope::MAX_RECIPIENT_NAME_LEN;
 
 /// A recipient group and its public key.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,12 +72,7 @@ impl Default for Recipients {
 /// Check a device or group name: 1 to 64 ASCII letters, digits, `.`, `_`, `-`, starting with
 /// a letter or digit (group names become key file names).
 pub fn validate_name(kind: &str, name: &str) -> Result<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_NAME_LEN
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok = ota_formats::envelope::is_valid_recipient_name(name);
     if ok {
         Ok(())
     } else {

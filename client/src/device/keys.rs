@@ -7,7 +7,7 @@ use super::state::StateDir;
 use ota_formats::envelope::{RecipientId, RecipientSecretKey};
 
 /// Longest group name (as in `ota-sign recipients group-create`).
-pub const MAX_GROUP_NAME_LEN: usize = 64;
+pub const MAX_GROUP_NAME_LEN: usize = ota_formats::envelope::MAX_RECIPIENT_NAME_LEN;
 
 /// A group secret held by the device.
 #[derive(Debug, Clone)]
@@ -102,12 +102,7 @@ pub fn load(state: &StateDir) -> DeviceResult<Option<RecipientSecretKey>> {
 /// Check a group name: 1 to 64 ASCII letters, digits, `.`, `_`, `-`, starting with a letter
 /// or digit (the rule of `ota-sign`; the name becomes a file name).
 pub fn validate_group_name(name: &str) -> DeviceResult<()> {
-    let ok = !name.is_empty()
-        && name.len() <= MAX_GROUP_NAME_LEN
-        && name.as_bytes()[0].is_ascii_alphanumeric()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+    let ok = ota_formats::envelope::is_valid_recipient_name(name);
     if ok {
         Ok(())
     } else {

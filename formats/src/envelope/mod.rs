@@ -46,7 +46,8 @@ pub use header::{
 };
 pub use info::{EncryptionInfo, AEAD_NAME, FORMAT_V1, KEY_WRAP_NAME};
 pub use recipient::{
-    RecipientId, RecipientPublicKey, RecipientSecretKey, PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX,
+    is_valid_recipient_name, RecipientId, RecipientPublicKey, RecipientSecretKey,
+    MAX_RECIPIENT_NAME_LEN, PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX,
 };
 pub use schedule::{INFO_HEADER_MAC, INFO_PAYLOAD_KEY};
 pub use slip::{

@@ -281,3 +281,24 @@ fn decode_text(prefix: &str, text: &str) -> Result<Zeroizing<Vec<u8>>> {
     }
     Ok(Zeroizing::new(key.to_vec()))
 }
+
+/// Longest recipient (device or group) name, in bytes.
+pub const MAX_RECIPIENT_NAME_LEN: usize = 64;
+
+/// Whether `name` is a valid device or group name: 1 to [`MAX_RECIPIENT_NAME_LEN`] ASCII
+/// letters, digits, `.`, `_`, `-`, starting with a letter or digit. The signer and the device
+/// share this rule because a group name becomes a key file name on both sides.
+///
+/// ```
+/// use ota_formats::envelope::is_valid_recipient_name;
+/// assert!(is_valid_recipient_name("board-a.v2"));
+/// assert!(!is_valid_recipient_name("../etc"));
+/// ```
+pub fn is_valid_recipient_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_RECIPIENT_NAME_LEN
+        && name.as_bytes()[0].is_ascii_alphanumeric()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+}
