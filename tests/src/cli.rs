@@ -110,3 +110,45 @@ pub fn run_with_stdin<S: AsRef<std::ffi::OsStr>>(name: &str, args: &[S], input: 
         stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
+
+/// A repository made by the real `ota-sign init` in a temp dir, with its keys beside it and a
+/// `work/` dir for firmware files.
+pub struct SignedRepo {
+    _dir: tempfile::TempDir,
+    /// The repository (`metadata/`, `targets/`).
+    pub repo: PathBuf,
+    /// The role keys (outside the repository).
+    pub keys: PathBuf,
+    /// Scratch space for images to add.
+    pub work: PathBuf,
+}
+
+impl SignedRepo {
+    /// Run `ota-sign init` and assert it succeeded.
+    pub fn init() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let (repo, keys, work) = (
+            dir.path().join("repo"),
+            dir.path().join("keys"),
+            dir.path().join("work"),
+        );
+        std::fs::create_dir(&work).unwrap();
+        let r = run(
+            "ota-sign",
+            &[
+                "init".as_ref(),
+                "--repo".as_ref(),
+                repo.as_os_str(),
+                "--keys".as_ref(),
+                keys.as_os_str(),
+            ],
+        );
+        assert_eq!(r.code, 0, "{r:?}");
+        SignedRepo {
+            _dir: dir,
+            repo,
+            keys,
+            work,
+        }
+    }
+}

@@ -1,7 +1,7 @@
 //! Delta updates end to end: the real `ota-sign` publishes patch targets, the real
 //! `ota-server` serves them, the real `ota-client` applies them to the installed image (or
 //! falls back to the full image).
-use ota_tests::cli::{run, tree, Run};
+use ota_tests::cli::{run, tree, Run, SignedRepo};
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
 use std::ffi::OsString;
@@ -32,39 +32,19 @@ fn releases() -> (Vec<u8>, Vec<u8>) {
     (v1, v2)
 }
 
-struct Repo {
-    _dir: tempfile::TempDir,
-    repo: PathBuf,
-    keys: PathBuf,
-    work: PathBuf,
+/// A signed repository (fields `repo`, `keys`, `work` through `Deref`) and its test helpers.
+struct Repo(SignedRepo);
+
+impl std::ops::Deref for Repo {
+    type Target = SignedRepo;
+    fn deref(&self) -> &SignedRepo {
+        &self.0
+    }
 }
 
 impl Repo {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (repo, keys, work) = (
-            dir.path().join("repo"),
-            dir.path().join("keys"),
-            dir.path().join("work"),
-        );
-        std::fs::create_dir(&work).unwrap();
-        let r = run(
-            "ota-sign",
-            &[
-                "init".as_ref(),
-                "--repo".as_ref(),
-                repo.as_os_str(),
-                "--keys".as_ref(),
-                keys.as_os_str(),
-            ],
-        );
-        assert_eq!(r.code, 0, "{r:?}");
-        Repo {
-            _dir: dir,
-            repo,
-            keys,
-            work,
-        }
+        Repo(SignedRepo::init())
     }
 
     /// `ota-sign add` of `data` as `version` with `extra` arguments, `--json`.

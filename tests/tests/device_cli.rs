@@ -1,16 +1,19 @@
 //! The device CLI end to end: `ota-sign` publishes, the real `ota-server` (and nginx) serves,
 //! `ota-client` checks and installs into temp dirs. Exit codes are part of the contract.
-use ota_tests::cli::{run, tree, Run};
+use ota_tests::cli::{run, tree, Run, SignedRepo};
 use ota_tests::nginx::Nginx;
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
 use std::path::PathBuf;
 
-struct Release {
-    _dir: tempfile::TempDir,
-    repo: PathBuf,
-    keys: PathBuf,
-    work: PathBuf,
+/// A signed repository (fields `repo`, `keys`, `work` through `Deref`) and its test helpers.
+struct Release(SignedRepo);
+
+impl std::ops::Deref for Release {
+    type Target = SignedRepo;
+    fn deref(&self) -> &SignedRepo {
+        &self.0
+    }
 }
 
 fn image(seed: u8, len: usize) -> Vec<u8> {
@@ -22,30 +25,7 @@ fn image(seed: u8, len: usize) -> Vec<u8> {
 
 impl Release {
     fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let (repo, keys, work) = (
-            dir.path().join("repo"),
-            dir.path().join("keys"),
-            dir.path().join("work"),
-        );
-        std::fs::create_dir(&work).unwrap();
-        let r = run(
-            "ota-sign",
-            &[
-                "init".as_ref(),
-                "--repo".as_ref(),
-                repo.as_os_str(),
-                "--keys".as_ref(),
-                keys.as_os_str(),
-            ],
-        );
-        assert_eq!(r.code, 0, "{r:?}");
-        Release {
-            _dir: dir,
-            repo,
-            keys,
-            work,
-        }
+        Release(SignedRepo::init())
     }
 
     fn root(&self) -> PathBuf {
