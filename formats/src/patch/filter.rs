@@ -334,9 +334,15 @@ mod tests {
         }
         // Every short pattern of interesting bytes round-trips.
         let alphabet = [0xE8u8, 0xE9, 0x0F, 0x85, 0x48, 0x8D, 0x05, 0x00, 0xFF, 0x15];
-        let mut x: u64 = 7;
+        short_patterns_round_trip(Filter::X86, &alphabet, 16, 8192, 7);
+    }
+
+    /// 20,000 pseudo-random strings of `len` bytes drawn from `alphabet` (bytes that look like
+    /// branch opcodes) survive encode + decode unchanged.
+    fn short_patterns_round_trip(filter: Filter, alphabet: &[u8], len: usize, pos: u64, seed: u64) {
+        let mut x = seed;
         for _ in 0..20_000 {
-            let s0: Vec<u8> = (0..16)
+            let s0: Vec<u8> = (0..len)
                 .map(|_| {
                     x = x
                         .wrapping_mul(6364136223846793005)
@@ -345,30 +351,16 @@ mod tests {
                 })
                 .collect();
             let mut s = s0.clone();
-            encode(Filter::X86, &mut s, 8192);
-            decode(Filter::X86, &mut s, 8192);
-            assert_eq!(s, s0);
+            encode(filter, &mut s, pos);
+            decode(filter, &mut s, pos);
+            assert_eq!(s, s0, "{filter:?}");
         }
     }
 
     #[test]
     fn thumb_round_trips() {
-        let mut x: u64 = 99;
         let alphabet = [0xF0u8, 0xF7, 0xF8, 0xFF, 0x00, 0x12, 0xFE];
-        for _ in 0..20_000 {
-            let s0: Vec<u8> = (0..24)
-                .map(|_| {
-                    x = x
-                        .wrapping_mul(6364136223846793005)
-                        .wrapping_add(1442695040888963407);
-                    alphabet[(x >> 33) as usize % alphabet.len()]
-                })
-                .collect();
-            let mut s = s0.clone();
-            encode(Filter::Thumb, &mut s, 4096);
-            decode(Filter::Thumb, &mut s, 4096);
-            assert_eq!(s, s0);
-        }
+        short_patterns_round_trip(Filter::Thumb, &alphabet, 24, 4096, 99);
     }
 
     #[test]
