@@ -214,7 +214,7 @@ fn unsupported_header_fields_are_named() {
     assert!(matches!(with(4, 2), PatchError::UnsupportedVersion(2)));
     assert!(matches!(with(5, 9), PatchError::UnsupportedMethod(9)));
     assert!(matches!(with(6, 7), PatchError::UnsupportedCodec(7)));
-    assert!(matches!(with(7, 6), PatchError::UnsupportedFilter(6)));
+    assert!(matches!(with(7, 7), PatchError::UnsupportedFilter(7)));
     assert!(matches!(with(8, 30), PatchError::LimitExceeded(_)));
     assert!(matches!(with(9, 25), PatchError::LimitExceeded(_)));
 }

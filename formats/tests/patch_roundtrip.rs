@@ -145,7 +145,7 @@ fn stats_report_work_done() {
 
 #[test]
 fn x86_remap_filter_reads_the_base_through_the_address_map() {
-    use ota_formats::patch::filter::{encode_remapped, AddressMap};
+    use ota_formats::patch::filter::{encode_remapped, AddressMap, Prediction};
     // A call at 100 targeting 5000 in the old image; in the new one the target moved to 5100.
     let mut old = bytes(50, 20_000);
     old[100] = 0xE8;
@@ -157,7 +157,12 @@ fn x86_remap_filter_reads_the_base_through_the_address_map() {
     assert_eq!(map.shift(3999), 0);
     assert_eq!(map.shift(5000), 100);
     let mut remapped = old.clone();
-    encode_remapped(Filter::X86Remap, &mut remapped, 0, &map);
+    encode_remapped(
+        Filter::X86Remap,
+        &mut remapped,
+        0,
+        &Prediction::from_map(map.clone()),
+    );
     let mut fnew = new.clone();
     ota_formats::patch::filter::encode(Filter::X86, &mut fnew, 0);
     // The prediction is exact: the operand bytes need no difference.
@@ -185,5 +190,118 @@ fn x86_remap_filter_reads_the_base_through_the_address_map() {
         let mut h = PatchHeader::new(Method::Diff, codec, Filter::X86Remap, &old, &new);
         h.window_log = 16;
         assert_eq!(apply_vec(&old, &assemble(&h, &data)).unwrap(), new);
+    }
+}
+
+/// Filter 6: a 64-bit pointer in a data range and a call whose target lies beyond 2^25
+/// (in an image position space the narrow filter 2 cannot look up) are both predicted;
+/// a pointer-looking word inside a code range is left alone.
+#[test]
+fn x86_remap_pointers_predicts_pointers_and_wide_targets() {
+    use ota_formats::patch::filter::{encode_remapped, AddressMap, LoadRange, Prediction};
+    use ota_formats::patch::PatchError;
+    // Image positions are offset by 2^25 through `offset` so the lookups need full positions.
+    let base_pos: u64 = 1 << 25;
+    let mut old = bytes(70, 40_000);
+    // Code range 0..8192: a call at 100 to position 30_000 (relative to the image offset).
+    old[100] = 0xE8;
+    old[101..105].copy_from_slice(&(30_000u32 - 105).to_le_bytes());
+    // A code word that looks like a pointer, at 8-aligned 4096.
+    old[4096..4104].copy_from_slice(&(0x40_0000u64 + 30_000).to_le_bytes());
+    // Data range: a pointer at 16_384 (8-aligned) to address 0x400000 + 30_000.
+    old[16_384..16_392].copy_from_slice(&(0x40_0000u64 + 30_000).to_le_bytes());
+    let mut new = old.clone();
+    new.splice(20_000..20_000, bytes(71, 64));
+    new[101..105].copy_from_slice(&(30_064u32 - 105).to_le_bytes());
+    new[16_384..16_392].copy_from_slice(&(0x40_0000u64 + 30_064).to_le_bytes());
+    let map = AddressMap::new(vec![(base_pos as u32, 0), (base_pos as u32 + 20_000, 64)]);
+    let pred = Prediction {
+        map,
+        loads: vec![
+            LoadRange {
+                vaddr: 0x40_0000,
+                len: 40_000,
+                offset: base_pos,
+                code: false,
+            },
+            LoadRange {
+                vaddr: 0x80_0000,
+                len: 8192,
+                offset: base_pos,
+                code: true,
+            },
+        ],
+    };
+    let (mut remapped, mut fnew) = (old.clone(), new.clone());
+    encode_remapped(Filter::X86RemapPointers, &mut remapped, base_pos, &pred);
+    ota_formats::patch::filter::encode(Filter::X86, &mut fnew, base_pos);
+    assert_eq!(remapped[101..105], fnew[101..105], "wide call target");
+    assert_eq!(remapped[16_384..16_392], fnew[16_384..16_392], "pointer");
+    assert_eq!(remapped[4096..4104], old[4096..4104], "code is not scanned");
+    // Narrow filter 2 looks the target up modulo 2^25 and misses the move.
+    let mut narrow = old.clone();
+    encode_remapped(Filter::X86Remap, &mut narrow, base_pos, &pred);
+    assert_ne!(narrow[101..105], fnew[101..105]);
+
+    // The patch round trip at offset 0 (patches start at image position 0).
+    let map0 = AddressMap::new(vec![(0, 0), (20_000, 64)]);
+    let pred0 = Prediction {
+        map: map0,
+        loads: vec![LoadRange {
+            vaddr: 0x40_0000,
+            len: 40_000,
+            offset: 0,
+            code: false,
+        }],
+    };
+    let mut remapped = old.clone();
+    encode_remapped(Filter::X86RemapPointers, &mut remapped, 0, &pred0);
+    let mut fnew = new.clone();
+    ota_formats::patch::filter::encode(Filter::X86, &mut fnew, 0);
+    let covers = [
+        Cover {
+            new_start: 0,
+            old_start: 0,
+            add_len: 20_000,
+            extra_len: 64,
+        },
+        Cover {
+            new_start: 20_064,
+            old_start: 20_000,
+            add_len: 20_000,
+            extra_len: 0,
+        },
+    ];
+    let payload_with = |code_flag: u64| {
+        let mut data = Vec::new();
+        pred0.map.write(&mut data);
+        let mut loads = Vec::new();
+        pred0.write_loads(&mut loads);
+        // The code flag is the last varint of the single range.
+        *loads.last_mut().unwrap() = code_flag as u8;
+        data.extend(loads);
+        data.extend(ota_formats::patch::payload::encode(
+            &remapped, &fnew, &covers, 21,
+        ));
+        data
+    };
+    let mut h = PatchHeader::new(
+        Method::Diff,
+        Codec::Zstd,
+        Filter::X86RemapPointers,
+        &old,
+        &new,
+    );
+    h.window_log = 16;
+    assert_eq!(
+        apply_vec(&old, &assemble(&h, &payload_with(0))).unwrap(),
+        new
+    );
+    // The pointer was predicted exactly: no difference bytes there.
+    let p = ota_formats::patch::payload::encode(&remapped, &fnew, &covers, 21);
+    assert!(p.len() < 40_200);
+    match apply_vec(&old, &assemble(&h, &payload_with(2))) {
+        Err(PatchError::CorruptControl(m)) => assert!(m.contains("code flag"), "{m}"),
+        other => panic!("bad code flag accepted: {other:?}"),
     }
 }

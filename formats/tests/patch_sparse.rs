@@ -171,7 +171,7 @@ fn unknown_method_is_refused() {
 
 #[test]
 fn thumb_pointer_prediction_round_trips_and_predicts_moved_pointers() {
-    use ota_formats::patch::filter::{encode_remapped, AddressMap};
+    use ota_formats::patch::filter::{encode_remapped, AddressMap, Prediction};
     // A literal-pool word pointing at 0x1801 (a Thumb function at 0x1800) and a BL pair at
     // 0x40; 100 bytes are inserted at 0x1000, so the function and the pointer move by 100.
     let mut old = bytes(60, 20_000);
@@ -182,7 +182,12 @@ fn thumb_pointer_prediction_round_trips_and_predicts_moved_pointers() {
     new[0x200..0x204].copy_from_slice(&(0x1801u32 + 100).to_le_bytes());
     let map = AddressMap::new(vec![(0, 0), (0x1000, 100)]);
     let mut remapped = old.clone();
-    encode_remapped(Filter::ThumbRemapPointers, &mut remapped, 0, &map);
+    encode_remapped(
+        Filter::ThumbRemapPointers,
+        &mut remapped,
+        0,
+        &Prediction::from_map(map.clone()),
+    );
     let mut fnew = new.clone();
     filter::encode(Filter::ThumbRemapPointers, &mut fnew, 0);
     assert_eq!(
@@ -192,7 +197,12 @@ fn thumb_pointer_prediction_round_trips_and_predicts_moved_pointers() {
     );
     // Plain ThumbRemap leaves the pointer as it was.
     let mut plain = old.clone();
-    encode_remapped(Filter::ThumbRemap, &mut plain, 0, &map);
+    encode_remapped(
+        Filter::ThumbRemap,
+        &mut plain,
+        0,
+        &Prediction::from_map(map.clone()),
+    );
     assert_ne!(plain[0x200..0x204], fnew[0x200..0x204]);
     let covers = [
         Cover {

@@ -138,6 +138,71 @@ fn x86_like_binary_with_shifted_call_targets() {
     );
 }
 
+/// An x86-64 ELF: header and one PT_LOAD (vaddr = offset + 0x400000), code as in
+/// [`code`], then a table of 8-byte pointers to every function.
+fn elf(funcs: &[Vec<u8>], calls: &[(usize, usize, usize)]) -> Vec<u8> {
+    const VBASE: u64 = 0x40_0000;
+    let mut img = vec![0u8; 0x1000];
+    img[..6].copy_from_slice(b"\x7fELF\x02\x01");
+    img[18..20].copy_from_slice(&0x3Eu16.to_le_bytes()); // x86-64
+    img[0x20..0x28].copy_from_slice(&0x40u64.to_le_bytes());
+    img[0x36..0x38].copy_from_slice(&0x38u16.to_le_bytes());
+    img[0x38..0x3A].copy_from_slice(&1u16.to_le_bytes());
+    let code = code(funcs, calls);
+    let mut starts = Vec::new();
+    let mut at = 0x1000u64;
+    for f in funcs {
+        starts.push(at);
+        at += f.len() as u64;
+    }
+    img.extend_from_slice(&code);
+    img.resize(img.len().div_ceil(8) * 8, 0);
+    for s in &starts {
+        img.extend_from_slice(&(VBASE + s).to_le_bytes());
+    }
+    let ph = 0x40;
+    img[ph..ph + 4].copy_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    img[ph + 16..ph + 24].copy_from_slice(&VBASE.to_le_bytes());
+    let len = img.len() as u64;
+    img[ph + 40..ph + 48].copy_from_slice(&len.to_le_bytes());
+    img
+}
+
+#[test]
+fn elf_pointer_tables_follow_moved_functions() {
+    let n = 300;
+    let funcs: Vec<Vec<u8>> = (0..n)
+        .map(|i| bytes(200 + i as u64, 300 + (i * 41) % 400))
+        .collect();
+    let calls: Vec<(usize, usize, usize)> = (0..n * 4)
+        .map(|k| (k % n, 20 + (k / n) * 40, (k * 7919) % n))
+        .collect();
+    let old = elf(&funcs, &calls);
+    // Every tenth function grows by a different amount: later pointers move irregularly.
+    let mut funcs2 = funcs.clone();
+    for i in (0..n).step_by(10) {
+        funcs2[i].extend(bytes(12 + i as u64, 8 + (i * 13) % 200));
+    }
+    let new = elf(&funcs2, &calls);
+    let info = round_trip(&old, &new);
+    let best_of = |f: Filter| {
+        info.candidates
+            .iter()
+            .filter(|c| c.method.is_diff() && c.filter == f)
+            .map(|c| c.len)
+            .min()
+            .unwrap()
+    };
+    let (remap, pointers) = (best_of(Filter::X86Remap), best_of(Filter::X86RemapPointers));
+    eprintln!("elf: x86 remap {remap} bytes, with pointers {pointers} bytes");
+    // 300 pointers moved by 30 different shifts: predicted, they need no difference bytes.
+    assert!(
+        pointers * 10 < remap * 9,
+        "pointers {pointers} vs remap {remap}"
+    );
+    assert_eq!(info.chosen.filter, Filter::X86RemapPointers);
+}
+
 #[test]
 fn create_from_files() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,6 +1,8 @@
 //! Streaming application of a patch.
 
-use super::filter::{self, AddressMap, MAX_MAP_ENTRIES, SEGMENT};
+use super::filter::{
+    self, AddressMap, LoadRange, Prediction, MAX_LOAD_RANGES, MAX_MAP_ENTRIES, SEGMENT,
+};
 use super::header::{Codec, Filter, Method, PatchHeader, HEADER_LEN};
 use super::old::OldReader;
 use super::payload::max_records;
@@ -180,7 +182,7 @@ fn apply_diff<B: Read + Seek, W: Write>(
     let mut ebuf = vec![0u8; CHUNK];
     let mut cursor: u64 = 0;
     if header.filter.is_remap() {
-        old.set_map(read_map(input)?);
+        old.set_prediction(read_prediction(header, input)?);
     }
     while sink.written < header.result_len {
         let corrupt = |m: String| Err(PatchError::CorruptControl(m));
@@ -325,7 +327,43 @@ fn read_sparse(
     Ok(())
 }
 
-fn read_map(input: &mut Payload<'_>) -> Result<AddressMap, PatchError> {
+/// The address map and (filter 6) load ranges at the start of a remap patch's payload.
+fn read_prediction(
+    header: &PatchHeader,
+    input: &mut Payload<'_>,
+) -> Result<Prediction, PatchError> {
+    let wide = header.filter == Filter::X86RemapPointers;
+    // Filters 2, 4 and 5 look targets up modulo 2^25; filter 6 at full 32-bit positions.
+    let max_start = if wide { u32::MAX } else { (1 << 25) - 1 };
+    let mut pred = Prediction::from_map(read_map(input, max_start)?);
+    if wide {
+        let n = input.varint("load ranges")?;
+        if n > MAX_LOAD_RANGES as u64 {
+            return Err(PatchError::CorruptControl(format!(
+                "{n} load ranges (limit {MAX_LOAD_RANGES})"
+            )));
+        }
+        for _ in 0..n {
+            pred.loads.push(LoadRange {
+                vaddr: input.varint("load ranges")?,
+                len: input.varint("load ranges")?,
+                offset: input.varint("load ranges")?,
+                code: match input.varint("load ranges")? {
+                    0 => false,
+                    1 => true,
+                    f => {
+                        return Err(PatchError::CorruptControl(format!(
+                            "load range code flag {f} (must be 0 or 1)"
+                        )))
+                    }
+                },
+            });
+        }
+    }
+    Ok(pred)
+}
+
+fn read_map(input: &mut Payload<'_>, max_start: u32) -> Result<AddressMap, PatchError> {
     let n = input.varint("address map")?;
     if n > MAX_MAP_ENTRIES as u64 {
         return Err(PatchError::CorruptControl(format!(
@@ -340,7 +378,7 @@ fn read_map(input: &mut Payload<'_>) -> Result<AddressMap, PatchError> {
         starts.push(u32::try_from(at).unwrap_or(u32::MAX));
         shifts.push(i32::try_from(shift).unwrap_or(i32::MAX));
     }
-    AddressMap::from_parts(starts, shifts)
+    AddressMap::from_parts(starts, shifts, max_start)
         .ok_or_else(|| PatchError::CorruptControl("address map out of order or range".into()))
 }
 

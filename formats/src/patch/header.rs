@@ -60,6 +60,11 @@ pub enum Filter {
     /// pointers into the image (literal pools, vector and function tables) are predicted
     /// through the address map (see `filter`).
     ThumbRemapPointers = 5,
+    /// As [`Filter::X86Remap`], with targets looked up at their full position (no 32 MiB
+    /// limit), and moreover the base's aligned 64-bit words whose values lie in the load
+    /// ranges sent after the address map (pointers in relocation and symbol tables and in
+    /// relocated data) predicted through the map (see `filter`).
+    X86RemapPointers = 6,
 }
 
 impl Filter {
@@ -67,7 +72,10 @@ impl Filter {
     pub fn is_remap(self) -> bool {
         matches!(
             self,
-            Filter::X86Remap | Filter::ThumbRemap | Filter::ThumbRemapPointers
+            Filter::X86Remap
+                | Filter::ThumbRemap
+                | Filter::ThumbRemapPointers
+                | Filter::X86RemapPointers
         )
     }
 }
@@ -102,6 +110,7 @@ impl Filter {
             3 => Ok(Filter::Thumb),
             4 => Ok(Filter::ThumbRemap),
             5 => Ok(Filter::ThumbRemapPointers),
+            6 => Ok(Filter::X86RemapPointers),
             other => Err(PatchError::UnsupportedFilter(other)),
         }
     }

@@ -1,6 +1,6 @@
 //! Random-access reads of the (filtered) base image with bounded buffering.
 
-use super::filter::{self, AddressMap, SEGMENT};
+use super::filter::{self, Prediction, SEGMENT};
 use super::Filter;
 use std::io::{BufReader, Read, Seek, SeekFrom};
 
@@ -12,7 +12,7 @@ pub(crate) struct OldReader<R: Read + Seek> {
     filter: Filter,
     seg: Vec<u8>,
     seg_index: Option<u64>,
-    map: Option<AddressMap>,
+    pred: Option<Prediction>,
 }
 
 impl<R: Read + Seek> OldReader<R> {
@@ -25,13 +25,13 @@ impl<R: Read + Seek> OldReader<R> {
             filter,
             seg: Vec::with_capacity(SEGMENT),
             seg_index: None,
-            map: None,
+            pred: None,
         })
     }
 
-    /// Sets the address map of a [`Filter::X86Remap`] patch (before the first read).
-    pub(crate) fn set_map(&mut self, map: AddressMap) {
-        self.map = Some(map);
+    /// Sets the prediction of a remap patch (before the first read).
+    pub(crate) fn set_prediction(&mut self, pred: Prediction) {
+        self.pred = Some(pred);
         self.seg_index = None;
     }
 
@@ -66,7 +66,7 @@ impl<R: Read + Seek> OldReader<R> {
                 let mut seg = std::mem::take(&mut self.seg);
                 seg.resize(n, 0);
                 self.raw_read(start, &mut seg)?;
-                match &self.map {
+                match &self.pred {
                     Some(m) => filter::encode_remapped(self.filter, &mut seg, start, m),
                     None => filter::encode(self.filter, &mut seg, start),
                 }

@@ -12,10 +12,9 @@
 //! steps. The new image is cut into windows that are scanned on separate threads against
 //! one shared suffix array.
 
+use super::pool;
 use super::suffix::SuffixIndex;
 use ota_formats::patch::payload::Cover;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 /// Steps the scan may slide byte by byte before it takes the match it has.
 const MAX_SLIDE: usize = 256;
@@ -151,23 +150,11 @@ pub fn covers(
         .step_by(window)
         .map(|a| (a, (a + window).min(new.len())))
         .collect();
-    let results: Vec<Mutex<Vec<Cover>>> = bounds.iter().map(|_| Mutex::new(Vec::new())).collect();
-    let next = AtomicUsize::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..threads.min(bounds.len()) {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::Relaxed);
-                let Some(&(a, b)) = bounds.get(k) else { break };
-                let c = covers_window(idx, old, new, a, b);
-                if let Ok(mut slot) = results[k].lock() {
-                    *slot = c;
-                }
-            });
-        }
-    });
-    results
-        .into_iter()
-        .flat_map(|m| m.into_inner().unwrap_or_default())
-        .filter(|c| c.add_len + c.extra_len > 0)
-        .collect()
+    pool::run(&bounds, threads, |&(a, b)| {
+        covers_window(idx, old, new, a, b)
+    })
+    .into_iter()
+    .flatten()
+    .filter(|c| c.add_len + c.extra_len > 0)
+    .collect()
 }

@@ -18,7 +18,9 @@
 //! image, i.e. whether a repository should publish it at all.
 
 mod compress;
+mod elf;
 mod matcher;
+mod pool;
 mod suffix;
 
 pub use compress::CodecChoice;
@@ -75,6 +77,8 @@ pub struct CreateOptions {
     /// images larger than this with zstd at level 12 only: the other attempts rarely win by
     /// much there and each costs minutes.
     pub thorough_limit: usize,
+    /// Images larger than this are diffed under one filter at a time, to bound memory.
+    pub parallel_limit: usize,
 }
 
 impl Default for CreateOptions {
@@ -85,6 +89,7 @@ impl Default for CreateOptions {
                 Filter::None,
                 Filter::X86,
                 Filter::X86Remap,
+                Filter::X86RemapPointers,
                 Filter::Thumb,
                 Filter::ThumbRemap,
                 Filter::ThumbRemapPointers,
@@ -113,6 +118,7 @@ impl Default for CreateOptions {
             zstd_level: 19,
             publish_ratio: 0.8,
             thorough_limit: 4 << 20,
+            parallel_limit: 32 << 20,
             finalists: 2,
         }
     }
@@ -201,55 +207,69 @@ fn header_for(
     h
 }
 
-/// Compresses `data` with every codec in parallel.
-fn compress_all(
-    base: &PatchHeader,
+/// One compression to run: a payload (diff or the full image) under one codec.
+struct Job<'a> {
     method: Method,
     filter: Filter,
+    codec: CodecChoice,
+    data: &'a [u8],
+}
+
+/// The compression jobs for `data`: every codec, except that large diff payloads get the
+/// first LZMA2 codec only (the others rarely win by much there and each costs minutes).
+fn jobs_for<'a>(
+    method: Method,
+    filter: Filter,
+    data: &'a [u8],
     codecs: &[CodecChoice],
-    data: &[u8],
     opts: &CreateOptions,
-) -> Result<Vec<Built>, DeltaError> {
-    let wlog = window_log_for(data.len(), opts.max_window_log);
+) -> Vec<Job<'a>> {
     let first_lzma = codecs.iter().copied().find(|c| c.codec == Codec::Lzma2);
     let codecs: Vec<CodecChoice> = match first_lzma {
         Some(c) if method.is_diff() && data.len() > opts.thorough_limit * 16 => vec![c],
         _ => codecs.to_vec(),
     };
-    let level = if method == Method::Full && data.len() > opts.thorough_limit {
+    codecs
+        .into_iter()
+        .map(|codec| Job {
+            method,
+            filter,
+            codec,
+            data,
+        })
+        .collect()
+}
+
+fn compress_job(
+    base: &PatchHeader,
+    job: &Job<'_>,
+    opts: &CreateOptions,
+) -> Result<Built, DeltaError> {
+    let wlog = window_log_for(job.data.len(), opts.max_window_log);
+    // Full images larger than the thorough limit get zstd level 12: -19 costs minutes there.
+    let level = if job.method == Method::Full && job.data.len() > opts.thorough_limit {
         opts.zstd_level.min(12)
     } else {
         opts.zstd_level
     };
-    std::thread::scope(|s| {
-        let handles: Vec<_> = codecs
-            .iter()
-            .map(|&c| {
-                s.spawn(move || {
-                    let header = header_for(base, method, filter, c, wlog, opts.block_log);
-                    let body = compress(&header, data, level)?;
-                    let len = (HEADER_LEN + body.len()) as u64;
-                    Ok(Built {
-                        cand: Candidate {
-                            method,
-                            filter,
-                            codec: c,
-                            len,
-                        },
-                        header,
-                        body,
-                    })
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(DeltaError::Compress("compressor thread panicked".into()))
-                })
-            })
-            .collect()
+    let header = header_for(
+        base,
+        job.method,
+        job.filter,
+        job.codec,
+        wlog,
+        opts.block_log,
+    );
+    let body = compress(&header, job.data, level)?;
+    Ok(Built {
+        cand: Candidate {
+            method: job.method,
+            filter: job.filter,
+            codec: job.codec,
+            len: (HEADER_LEN + body.len()) as u64,
+        },
+        header,
+        body,
     })
 }
 
@@ -301,15 +321,21 @@ fn diff_payloads(
     }
     // Second pass: predict the base's operands through the alignment the first pass found,
     // then diff against that prediction.
-    let map = address_map(&covers);
+    let mut pred = filter::Prediction::from_map(address_map(&covers));
+    if filter == Filter::X86RemapPointers {
+        pred.loads = elf::load_ranges(old);
+    }
     let mut remapped = old.to_vec();
-    filter::encode_remapped(filter, &mut remapped, 0, &map);
+    filter::encode_remapped(filter, &mut remapped, 0, &pred);
     drop(fo);
     let idx = suffix::SuffixIndex::new(&remapped);
     let covers = matcher::covers(&idx, &remapped, &fnew, threads, 1 << 20);
     drop(idx);
     let mut prefix = Vec::new();
-    map.write(&mut prefix);
+    pred.map.write(&mut prefix);
+    if filter == Filter::X86RemapPointers {
+        pred.write_loads(&mut prefix);
+    }
     both(&remapped, &fnew, &covers, &prefix)
 }
 
@@ -375,7 +401,10 @@ fn filter_fits(new: &[u8], filter: Filter) -> bool {
         filter,
         Filter::Thumb | Filter::ThumbRemap | Filter::ThumbRemapPointers
     );
-    let x86 = matches!(filter, Filter::X86 | Filter::X86Remap);
+    let x86 = matches!(
+        filter,
+        Filter::X86 | Filter::X86Remap | Filter::X86RemapPointers
+    );
     if filter == Filter::None {
         return true;
     }
@@ -387,6 +416,37 @@ fn filter_fits(new: &[u8], filter: Filter) -> bool {
         };
     }
     !(thumb && new.len() >= 1 << 25)
+}
+
+/// The diff payloads of every filter, best estimate first not guaranteed. Small images run
+/// the filters in parallel; images above [`CreateOptions::parallel_limit`] one filter at a
+/// time with all threads (each holds a suffix array of four bytes per base byte and two
+/// filtered copies), keeping only the `finalists` best payloads between filters.
+fn diff_attempts(
+    old: &[u8],
+    new: &[u8],
+    filters: &[Filter],
+    opts: &CreateOptions,
+) -> Result<Vec<Attempt>, DeltaError> {
+    if old.len().max(new.len()) <= opts.parallel_limit {
+        let inner = (opts.threads / filters.len().max(1)).max(1);
+        let workers = opts.threads.min(filters.len()).max(1);
+        let per_filter = pool::run(filters, workers, |&f| {
+            diff_attempt(old, new, f, opts, inner)
+        });
+        let mut out = Vec::new();
+        for r in per_filter {
+            out.extend(r?);
+        }
+        return Ok(out);
+    }
+    let mut out: Vec<Attempt> = Vec::new();
+    for &f in filters {
+        out.extend(diff_attempt(old, new, f, opts, opts.threads)?);
+        out.sort_by_key(|a| a.3);
+        out.truncate(opts.finalists.max(1));
+    }
+    Ok(out)
 }
 
 /// Creates the smallest patch turning `old` into `new` (both in memory).
@@ -405,38 +465,7 @@ pub fn create_patch_bytes(
         .copied()
         .filter(|&f| filter_fits(new, f))
         .collect();
-    let nf = filters.len().max(1);
-    let per_filter_threads = (opts.threads / nf).max(1);
-    let mut built: Vec<Built> = Vec::new();
-    let full_codecs: Vec<CodecChoice> = opts
-        .codecs
-        .iter()
-        .copied()
-        .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.thorough_limit)
-        .collect();
-    let base_ref = &base;
-    let mut attempts = Vec::new();
-    std::thread::scope(|s| -> Result<(), DeltaError> {
-        let handles: Vec<_> = filters
-            .iter()
-            .map(|&f| s.spawn(move || diff_attempt(old, new, f, opts, per_filter_threads)))
-            .collect();
-        built.extend(compress_all(
-            base_ref,
-            Method::Full,
-            Filter::None,
-            &full_codecs,
-            new,
-            opts,
-        )?);
-        for h in handles {
-            let r = h
-                .join()
-                .unwrap_or_else(|_| Err(DeltaError::Compress("diff thread panicked".into())))?;
-            attempts.extend(r);
-        }
-        Ok(())
-    })?;
+    let mut attempts = diff_attempts(old, new, &filters, opts)?;
     // Only the most promising payloads get the slow, strong compressors.
     attempts.sort_by_key(|a| a.3);
     if new.len() > opts.thorough_limit {
@@ -445,20 +474,22 @@ pub fn create_patch_bytes(
     for (m, f, _, est) in &attempts {
         tracing::debug!(method = ?m, filter = ?f, estimate = est, "finalist");
     }
-    std::thread::scope(|s| -> Result<(), DeltaError> {
-        let handles: Vec<_> = attempts
-            .iter()
-            .map(|(m, f, data, _)| {
-                s.spawn(move || compress_all(base_ref, *m, *f, &opts.codecs, data, opts))
-            })
-            .collect();
-        for h in handles {
-            built.extend(h.join().unwrap_or_else(|_| {
-                Err(DeltaError::Compress("compressor thread panicked".into()))
-            })?);
-        }
-        Ok(())
-    })?;
+    let full_codecs: Vec<CodecChoice> = opts
+        .codecs
+        .iter()
+        .copied()
+        .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.thorough_limit)
+        .collect();
+    let mut jobs = jobs_for(Method::Full, Filter::None, new, &full_codecs, opts);
+    for (m, f, data, _) in &attempts {
+        jobs.extend(jobs_for(*m, *f, data, &opts.codecs, opts));
+    }
+    // One encoder per thread: LZMA2 at preset 9 needs about 11 times its dictionary.
+    let mut built = pool::run(&jobs, opts.threads, |j| compress_job(&base, j, opts))
+        .into_iter()
+        .collect::<Result<Vec<Built>, DeltaError>>()?;
+    drop(jobs);
+    drop(attempts);
     let full_len = built
         .iter()
         .filter(|b| b.cand.method == Method::Full)
