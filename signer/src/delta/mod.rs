@@ -79,6 +79,8 @@ pub struct CreateOptions {
     pub thorough_limit: usize,
     /// Images larger than this are diffed under one filter at a time, to bound memory.
     pub parallel_limit: usize,
+    /// Copies with fewer bytes equal to the base are sent as literal bytes instead.
+    pub min_cover_equal: u64,
 }
 
 impl Default for CreateOptions {
@@ -119,6 +121,7 @@ impl Default for CreateOptions {
             publish_ratio: 0.8,
             thorough_limit: 4 << 20,
             parallel_limit: 32 << 20,
+            min_cover_equal: 16,
             finalists: 2,
         }
     }
@@ -289,10 +292,10 @@ pub fn diff_payload(
     old: &[u8],
     new: &[u8],
     filter: Filter,
-    block_log: u8,
+    opts: &CreateOptions,
     threads: usize,
 ) -> Vec<u8> {
-    diff_payloads(old, new, filter, block_log, threads).0
+    diff_payloads(old, new, filter, opts, threads).0
 }
 
 /// The diff payloads of `new` against `old` under `filter`, in the layouts of
@@ -301,9 +304,10 @@ fn diff_payloads(
     old: &[u8],
     new: &[u8],
     filter: Filter,
-    block_log: u8,
+    opts: &CreateOptions,
     threads: usize,
 ) -> (Vec<u8>, Vec<u8>) {
+    let (block_log, min_equal) = (opts.block_log, opts.min_cover_equal);
     let both = |o: &[u8], n: &[u8], c: &[payload::Cover], prefix: &[u8]| {
         let mut dense = prefix.to_vec();
         dense.extend(payload::encode(o, n, c, block_log));
@@ -313,7 +317,7 @@ fn diff_payloads(
     };
     let (fo, fnew) = (filtered(old, filter), filtered(new, filter));
     let idx = suffix::SuffixIndex::new(&fo);
-    let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20);
+    let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20, min_equal);
     drop(idx);
     tracing::debug!(?filter, covers = covers.len(), "cover search done");
     if !filter.is_remap() {
@@ -329,7 +333,7 @@ fn diff_payloads(
     filter::encode_remapped(filter, &mut remapped, 0, &pred);
     drop(fo);
     let idx = suffix::SuffixIndex::new(&remapped);
-    let covers = matcher::covers(&idx, &remapped, &fnew, threads, 1 << 20);
+    let covers = matcher::covers(&idx, &remapped, &fnew, threads, 1 << 20, min_equal);
     drop(idx);
     let mut prefix = Vec::new();
     pred.map.write(&mut prefix);
@@ -383,7 +387,7 @@ fn diff_attempt(
     if old.len().max(new.len()) >= limit {
         return Ok(Vec::new());
     }
-    let (dense, sparse) = diff_payloads(old, new, filter, opts.block_log, threads);
+    let (dense, sparse) = diff_payloads(old, new, filter, opts, threads);
     let mut out = Vec::new();
     for (method, data) in [(Method::Diff, dense), (Method::SparseDiff, sparse)] {
         let estimate = zstd::bulk::compress(&data, 6)
