@@ -353,6 +353,7 @@ pub fn build(
     let method = match info.chosen.method {
         Method::Diff => "diff",
         Method::SparseDiff => "sparse-diff",
+        Method::ExpandedSparseDiff => "expanded-sparse-diff",
         Method::Full => "full",
     };
     let mut report = PatchReport {

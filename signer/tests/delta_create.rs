@@ -246,3 +246,50 @@ fn corpus_pairs_round_trip() {
         eprintln!("{pair}: {} bytes ({:?})", patch.len(), info.chosen);
     }
 }
+
+#[test]
+fn lz4_streams_are_diffed_decompressed() {
+    use ota_formats::patch::expand::lz4;
+    use ota_formats::patch::Method;
+    // A "kernel" of 3 MiB of code-like bytes, LZ4-compressed in both images; the new one
+    // differs in a few places, which changes most of its compressed bytes.
+    // Text-like content (words of a small random vocabulary), with a byte changed every
+    // 2,000 bytes in the new version, as addresses change all over a rebuilt kernel.
+    let vocab: Vec<Vec<u8>> = (0..4000)
+        .map(|i| bytes(40 + i, 3 + (i as usize % 9)))
+        .collect();
+    let kernel = |v: u8| -> Vec<u8> {
+        let mut k = Vec::new();
+        let mut x = 12345u64;
+        while k.len() < 3 << 20 {
+            x = x
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            k.extend_from_slice(&vocab[(x >> 33) as usize % vocab.len()]);
+        }
+        for at in (1000..k.len()).step_by(2_000) {
+            k[at] = k[at].wrapping_add(v);
+        }
+        k
+    };
+    let image = |v: u8| {
+        let mut img = bytes(30, 20_000);
+        img.extend(lz4::encode(&kernel(v), 9).unwrap());
+        img.extend(bytes(31, 20_000));
+        img
+    };
+    let (old, new) = (image(1), image(2));
+    let info = round_trip(&old, &new);
+    assert_eq!(info.chosen.method, Method::ExpandedSparseDiff);
+    let plain = CreateOptions {
+        expand: false,
+        ..CreateOptions::default()
+    };
+    let (patch, _) = create_patch_bytes(&old, &new, &plain).unwrap();
+    eprintln!(
+        "lz4 stream: {} bytes expanded, {} bytes diffed compressed",
+        info.chosen.len,
+        patch.len()
+    );
+    assert!(info.chosen.len * 2 < patch.len() as u64);
+}

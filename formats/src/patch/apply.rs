@@ -1,5 +1,6 @@
 //! Streaming application of a patch.
 
+use super::expand::{self, ExpandedBase, Expansion, PackedRegion, Region, Repacker};
 use super::filter::{
     self, AddressMap, LoadRange, Prediction, MAX_LOAD_RANGES, MAX_MAP_ENTRIES, SEGMENT,
 };
@@ -62,7 +63,7 @@ where
 
     let old = match header.method {
         Method::Full => None,
-        Method::Diff | Method::SparseDiff => Some(check_base(base, &header)?),
+        _ => Some(check_base(base, &header)?),
     };
 
     let truncated = Rc::new(Cell::new(false));
@@ -76,7 +77,12 @@ where
         r: BufReader::with_capacity(CHUNK, decoder),
         truncated,
     };
-    let mut sink = Sink::new(out, &header);
+    let expansion = if header.method == Method::ExpandedSparseDiff {
+        read_expansion(&header, &mut input)?
+    } else {
+        Expansion::default()
+    };
+    let mut sink = Sink::new(out, &header, &expansion);
     let mut stats = ApplyStats {
         method: header.method,
         codec: header.codec,
@@ -101,17 +107,19 @@ where
                 left -= n as u64;
             }
         }
-        Some(mut old) => apply_diff(&header, &mut old, &mut input, &mut sink, &mut stats)?,
+        Some(base) => {
+            let base = ExpandedBase::new(base, header.base_len, &expansion.old)
+                .map_err(|e| PatchError::CorruptControl(format!("expansion table: {e}")))?;
+            let mut old = OldReader::new(base, header.filter)?;
+            apply_diff(&header, &mut old, &mut input, &mut sink, &mut stats)?
+        }
     }
     input.expect_end()?;
     sink.finish(&header)?;
     Ok(stats)
 }
 
-fn check_base<B: Read + Seek>(
-    mut base: B,
-    header: &PatchHeader,
-) -> Result<OldReader<B>, PatchError> {
+fn check_base<B: Read + Seek>(mut base: B, header: &PatchHeader) -> Result<B, PatchError> {
     base.seek(SeekFrom::Start(0))?;
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; CHUNK];
@@ -133,7 +141,40 @@ fn check_base<B: Read + Seek>(
             actual_sha256: hex::encode(digest),
         });
     }
-    Ok(OldReader::new(base, len, header.filter)?)
+    Ok(base)
+}
+
+/// The expansion table at the start of an expanded patch's payload.
+fn read_expansion(header: &PatchHeader, input: &mut Payload<'_>) -> Result<Expansion, PatchError> {
+    let count = |input: &mut Payload<'_>| -> Result<usize, PatchError> {
+        let n = input.varint("expansion table")?;
+        if n > expand::MAX_REGIONS as u64 {
+            return Err(PatchError::CorruptControl(format!(
+                "expansion table lists {n} regions (limit {})",
+                expand::MAX_REGIONS
+            )));
+        }
+        Ok(n as usize)
+    };
+    let region = |input: &mut Payload<'_>| -> Result<Region, PatchError> {
+        Ok(Region {
+            start: input.varint("expansion table")?,
+            packed_len: input.varint("expansion table")?,
+            expanded_len: input.varint("expansion table")?,
+        })
+    };
+    let mut e = Expansion::default();
+    for _ in 0..count(input)? {
+        e.old.push(region(input)?);
+    }
+    for _ in 0..count(input)? {
+        let region = region(input)?;
+        let level = u8::try_from(input.varint("expansion table")?).unwrap_or(0);
+        e.new.push(PackedRegion { region, level });
+    }
+    e.validate(header.base_len, header.result_len)
+        .map_err(|m| PatchError::CorruptControl(format!("expansion table: {m}")))?;
+    Ok(e)
 }
 
 fn open_decoder<'a, P: Read + 'a>(
@@ -169,7 +210,7 @@ fn open_decoder<'a, P: Read + 'a>(
 
 fn apply_diff<B: Read + Seek, W: Write>(
     header: &PatchHeader,
-    old: &mut OldReader<B>,
+    old: &mut OldReader<ExpandedBase<B>>,
     input: &mut Payload<'_>,
     sink: &mut Sink<W>,
     stats: &mut ApplyStats,
@@ -184,7 +225,8 @@ fn apply_diff<B: Read + Seek, W: Write>(
     if header.filter.is_remap() {
         old.set_prediction(read_prediction(header, input)?);
     }
-    while sink.written < header.result_len {
+    let base_len = old.len();
+    while sink.written < sink.limit {
         let corrupt = |m: String| Err(PatchError::CorruptControl(m));
         let n = input.varint("block header")?;
         let diff_len = input.varint("block header")?;
@@ -201,7 +243,7 @@ fn apply_diff<B: Read + Seek, W: Write>(
                 stats.blocks
             ));
         }
-        let n_runs = if header.method == Method::SparseDiff {
+        let n_runs = if header.method.is_sparse() {
             let r = input.varint("block header")?;
             if r > diff_len {
                 return corrupt(format!(
@@ -230,10 +272,10 @@ fn apply_diff<B: Read + Seek, W: Write>(
             ));
         }
         let total = diff_len.saturating_add(extra_len);
-        if total > header.result_len - sink.written {
+        if total > sink.limit - sink.written {
             return corrupt(format!(
                 "block {} writes {total} bytes past the result length {}",
-                stats.blocks, header.result_len
+                stats.blocks, sink.limit
             ));
         }
         diff.clear();
@@ -249,10 +291,9 @@ fn apply_diff<B: Read + Seek, W: Write>(
             let Some(start) = cursor.checked_add_signed(seek) else {
                 return corrupt(format!("seek {seek} from {cursor} before the base start"));
             };
-            if add > 0 && !matches!(start.checked_add(add), Some(end) if end <= header.base_len) {
+            if add > 0 && !matches!(start.checked_add(add), Some(end) if end <= base_len) {
                 return corrupt(format!(
-                    "copy of {add} bytes at {start} outside the base ({} bytes)",
-                    header.base_len
+                    "copy of {add} bytes at {start} outside the base ({base_len} bytes)"
                 ));
             }
             let mut left = add as usize;
@@ -455,24 +496,34 @@ impl Payload<'_> {
     }
 }
 
-/// Unfilters, hashes, counts and writes the result.
+/// Unfilters, recompresses expanded regions, hashes, counts and writes the result.
 struct Sink<W: Write> {
     out: W,
     hasher: Sha256,
+    /// Bytes of the (virtual, for expanded patches) result produced.
     written: u64,
+    /// Length of the (virtual) result.
     limit: u64,
+    /// Bytes of the real result written.
+    real_written: u64,
+    real_limit: u64,
+    repack: Option<Repacker>,
     filter: Filter,
     seg: Vec<u8>,
     seg_offset: u64,
 }
 
 impl<W: Write> Sink<W> {
-    fn new(out: W, header: &PatchHeader) -> Self {
+    fn new(out: W, header: &PatchHeader, expansion: &Expansion) -> Self {
+        let regions = expansion.new.iter().map(|p| p.region);
         Sink {
             out,
             hasher: Sha256::new(),
             written: 0,
-            limit: header.result_len,
+            limit: expand::virtual_len(header.result_len, regions),
+            real_written: 0,
+            real_limit: header.result_len,
+            repack: (!expansion.new.is_empty()).then(|| Repacker::new(&expansion.new)),
             filter: header.filter,
             seg: Vec::with_capacity(if header.filter == Filter::None {
                 0
@@ -484,9 +535,30 @@ impl<W: Write> Sink<W> {
     }
 
     fn emit(&mut self, data: &[u8]) -> Result<(), PatchError> {
-        self.hasher.update(data);
-        self.out.write_all(data)?;
-        Ok(())
+        let (hasher, out, written, limit) = (
+            &mut self.hasher,
+            &mut self.out,
+            &mut self.real_written,
+            self.real_limit,
+        );
+        let mut real = |b: &[u8]| -> Result<(), PatchError> {
+            *written += b.len() as u64;
+            if *written > limit {
+                return Err(PatchError::ResultMismatch {
+                    expected_len: limit,
+                    expected_sha256: String::new(),
+                    actual_len: *written,
+                    actual_sha256: String::new(),
+                });
+            }
+            hasher.update(b);
+            out.write_all(b)?;
+            Ok(())
+        };
+        match &mut self.repack {
+            Some(r) => r.push(data, &mut real),
+            None => real(data),
+        }
     }
 
     fn write(&mut self, mut data: &[u8]) -> Result<(), PatchError> {
@@ -527,11 +599,11 @@ impl<W: Write> Sink<W> {
         }
         self.out.flush()?;
         let digest: [u8; 32] = self.hasher.finalize().into();
-        if self.written != header.result_len || digest != header.result_sha256 {
+        if self.real_written != header.result_len || digest != header.result_sha256 {
             return Err(PatchError::ResultMismatch {
                 expected_len: header.result_len,
                 expected_sha256: hex::encode(header.result_sha256),
-                actual_len: self.written,
+                actual_len: self.real_written,
                 actual_sha256: hex::encode(digest),
             });
         }

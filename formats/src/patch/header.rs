@@ -22,12 +22,23 @@ pub enum Method {
     /// bytes and of literal difference bytes (see `payload`). Small firmware changes leave
     /// the diff section almost all zeros, which this encodes in a few bytes per change.
     SparseDiff = 2,
+    /// As [`Method::SparseDiff`], between the images with their LZ4 legacy streams
+    /// decompressed: the payload starts with an expansion table (see `expand`).
+    ExpandedSparseDiff = 3,
 }
 
 impl Method {
     /// Whether the payload is a sequence of diff blocks against the base.
     pub fn is_diff(self) -> bool {
-        matches!(self, Method::Diff | Method::SparseDiff)
+        matches!(
+            self,
+            Method::Diff | Method::SparseDiff | Method::ExpandedSparseDiff
+        )
+    }
+
+    /// Whether each block's diff section is sent as zero / literal runs.
+    pub fn is_sparse(self) -> bool {
+        matches!(self, Method::SparseDiff | Method::ExpandedSparseDiff)
     }
 }
 
@@ -86,6 +97,7 @@ impl Method {
             0 => Ok(Method::Full),
             1 => Ok(Method::Diff),
             2 => Ok(Method::SparseDiff),
+            3 => Ok(Method::ExpandedSparseDiff),
             other => Err(PatchError::UnsupportedMethod(other)),
         }
     }

@@ -28,6 +28,7 @@
 
 mod apply;
 mod error;
+pub mod expand;
 pub mod filter;
 mod header;
 mod old;

@@ -16,7 +16,8 @@ pub(crate) struct OldReader<R: Read + Seek> {
 }
 
 impl<R: Read + Seek> OldReader<R> {
-    pub(crate) fn new(mut base: R, len: u64, filter: Filter) -> std::io::Result<Self> {
+    pub(crate) fn new(mut base: R, filter: Filter) -> std::io::Result<Self> {
+        let len = base.seek(SeekFrom::End(0))?;
         base.seek(SeekFrom::Start(0))?;
         Ok(OldReader {
             base: BufReader::with_capacity(64 * 1024, base),
@@ -27,6 +28,11 @@ impl<R: Read + Seek> OldReader<R> {
             seg_index: None,
             pred: None,
         })
+    }
+
+    /// Length of the base as the diff sees it.
+    pub(crate) fn len(&self) -> u64 {
+        self.len
     }
 
     /// Sets the prediction of a remap patch (before the first read).

@@ -19,6 +19,7 @@
 
 mod compress;
 mod elf;
+mod expand;
 mod matcher;
 mod pool;
 mod suffix;
@@ -81,6 +82,10 @@ pub struct CreateOptions {
     pub parallel_limit: usize,
     /// Copies with fewer bytes equal to the base are sent as literal bytes instead.
     pub min_cover_equal: u64,
+    /// Diff LZ4 legacy streams (a compressed kernel) decompressed when the result's streams
+    /// recompress exactly. Applying such a patch needs about 33 MiB more memory (one 8 MiB
+    /// block decoded from the base and one being compressed, each with its packed form).
+    pub expand: bool,
 }
 
 impl Default for CreateOptions {
@@ -122,6 +127,7 @@ impl Default for CreateOptions {
             thorough_limit: 4 << 20,
             parallel_limit: 32 << 20,
             min_cover_equal: 16,
+            expand: true,
             finalists: 2,
         }
     }
@@ -366,18 +372,37 @@ fn address_map(covers: &[payload::Cover]) -> filter::AddressMap {
     filter::AddressMap::new(kept.into_iter().map(|(s, (_, d))| (s as u32, d)).collect())
 }
 
+/// The images a diff runs between: the real ones, or with their LZ4 streams expanded.
+struct Pair<'a> {
+    old: &'a [u8],
+    new: &'a [u8],
+    expanded: Option<expand::Expanded>,
+}
+
+impl Pair<'_> {
+    /// The base as the diff sees it.
+    fn base(&self) -> &[u8] {
+        self.expanded.as_ref().map_or(self.old, |e| &e.old)
+    }
+
+    /// The result as the diff sees it.
+    fn result(&self) -> &[u8] {
+        self.expanded.as_ref().map_or(self.new, |e| &e.new)
+    }
+}
+
 /// A diff payload: its method, filter, bytes and a quick compressed-size estimate.
 type Attempt = (Method, Filter, Vec<u8>, usize);
 
 /// The diff payloads under `filter` (dense and sparse) with a quick size estimate (zstd level 6), or none
 /// when the filter cannot apply to images this large.
 fn diff_attempt(
-    old: &[u8],
-    new: &[u8],
+    pair: &Pair<'_>,
     filter: Filter,
     opts: &CreateOptions,
     threads: usize,
 ) -> Result<Vec<Attempt>, DeltaError> {
+    let (old, new) = (pair.base(), pair.result());
     let limit = match filter {
         // Thumb targets are halfword positions modulo 2^23 bytes, x86 ones modulo 2^25.
         Filter::ThumbRemap | Filter::ThumbRemapPointers => 1 << 23,
@@ -388,8 +413,18 @@ fn diff_attempt(
         return Ok(Vec::new());
     }
     let (dense, sparse) = diff_payloads(old, new, filter, opts, threads);
+    let payloads = match &pair.expanded {
+        None => vec![(Method::Diff, dense), (Method::SparseDiff, sparse)],
+        Some(e) => {
+            drop(dense);
+            let mut data = Vec::new();
+            e.table.write(&mut data);
+            data.extend(sparse);
+            vec![(Method::ExpandedSparseDiff, data)]
+        }
+    };
     let mut out = Vec::new();
-    for (method, data) in [(Method::Diff, dense), (Method::SparseDiff, sparse)] {
+    for (method, data) in payloads {
         let estimate = zstd::bulk::compress(&data, 6)
             .map_err(|e| DeltaError::Compress(e.to_string()))?
             .len();
@@ -427,17 +462,14 @@ fn filter_fits(new: &[u8], filter: Filter) -> bool {
 /// time with all threads (each holds a suffix array of four bytes per base byte and two
 /// filtered copies), keeping only the `finalists` best payloads between filters.
 fn diff_attempts(
-    old: &[u8],
-    new: &[u8],
+    pair: &Pair<'_>,
     filters: &[Filter],
     opts: &CreateOptions,
 ) -> Result<Vec<Attempt>, DeltaError> {
-    if old.len().max(new.len()) <= opts.parallel_limit {
+    if pair.base().len().max(pair.result().len()) <= opts.parallel_limit {
         let inner = (opts.threads / filters.len().max(1)).max(1);
         let workers = opts.threads.min(filters.len()).max(1);
-        let per_filter = pool::run(filters, workers, |&f| {
-            diff_attempt(old, new, f, opts, inner)
-        });
+        let per_filter = pool::run(filters, workers, |&f| diff_attempt(pair, f, opts, inner));
         let mut out = Vec::new();
         for r in per_filter {
             out.extend(r?);
@@ -446,7 +478,7 @@ fn diff_attempts(
     }
     let mut out: Vec<Attempt> = Vec::new();
     for &f in filters {
-        out.extend(diff_attempt(old, new, f, opts, opts.threads)?);
+        out.extend(diff_attempt(pair, f, opts, opts.threads)?);
         out.sort_by_key(|a| a.3);
         out.truncate(opts.finalists.max(1));
     }
@@ -469,7 +501,17 @@ pub fn create_patch_bytes(
         .copied()
         .filter(|&f| filter_fits(new, f))
         .collect();
-    let mut attempts = diff_attempts(old, new, &filters, opts)?;
+    let pair = Pair {
+        old,
+        new,
+        expanded: if opts.expand {
+            expand::find(old, new)
+        } else {
+            None
+        },
+    };
+    let mut attempts = diff_attempts(&pair, &filters, opts)?;
+    drop(pair);
     // Only the most promising payloads get the slow, strong compressors.
     attempts.sort_by_key(|a| a.3);
     if new.len() > opts.thorough_limit {
