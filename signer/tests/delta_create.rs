@@ -98,15 +98,40 @@ fn unrelated_images_fall_back_to_full() {
     assert!(info.chosen.len < 2_000);
 }
 
+type Calls = Vec<(usize, usize, usize)>;
+
+/// `n` functions of pseudo-random filler (sizes 300 + (i * step) % spread) and `per_fn`
+/// calls from each to functions spread over the program.
+fn program(
+    n: usize,
+    seed: u64,
+    step: usize,
+    spread: usize,
+    per_fn: usize,
+) -> (Vec<Vec<u8>>, Calls) {
+    let funcs = (0..n)
+        .map(|i| bytes(seed + i as u64, 300 + (i * step) % spread))
+        .collect();
+    let calls = (0..n * per_fn)
+        .map(|k| (k % n, 20 + (k / n) * 40, (k * 7919) % n))
+        .collect();
+    (funcs, calls)
+}
+
+/// The smallest diff candidate made with `filter`.
+fn best_of(info: &ota_signer::delta::PatchInfo, filter: Filter) -> u64 {
+    info.candidates
+        .iter()
+        .filter(|c| c.method.is_diff() && c.filter == filter)
+        .map(|c| c.len)
+        .min()
+        .unwrap()
+}
+
 #[test]
 fn x86_like_binary_with_shifted_call_targets() {
     let n = 400;
-    let funcs: Vec<Vec<u8>> = (0..n)
-        .map(|i| bytes(100 + i as u64, 300 + (i * 37) % 500))
-        .collect();
-    let calls: Vec<(usize, usize, usize)> = (0..n * 6)
-        .map(|k| (k % n, 20 + (k / n) * 40, (k * 7919) % n))
-        .collect();
+    let (funcs, calls) = program(n, 100, 37, 500, 6);
     let old = code(&funcs, &calls);
     // New version: one function grows in the middle, shifting every later call target.
     let mut funcs2 = funcs.clone();
@@ -114,16 +139,8 @@ fn x86_like_binary_with_shifted_call_targets() {
     let new = code(&funcs2, &calls);
     let info = round_trip(&old, &new);
     assert!(info.chosen.method.is_diff());
-    let best_of = |f: Filter| {
-        info.candidates
-            .iter()
-            .filter(|c| c.method.is_diff() && c.filter == f)
-            .map(|c| c.len)
-            .min()
-            .unwrap()
-    };
-    let (plain, x86) = (best_of(Filter::None), best_of(Filter::X86));
-    let remap = best_of(Filter::X86Remap);
+    let (plain, x86) = (best_of(&info, Filter::None), best_of(&info, Filter::X86));
+    let remap = best_of(&info, Filter::X86Remap);
     eprintln!("x86-like: x86 remap filter {remap} bytes");
     // Predicting the moved call targets through the address map beats both.
     assert!(remap < plain.min(x86), "remap {remap} vs {plain}/{x86}");
@@ -171,12 +188,7 @@ fn elf(funcs: &[Vec<u8>], calls: &[(usize, usize, usize)]) -> Vec<u8> {
 #[test]
 fn elf_pointer_tables_follow_moved_functions() {
     let n = 300;
-    let funcs: Vec<Vec<u8>> = (0..n)
-        .map(|i| bytes(200 + i as u64, 300 + (i * 41) % 400))
-        .collect();
-    let calls: Vec<(usize, usize, usize)> = (0..n * 4)
-        .map(|k| (k % n, 20 + (k / n) * 40, (k * 7919) % n))
-        .collect();
+    let (funcs, calls) = program(n, 200, 41, 400, 4);
     let old = elf(&funcs, &calls);
     // Every tenth function grows by a different amount: later pointers move irregularly.
     let mut funcs2 = funcs.clone();
@@ -185,15 +197,10 @@ fn elf_pointer_tables_follow_moved_functions() {
     }
     let new = elf(&funcs2, &calls);
     let info = round_trip(&old, &new);
-    let best_of = |f: Filter| {
-        info.candidates
-            .iter()
-            .filter(|c| c.method.is_diff() && c.filter == f)
-            .map(|c| c.len)
-            .min()
-            .unwrap()
-    };
-    let (remap, pointers) = (best_of(Filter::X86Remap), best_of(Filter::X86RemapPointers));
+    let (remap, pointers) = (
+        best_of(&info, Filter::X86Remap),
+        best_of(&info, Filter::X86RemapPointers),
+    );
     eprintln!("elf: x86 remap {remap} bytes, with pointers {pointers} bytes");
     // 300 pointers moved by 30 different shifts: predicted, they need no difference bytes.
     assert!(

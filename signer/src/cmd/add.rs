@@ -93,6 +93,10 @@ pub struct Args {
     /// matched to its base by sha256; repeatable).
     #[arg(long = "base-image", value_name = "FILE")]
     pub base_images: Vec<PathBuf>,
+    /// Diff LZ4-compressed streams (such as a kernel inside a root filesystem) as they are,
+    /// not decompressed: larger patches, but applying them needs no 33 MiB of LZ4 buffers.
+    #[arg(long)]
+    pub delta_no_expand: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -343,7 +347,10 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
 
     // Patches, all built (and encrypted) before any file is placed, so a failure here
     // leaves no new target file behind.
-    let opts = CreateOptions::default();
+    let opts = CreateOptions {
+        expand: !a.delta_no_expand,
+        ..CreateOptions::default()
+    };
     let mut deltas = Vec::new();
     let mut patch_files = Vec::new();
     for (base, img) in bases.iter().zip(&base_images) {
