@@ -544,12 +544,9 @@ impl<W: Write> Sink<W> {
         let mut real = |b: &[u8]| -> Result<(), PatchError> {
             *written += b.len() as u64;
             if *written > limit {
-                return Err(PatchError::ResultMismatch {
-                    expected_len: limit,
-                    expected_sha256: String::new(),
-                    actual_len: *written,
-                    actual_sha256: String::new(),
-                });
+                return Err(PatchError::CorruptControl(format!(
+                    "recompressed output exceeds the result length {limit}"
+                )));
             }
             hasher.update(b);
             out.write_all(b)?;
