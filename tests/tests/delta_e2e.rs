@@ -396,3 +396,62 @@ fn encrypted_release_gets_an_encrypted_patch_from_the_given_base_image() {
     assert_eq!(out["delta_used"], true, "{out}");
     assert_eq!(std::fs::read(&dev.slot).unwrap(), v2);
 }
+
+/// A firmware image holding an LZ4-compressed kernel (as `lz4 -l -9` makes them): 3 MiB of
+/// text-like content, a byte changed every 2,000 bytes per version.
+fn kernel_image(version: u8) -> Vec<u8> {
+    use ota_formats::patch::expand::lz4;
+    let vocab: Vec<Vec<u8>> = (0..4000)
+        .map(|i| random(50 + i, 3 + (i as usize % 9)))
+        .collect();
+    let mut kernel = Vec::new();
+    let mut x = 99u64;
+    while kernel.len() < 3 << 20 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        kernel.extend_from_slice(&vocab[(x >> 33) as usize % vocab.len()]);
+    }
+    for at in (700..kernel.len()).step_by(2_000) {
+        kernel[at] = kernel[at].wrapping_add(version);
+    }
+    let mut img = random(60, 64 * 1024);
+    img.extend(lz4::encode(&kernel, 9).unwrap());
+    img.extend_from_slice(&[version; 4]);
+    img
+}
+
+#[test]
+fn compressed_kernel_is_patched_decompressed_and_recompressed_on_the_device() {
+    let (v1, v2, v3) = (kernel_image(1), kernel_image(2), kernel_image(3));
+    let repo = Repo::new();
+    repo.add("1.0.0", &v1, &[]);
+    let server = TestServer::start(&repo.repo);
+    let dev = Dev::new(&repo, &server.url());
+    assert_eq!(dev.update()["delta_used"], false);
+
+    let added = repo.add("1.1.0", &v2, &["--delta-from-previous", "1"]);
+    let delta = &added["deltas"][0];
+    assert_eq!(delta["published"], true, "{added}");
+    assert_eq!(delta["method"], "expanded-sparse-diff", "{added}");
+    let out = dev.update();
+    assert_eq!(out["delta_used"], true, "{out}");
+    assert_eq!(
+        std::fs::read(&dev.slot).unwrap(),
+        v2,
+        "kernel recompressed exactly"
+    );
+
+    // --delta-no-expand diffs the compressed bytes: a valid but much larger patch.
+    let plain = repo.add(
+        "1.2.0",
+        &v3,
+        &["--delta-from-previous", "1", "--delta-no-expand"],
+    );
+    let d3 = &plain["deltas"][0];
+    assert_ne!(d3["method"], "expanded-sparse-diff", "{plain}");
+    assert!(
+        d3["patch_length"].as_u64().unwrap() > 4 * delta["patch_length"].as_u64().unwrap(),
+        "{plain} vs {added}"
+    );
+}
