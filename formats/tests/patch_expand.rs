@@ -133,3 +133,60 @@ fn bad_expansion_tables_are_refused() {
         }
     }
 }
+
+/// Damaged payloads (a byte changed anywhere in the table, the runs or the records) are
+/// refused or, where the damage happens to cancel out, give the exact result: never a panic,
+/// never a wrong result.
+#[test]
+fn damaged_expanded_payloads_never_panic_or_give_a_wrong_result() {
+    let c = case();
+    let rest = c.vnew.len() as u64 - 3100;
+    let covers = [
+        Cover {
+            new_start: 0,
+            old_start: 0,
+            add_len: 3000,
+            extra_len: 100,
+        },
+        Cover {
+            new_start: 3100,
+            old_start: 3000,
+            add_len: rest,
+            extra_len: 0,
+        },
+    ];
+    let mut data = Vec::new();
+    c.table.write(&mut data);
+    data.extend(encode_sparse(&c.vold, &c.vnew, &covers, 21));
+    let mut h = PatchHeader::new(
+        Method::ExpandedSparseDiff,
+        Codec::Zstd,
+        Filter::None,
+        &c.old,
+        &c.new,
+    );
+    h.window_log = 20;
+    let mut x = 7u64;
+    let (mut refused, mut exact) = (0, 0);
+    for k in 0..120 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        // Mostly the first 64 bytes (table, block header, records), sometimes anywhere.
+        let at = if k % 4 == 0 {
+            (x >> 20) as usize % data.len()
+        } else {
+            (x >> 20) as usize % 64
+        };
+        let mut bad = data.clone();
+        bad[at] ^= 1 << ((x >> 8) % 8);
+        match apply_vec(&c.old, &assemble(&h, &bad)) {
+            Ok(out) => {
+                assert_eq!(out, c.new, "damage at {at} gave a wrong result");
+                exact += 1;
+            }
+            Err(_) => refused += 1,
+        }
+    }
+    assert!(refused > 100, "{refused} refused, {exact} exact");
+}
