@@ -301,22 +301,28 @@ pub fn diff_payload(
     opts: &CreateOptions,
     threads: usize,
 ) -> Vec<u8> {
-    diff_payloads(old, new, filter, opts, threads).0
+    diff_payloads(old, new, filter, opts, threads, true)
+        .0
+        .unwrap_or_default()
 }
 
 /// The diff payloads of `new` against `old` under `filter`, in the layouts of
-/// [`Method::Diff`] and [`Method::SparseDiff`].
+/// [`Method::Diff`] (when `dense`) and [`Method::SparseDiff`].
 fn diff_payloads(
     old: &[u8],
     new: &[u8],
     filter: Filter,
     opts: &CreateOptions,
     threads: usize,
-) -> (Vec<u8>, Vec<u8>) {
+    dense: bool,
+) -> (Option<Vec<u8>>, Vec<u8>) {
     let (block_log, min_equal) = (opts.block_log, opts.min_cover_equal);
     let both = |o: &[u8], n: &[u8], c: &[payload::Cover], prefix: &[u8]| {
-        let mut dense = prefix.to_vec();
-        dense.extend(payload::encode(o, n, c, block_log));
+        let dense = dense.then(|| {
+            let mut d = prefix.to_vec();
+            d.extend(payload::encode(o, n, c, block_log));
+            d
+        });
         let mut sparse = prefix.to_vec();
         sparse.extend(payload::encode_sparse(o, n, c, block_log));
         (dense, sparse)
@@ -412,11 +418,13 @@ fn diff_attempt(
     if old.len().max(new.len()) >= limit {
         return Ok(Vec::new());
     }
-    let (dense, sparse) = diff_payloads(old, new, filter, opts, threads);
-    let payloads = match &pair.expanded {
-        None => vec![(Method::Diff, dense), (Method::SparseDiff, sparse)],
-        Some(e) => {
-            drop(dense);
+    // Expanded patches only exist in the sparse layout.
+    let dense = pair.expanded.is_none();
+    let (dense, sparse) = diff_payloads(old, new, filter, opts, threads, dense);
+    let payloads = match (&pair.expanded, dense) {
+        (None, Some(dense)) => vec![(Method::Diff, dense), (Method::SparseDiff, sparse)],
+        (None, None) => vec![(Method::SparseDiff, sparse)],
+        (Some(e), _) => {
             let mut data = Vec::new();
             e.table.write(&mut data);
             data.extend(sparse);
