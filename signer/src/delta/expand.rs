@@ -38,7 +38,8 @@ fn reproducing_level(image: &[u8], f: &lz4::Found) -> Option<u8> {
 /// recompresses exactly (expanding only the base would not help the diff).
 pub fn find(old: &[u8], new: &[u8]) -> Option<Expanded> {
     let mut new_found = Vec::new();
-    for f in lz4::scan(new, MIN_EXPANDED) {
+    // Streams that do not recompress exactly are skipped, so look at a few more than fit.
+    for f in lz4::scan(new, MIN_EXPANDED, 4 * MAX_REGIONS) {
         if new_found.len() == MAX_REGIONS {
             break;
         }
@@ -50,10 +51,7 @@ pub fn find(old: &[u8], new: &[u8]) -> Option<Expanded> {
     if new_found.is_empty() {
         return None;
     }
-    let old_found: Vec<lz4::Found> = lz4::scan(old, MIN_EXPANDED)
-        .into_iter()
-        .take(MAX_REGIONS)
-        .collect();
+    let old_found = lz4::scan(old, MIN_EXPANDED, MAX_REGIONS);
     let region = |f: &lz4::Found| Region {
         start: f.start as u64,
         packed_len: f.packed_len as u64,

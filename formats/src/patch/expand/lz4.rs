@@ -116,11 +116,11 @@ pub fn decode_at(image: &[u8], start: usize) -> Option<Found> {
     })
 }
 
-/// Every legacy stream in `image` that expands to at least `min_expanded` bytes.
-pub fn scan(image: &[u8], min_expanded: usize) -> Vec<Found> {
+/// The first `max` legacy streams in `image` that expand to at least `min_expanded` bytes.
+pub fn scan(image: &[u8], min_expanded: usize, max: usize) -> Vec<Found> {
     let mut out = Vec::new();
     let mut i = 0;
-    while i + 4 <= image.len() {
+    while i + 4 <= image.len() && out.len() < max {
         if image[i..i + 4] != MAGIC {
             i += 1;
             continue;
@@ -162,7 +162,7 @@ mod tests {
         let mut image = vec![0xAAu8; 1000];
         image.extend_from_slice(&packed);
         image.extend_from_slice(&[1, 2, 3, 4, 5]);
-        let found = scan(&image, 1 << 16);
+        let found = scan(&image, 1 << 16, 4);
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].start, 1000);
         assert_eq!(found[0].packed_len, packed.len());
@@ -170,6 +170,7 @@ mod tests {
         assert_eq!(encode(&found[0].expanded, 9).unwrap(), packed);
         // A magic followed by garbage is no stream; small streams are skipped.
         assert!(decode_at(&[2, 0x21, 0x4C, 0x18, 9, 0, 0, 0, 0xFF], 0).is_none());
-        assert!(scan(&image, data.len() + 1).is_empty());
+        assert!(scan(&image, data.len() + 1, 4).is_empty());
+        assert!(scan(&image, 1 << 16, 0).is_empty());
     }
 }
