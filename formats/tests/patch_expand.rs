@@ -62,8 +62,9 @@ fn case() -> Case {
     }
 }
 
-fn patch(c: &Case, table: &Expansion) -> Vec<u8> {
-    // Copy the common prefix, 100 literal bytes, then everything else at a shift of 100.
+/// The uncompressed payload: the table, then the common prefix copied, 100 literal bytes,
+/// and everything else copied at a shift of 100.
+fn payload(c: &Case, table: &Expansion) -> Vec<u8> {
     let rest = c.vnew.len() as u64 - 3100;
     let covers = [
         Cover {
@@ -82,6 +83,10 @@ fn patch(c: &Case, table: &Expansion) -> Vec<u8> {
     let mut data = Vec::new();
     table.write(&mut data);
     data.extend(encode_sparse(&c.vold, &c.vnew, &covers, 21));
+    data
+}
+
+fn header(c: &Case) -> PatchHeader {
     let mut h = PatchHeader::new(
         Method::ExpandedSparseDiff,
         Codec::Zstd,
@@ -90,7 +95,11 @@ fn patch(c: &Case, table: &Expansion) -> Vec<u8> {
         &c.new,
     );
     h.window_log = 20;
-    assemble(&h, &data)
+    h
+}
+
+fn patch(c: &Case, table: &Expansion) -> Vec<u8> {
+    assemble(&header(c), &payload(c, table))
 }
 
 #[test]
@@ -140,32 +149,7 @@ fn bad_expansion_tables_are_refused() {
 #[test]
 fn damaged_expanded_payloads_never_panic_or_give_a_wrong_result() {
     let c = case();
-    let rest = c.vnew.len() as u64 - 3100;
-    let covers = [
-        Cover {
-            new_start: 0,
-            old_start: 0,
-            add_len: 3000,
-            extra_len: 100,
-        },
-        Cover {
-            new_start: 3100,
-            old_start: 3000,
-            add_len: rest,
-            extra_len: 0,
-        },
-    ];
-    let mut data = Vec::new();
-    c.table.write(&mut data);
-    data.extend(encode_sparse(&c.vold, &c.vnew, &covers, 21));
-    let mut h = PatchHeader::new(
-        Method::ExpandedSparseDiff,
-        Codec::Zstd,
-        Filter::None,
-        &c.old,
-        &c.new,
-    );
-    h.window_log = 20;
+    let (data, h) = (payload(&c, &c.table), header(&c));
     let mut x = 7u64;
     let (mut refused, mut exact) = (0, 0);
     for k in 0..120 {
