@@ -162,10 +162,10 @@ fn unknown_method_is_refused() {
     let old = bytes(49, 100);
     let h = PatchHeader::new(Method::SparseDiff, Codec::Zstd, Filter::None, &old, &old);
     let mut p = assemble(&h, &[]);
-    p[5] = 4;
+    p[5] = 5;
     assert!(matches!(
         apply_vec(&old, &p),
-        Err(PatchError::UnsupportedMethod(4))
+        Err(PatchError::UnsupportedMethod(5))
     ));
 }
 

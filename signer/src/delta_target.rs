@@ -354,6 +354,7 @@ pub fn build(
         Method::Diff => "diff",
         Method::SparseDiff => "sparse-diff",
         Method::ExpandedSparseDiff => "expanded-sparse-diff",
+        Method::ZstdPrefix => "zstd-prefix",
         Method::Full => "full",
     };
     let mut report = PatchReport {

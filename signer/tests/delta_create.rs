@@ -300,3 +300,57 @@ fn lz4_streams_are_diffed_decompressed() {
     );
     assert!(info.chosen.len * 2 < patch.len() as u64);
 }
+
+#[test]
+fn bsdiff_crate_and_zstd_prefix_are_candidates_too() {
+    use ota_formats::patch::Method;
+    use ota_signer::delta::Matcher;
+    let old = bytes(70, 300_000);
+    let mut new = old.clone();
+    new.splice(100_000..100_000, bytes(71, 2_000));
+    new[250_000] ^= 0x5A;
+    let info = round_trip(&old, &new);
+    assert!(info
+        .candidates
+        .iter()
+        .any(|c| c.matcher == Matcher::Bsdiff && c.method.is_diff()));
+    assert!(info
+        .candidates
+        .iter()
+        .any(|c| c.method == Method::ZstdPrefix));
+
+    // Without our own matchers, the zstd-prefix patch wins over the full image and applies
+    // (round_trip runs the real applier on the chosen patch).
+    let only_prefix = CreateOptions {
+        filters: Vec::new(),
+        bsdiff_limit: 0,
+        ..CreateOptions::default()
+    };
+    let (patch, info) = create_patch_bytes(&old, &new, &only_prefix).unwrap();
+    assert_eq!(info.chosen.method, Method::ZstdPrefix);
+    assert!(info.worth_publishing());
+    let mut out = Vec::new();
+    apply(std::io::Cursor::new(&old), &patch[..], &mut out).unwrap();
+    assert!(out == new);
+    // With only the bsdiff crate's covers, its patch is chosen and applies.
+    let only_bsdiff = CreateOptions {
+        filters: Vec::new(),
+        prefix_limit: 0,
+        ..CreateOptions::default()
+    };
+    let (patch, info) = create_patch_bytes(&old, &new, &only_bsdiff).unwrap();
+    assert_eq!(info.chosen.matcher, Matcher::Bsdiff);
+    let mut out = Vec::new();
+    apply(std::io::Cursor::new(&old), &patch[..], &mut out).unwrap();
+    assert!(out == new);
+    // Bases above the prefix limit get no zstd-prefix candidate (the device holds the base).
+    let small_limit = CreateOptions {
+        prefix_limit: 1000,
+        ..CreateOptions::default()
+    };
+    let (_, info) = create_patch_bytes(&old, &new, &small_limit).unwrap();
+    assert!(info
+        .candidates
+        .iter()
+        .all(|c| c.method != Method::ZstdPrefix));
+}

@@ -61,9 +61,17 @@ where
     })?;
     let (header, payload_len) = PatchHeader::parse(&hb)?;
 
-    let old = match header.method {
+    let mut old = match header.method {
         Method::Full => None,
         _ => Some(check_base(base, &header)?),
+    };
+    // zstd --patch-from style: the whole (verified, bounded) base is the decoder's prefix.
+    let prefix = match (header.method, old.take()) {
+        (Method::ZstdPrefix, Some(base)) => Some(read_prefix(base, &header)?),
+        (_, base) => {
+            old = base;
+            None
+        }
     };
 
     let truncated = Rc::new(Cell::new(false));
@@ -72,7 +80,7 @@ where
         left: payload_len,
         truncated: truncated.clone(),
     };
-    let decoder = open_decoder(&header, limited)?;
+    let decoder = open_decoder(&header, limited, prefix.as_deref())?;
     let mut input = Payload {
         r: BufReader::with_capacity(CHUNK, decoder),
         truncated,
@@ -177,16 +185,41 @@ fn read_expansion(header: &PatchHeader, input: &mut Payload<'_>) -> Result<Expan
     Ok(e)
 }
 
+/// The base, whole, as the reference prefix of a [`Method::ZstdPrefix`] patch.
+fn read_prefix<B: Read + Seek>(mut base: B, header: &PatchHeader) -> Result<Vec<u8>, PatchError> {
+    if header.codec != Codec::Zstd {
+        return Err(PatchError::CorruptControl(
+            "a zstd-prefix patch must use the zstd codec".into(),
+        ));
+    }
+    if header.base_len > 1u64 << header.window_log {
+        return Err(PatchError::LimitExceeded(format!(
+            "zstd-prefix base of {} bytes exceeds the window 2^{}",
+            header.base_len, header.window_log
+        )));
+    }
+    base.seek(SeekFrom::Start(0))?;
+    let mut prefix = Vec::with_capacity(header.base_len as usize);
+    base.take(header.base_len).read_to_end(&mut prefix)?;
+    Ok(prefix)
+}
+
 fn open_decoder<'a, P: Read + 'a>(
     header: &PatchHeader,
     limited: Limited<P>,
+    prefix: Option<&'a [u8]>,
 ) -> Result<Box<dyn Read + 'a>, PatchError> {
     let bad = |e: std::io::Error| PatchError::Decompress(e.to_string());
     match header.codec {
         Codec::Zstd => {
-            let mut d = zstd::stream::read::Decoder::new(limited)
-                .map_err(bad)?
-                .single_frame();
+            let d = match prefix {
+                Some(p) => zstd::stream::read::Decoder::with_ref_prefix(
+                    BufReader::with_capacity(CHUNK, limited),
+                    p,
+                ),
+                None => zstd::stream::read::Decoder::new(limited),
+            };
+            let mut d = d.map_err(bad)?.single_frame();
             d.window_log_max(u32::from(header.window_log))
                 .map_err(bad)?;
             Ok(Box::new(d))

@@ -25,6 +25,10 @@ pub enum Method {
     /// As [`Method::SparseDiff`], between the images with their LZ4 legacy streams
     /// decompressed: the payload starts with an expansion table (see `expand`).
     ExpandedSparseDiff = 3,
+    /// The payload is the result image compressed by zstd with the whole base as its
+    /// reference prefix (zstd's `--patch-from`). The applier holds the base in memory, so
+    /// the base may be at most `2^window_log` bytes.
+    ZstdPrefix = 4,
 }
 
 impl Method {
@@ -34,6 +38,11 @@ impl Method {
             self,
             Method::Diff | Method::SparseDiff | Method::ExpandedSparseDiff
         )
+    }
+
+    /// Whether applying reads the base (every method but [`Method::Full`]).
+    pub fn reads_base(self) -> bool {
+        self != Method::Full
     }
 
     /// Whether each block's diff section is sent as zero / literal runs.
@@ -98,6 +107,7 @@ impl Method {
             1 => Ok(Method::Diff),
             2 => Ok(Method::SparseDiff),
             3 => Ok(Method::ExpandedSparseDiff),
+            4 => Ok(Method::ZstdPrefix),
             other => Err(PatchError::UnsupportedMethod(other)),
         }
     }

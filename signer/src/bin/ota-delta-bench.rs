@@ -108,8 +108,8 @@ fn main() -> ExitCode {
                     );
                     for c in &info.candidates {
                         eprintln!(
-                            "  candidate {:?}/{:?}/{:?}: {}",
-                            c.method, c.filter, c.codec, c.len
+                            "  candidate {:?}/{:?}/{:?}/{:?}: {}",
+                            c.method, c.filter, c.matcher, c.codec, c.len
                         );
                     }
                     ExitCode::SUCCESS

@@ -53,3 +53,21 @@ pub fn compress(header: &PatchHeader, data: &[u8], zstd_level: i32) -> Result<Ve
         }
     }
 }
+
+/// Compresses `data` with zstd using all of `prefix` (the base image) as reference prefix,
+/// within the header's window (zstd's `--patch-from`).
+pub fn compress_with_prefix(
+    header: &PatchHeader,
+    prefix: &[u8],
+    data: &[u8],
+    zstd_level: i32,
+) -> Result<Vec<u8>, DeltaError> {
+    let err = |e: std::io::Error| DeltaError::Compress(e.to_string());
+    let mut enc = zstd::stream::write::Encoder::with_ref_prefix(Vec::new(), zstd_level, prefix)
+        .map_err(err)?;
+    enc.window_log(u32::from(header.window_log)).map_err(err)?;
+    enc.include_checksum(false).map_err(err)?;
+    enc.include_contentsize(false).map_err(err)?;
+    enc.write_all(data).map_err(err)?;
+    enc.finish().map_err(err)
+}

@@ -6,13 +6,16 @@
 //!   (`Method::Diff`) and with zero / literal runs for the diff bytes (`Method::SparseDiff`),
 //!   and compressed with zstd and with LZMA2 (several literal-context settings); each on the
 //!   raw images and on images passed through the machine-code filters
-//!   (`ota_formats::patch::filter`: x86, Thumb, their remap variants, and Thumb remap plus
-//!   pointer prediction), which the applier undoes while streaming;
+//!   (`ota_formats::patch::filter`: x86, Thumb, their remap variants, Thumb remap plus
+//!   pointer prediction and x86 wide remap plus ELF pointer prediction), which the applier
+//!   undoes while streaming. LZ4 legacy streams (compressed kernels) are diffed decompressed
+//!   when they recompress exactly (`Method::ExpandedSparseDiff`, see [`expand`]);
+//! * **bsdiff**: the covers of the `bsdiff` crate, in the same payload layouts, for images up
+//!   to [`CreateOptions::bsdiff_limit`];
+//! * **zstd prefix**: zstd with the whole old image as reference prefix (`--patch-from`,
+//!   `Method::ZstdPrefix`), for old images up to [`CreateOptions::prefix_limit`]: the device
+//!   must hold the base in memory to apply it, so larger bases do not get one;
 //! * **full**: the new image alone, compressed, as the fallback.
-//!
-//! zstd's `--patch-from` mode (the old image as a dictionary) is deliberately not a
-//! candidate: its decoder must keep a window as large as the old image, so applying it does
-//! not fit in bounded memory on a device.
 //!
 //! [`PatchInfo::worth_publishing`] tells whether the delta is clearly smaller than the full
 //! image, i.e. whether a repository should publish it at all.
@@ -26,7 +29,7 @@ mod suffix;
 
 pub use compress::CodecChoice;
 
-use compress::{compress, window_log_for};
+use compress::{compress, compress_with_prefix, window_log_for};
 use ota_formats::patch::{apply, filter, payload, Codec, Filter, Method, PatchHeader, HEADER_LEN};
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -82,6 +85,11 @@ pub struct CreateOptions {
     pub parallel_limit: usize,
     /// Copies with fewer bytes equal to the base are sent as literal bytes instead.
     pub min_cover_equal: u64,
+    /// Also try the `bsdiff` crate's covers for images up to this size.
+    pub bsdiff_limit: usize,
+    /// Also try zstd with the whole base as reference prefix (`--patch-from`) for bases up
+    /// to this size: the device holds the base in memory to apply such a patch.
+    pub prefix_limit: usize,
     /// Diff LZ4 legacy streams (a compressed kernel) decompressed when the result's streams
     /// recompress exactly. Applying such a patch needs about 33 MiB more memory (one 8 MiB
     /// block decoded from the base and one being compressed, each with its packed form).
@@ -128,6 +136,8 @@ impl Default for CreateOptions {
             parallel_limit: 32 << 20,
             min_cover_equal: 16,
             expand: true,
+            bsdiff_limit: 16 << 20,
+            prefix_limit: 8 << 20,
             finalists: 2,
         }
     }
@@ -140,6 +150,8 @@ pub struct Candidate {
     pub method: Method,
     /// Filter.
     pub filter: Filter,
+    /// Cover search that made a diff.
+    pub matcher: Matcher,
     /// Codec and properties.
     pub codec: CodecChoice,
     /// Total patch size in bytes, header included.
@@ -164,10 +176,11 @@ pub struct PatchInfo {
 }
 
 impl PatchInfo {
-    /// Whether to publish the delta: it is a diff and at most `publish_ratio` of the full
-    /// patch. Otherwise clients should simply download the full image.
+    /// Whether to publish the delta: it uses the base (a diff or a zstd-prefix patch) and is
+    /// at most `publish_ratio` of the full patch. Otherwise clients should simply download
+    /// the full image.
     pub fn worth_publishing(&self) -> bool {
-        self.chosen.method.is_diff()
+        self.chosen.method.reads_base()
             && (self.chosen.len as f64) <= self.full_len as f64 * self.publish_ratio
     }
 }
@@ -220,6 +233,7 @@ fn header_for(
 struct Job<'a> {
     method: Method,
     filter: Filter,
+    matcher: Matcher,
     codec: CodecChoice,
     data: &'a [u8],
 }
@@ -229,6 +243,7 @@ struct Job<'a> {
 fn jobs_for<'a>(
     method: Method,
     filter: Filter,
+    matcher: Matcher,
     data: &'a [u8],
     codecs: &[CodecChoice],
     opts: &CreateOptions,
@@ -243,6 +258,7 @@ fn jobs_for<'a>(
         .map(|codec| Job {
             method,
             filter,
+            matcher,
             codec,
             data,
         })
@@ -251,9 +267,25 @@ fn jobs_for<'a>(
 
 fn compress_job(
     base: &PatchHeader,
+    old: &[u8],
     job: &Job<'_>,
     opts: &CreateOptions,
 ) -> Result<Built, DeltaError> {
+    if job.method == Method::ZstdPrefix {
+        // The window spans the prefix and the result, as zstd --patch-from sets it.
+        let max = ota_formats::patch::MAX_WINDOW_LOG;
+        let wlog = window_log_for(old.len() + job.data.len(), max);
+        let header = header_for(
+            base,
+            job.method,
+            job.filter,
+            job.codec,
+            wlog,
+            opts.block_log,
+        );
+        let body = compress_with_prefix(&header, old, job.data, opts.zstd_level)?;
+        return Ok(built(job, header, body));
+    }
     let wlog = window_log_for(job.data.len(), opts.max_window_log);
     // Full images larger than the thorough limit get zstd level 12: -19 costs minutes there.
     let level = if job.method == Method::Full && job.data.len() > opts.thorough_limit {
@@ -270,16 +302,21 @@ fn compress_job(
         opts.block_log,
     );
     let body = compress(&header, job.data, level)?;
-    Ok(Built {
+    Ok(built(job, header, body))
+}
+
+fn built(job: &Job<'_>, header: PatchHeader, body: Vec<u8>) -> Built {
+    Built {
         cand: Candidate {
             method: job.method,
             filter: job.filter,
+            matcher: job.matcher,
             codec: job.codec,
             len: (HEADER_LEN + body.len()) as u64,
         },
         header,
         body,
-    })
+    }
 }
 
 fn filtered(img: &[u8], filter: Filter) -> Cow<'_, [u8]> {
@@ -397,8 +434,33 @@ impl Pair<'_> {
     }
 }
 
-/// A diff payload: its method, filter, bytes and a quick compressed-size estimate.
-type Attempt = (Method, Filter, Vec<u8>, usize);
+/// A diff payload: how it was made, its bytes and a quick compressed-size estimate.
+struct Attempt {
+    method: Method,
+    filter: Filter,
+    matcher: Matcher,
+    data: Vec<u8>,
+    estimate: usize,
+}
+
+/// Which cover search made a diff payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Matcher {
+    /// Our suffix-array search (`matcher`), on all cores, with short copies pruned.
+    SuffixArray,
+    /// The `bsdiff` crate's (Percival's bsdiff, single-threaded), its controls re-encoded
+    /// in our streamable format.
+    Bsdiff,
+    /// No cover search: a full image or a zstd-prefix patch.
+    None,
+}
+
+/// The estimate that ranks payloads before the strong compressors run (zstd level 6).
+fn estimate(data: &[u8]) -> Result<usize, DeltaError> {
+    Ok(zstd::bulk::compress(data, 6)
+        .map_err(|e| DeltaError::Compress(e.to_string()))?
+        .len())
+}
 
 /// The diff payloads under `filter` (dense and sparse) with a quick size estimate (zstd level 6), or none
 /// when the filter cannot apply to images this large.
@@ -433,10 +495,94 @@ fn diff_attempt(
     };
     let mut out = Vec::new();
     for (method, data) in payloads {
-        let estimate = zstd::bulk::compress(&data, 6)
-            .map_err(|e| DeltaError::Compress(e.to_string()))?
-            .len();
-        out.push((method, filter, data, estimate));
+        out.push(Attempt {
+            method,
+            filter,
+            matcher: Matcher::SuffixArray,
+            estimate: estimate(&data)?,
+            data,
+        });
+    }
+    Ok(out)
+}
+
+/// The covers the `bsdiff` crate finds, read back from its patch stream (per control: add,
+/// extra and seek lengths as 8-byte sign-magnitude integers, then the add difference bytes
+/// and the extra bytes).
+fn bsdiff_covers(old: &[u8], new: &[u8]) -> Result<Vec<payload::Cover>, DeltaError> {
+    let mut stream = Vec::new();
+    bsdiff::diff(old, new, &mut stream).map_err(|e| DeltaError::Compress(e.to_string()))?;
+    let int = |b: &[u8]| -> i64 {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        let v = u64::from_le_bytes(a);
+        let m = (v & !(1 << 63)) as i64;
+        if v >> 63 == 1 {
+            -m
+        } else {
+            m
+        }
+    };
+    let bad = || DeltaError::Compress("bsdiff stream does not tile the new image".into());
+    let (mut covers, mut at, mut new_pos, mut old_pos) = (Vec::new(), 0usize, 0u64, 0i64);
+    while at < stream.len() {
+        let ctl = stream.get(at..at + 24).ok_or_else(bad)?;
+        let (add, extra, seek) = (int(&ctl[..8]), int(&ctl[8..16]), int(&ctl[16..]));
+        let (Ok(add), Ok(extra)) = (u64::try_from(add), u64::try_from(extra)) else {
+            return Err(bad());
+        };
+        if old_pos < 0 || old_pos as u64 + add > old.len() as u64 {
+            return Err(bad());
+        }
+        covers.push(payload::Cover {
+            new_start: new_pos,
+            old_start: old_pos as u64,
+            add_len: add,
+            extra_len: extra,
+        });
+        new_pos += add + extra;
+        old_pos += add as i64 + seek;
+        at += 24 + (add + extra) as usize;
+    }
+    if new_pos != new.len() as u64 {
+        return Err(bad());
+    }
+    Ok(covers
+        .into_iter()
+        .filter(|c| c.add_len + c.extra_len > 0)
+        .collect())
+}
+
+/// The `bsdiff` crate's payloads (dense and sparse, no filter), for images up to
+/// `bsdiff_limit`: above that its single-threaded suffix sort costs minutes, and our own
+/// matcher, which follows the same algorithm, finds equivalent covers on all cores.
+fn bsdiff_attempts(
+    old: &[u8],
+    new: &[u8],
+    opts: &CreateOptions,
+) -> Result<Vec<Attempt>, DeltaError> {
+    if old.len().max(new.len()) > opts.bsdiff_limit {
+        return Ok(Vec::new());
+    }
+    let covers = bsdiff_covers(old, new)?;
+    let mut out = Vec::new();
+    for (method, data) in [
+        (
+            Method::Diff,
+            payload::encode(old, new, &covers, opts.block_log),
+        ),
+        (
+            Method::SparseDiff,
+            payload::encode_sparse(old, new, &covers, opts.block_log),
+        ),
+    ] {
+        out.push(Attempt {
+            method,
+            filter: Filter::None,
+            matcher: Matcher::Bsdiff,
+            estimate: estimate(&data)?,
+            data,
+        });
     }
     Ok(out)
 }
@@ -487,7 +633,7 @@ fn diff_attempts(
     let mut out: Vec<Attempt> = Vec::new();
     for &f in filters {
         out.extend(diff_attempt(pair, f, opts, opts.threads)?);
-        out.sort_by_key(|a| a.3);
+        out.sort_by_key(|a| a.estimate);
         out.truncate(opts.finalists.max(1));
     }
     Ok(out)
@@ -520,13 +666,14 @@ pub fn create_patch_bytes(
     };
     let mut attempts = diff_attempts(&pair, &filters, opts)?;
     drop(pair);
+    attempts.extend(bsdiff_attempts(old, new, opts)?);
     // Only the most promising payloads get the slow, strong compressors.
-    attempts.sort_by_key(|a| a.3);
+    attempts.sort_by_key(|a| a.estimate);
     if new.len() > opts.thorough_limit {
         attempts.truncate(opts.finalists.max(1));
     }
-    for (m, f, _, est) in &attempts {
-        tracing::debug!(method = ?m, filter = ?f, estimate = est, "finalist");
+    for a in &attempts {
+        tracing::debug!(method = ?a.method, filter = ?a.filter, matcher = ?a.matcher, estimate = a.estimate, "finalist");
     }
     let full_codecs: Vec<CodecChoice> = opts
         .codecs
@@ -534,12 +681,41 @@ pub fn create_patch_bytes(
         .copied()
         .filter(|c| c.codec == Codec::Zstd || new.len() <= opts.thorough_limit)
         .collect();
-    let mut jobs = jobs_for(Method::Full, Filter::None, new, &full_codecs, opts);
-    for (m, f, data, _) in &attempts {
-        jobs.extend(jobs_for(*m, *f, data, &opts.codecs, opts));
+    let mut jobs = jobs_for(
+        Method::Full,
+        Filter::None,
+        Matcher::None,
+        new,
+        &full_codecs,
+        opts,
+    );
+    for a in &attempts {
+        jobs.extend(jobs_for(
+            a.method,
+            a.filter,
+            a.matcher,
+            &a.data,
+            &opts.codecs,
+            opts,
+        ));
+    }
+    // zstd --patch-from: only where the device can hold the base as the decoder's prefix.
+    if old.len() <= opts.prefix_limit
+        && window_log_for(old.len() + new.len(), 32) <= ota_formats::patch::MAX_WINDOW_LOG
+    {
+        jobs.push(Job {
+            method: Method::ZstdPrefix,
+            filter: Filter::None,
+            matcher: Matcher::None,
+            codec: CodecChoice {
+                codec: Codec::Zstd,
+                lzma_props: (0, 0, 0),
+            },
+            data: new,
+        });
     }
     // One encoder per thread: LZMA2 at preset 9 needs about 11 times its dictionary.
-    let mut built = pool::run(&jobs, opts.threads, |j| compress_job(&base, j, opts))
+    let mut built = pool::run(&jobs, opts.threads, |j| compress_job(&base, old, j, opts))
         .into_iter()
         .collect::<Result<Vec<Built>, DeltaError>>()?;
     drop(jobs);
