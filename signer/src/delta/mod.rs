@@ -271,22 +271,16 @@ fn compress_job(
     job: &Job<'_>,
     opts: &CreateOptions,
 ) -> Result<Built, DeltaError> {
-    if job.method == Method::ZstdPrefix {
-        // The window spans the prefix and the result, as zstd --patch-from sets it.
-        let max = ota_formats::patch::MAX_WINDOW_LOG;
-        let wlog = window_log_for(old.len() + job.data.len(), max);
-        let header = header_for(
-            base,
-            job.method,
-            job.filter,
-            job.codec,
-            wlog,
-            opts.block_log,
-        );
-        let body = compress_with_prefix(&header, old, job.data, opts.zstd_level)?;
-        return Ok(built(job, header, body));
-    }
-    let wlog = window_log_for(job.data.len(), opts.max_window_log);
+    let prefix = job.method == Method::ZstdPrefix;
+    // A zstd-prefix window spans the prefix and the result, as zstd --patch-from sets it.
+    let wlog = if prefix {
+        window_log_for(
+            old.len() + job.data.len(),
+            ota_formats::patch::MAX_WINDOW_LOG,
+        )
+    } else {
+        window_log_for(job.data.len(), opts.max_window_log)
+    };
     // Full images larger than the thorough limit get zstd level 12: -19 costs minutes there.
     let level = if job.method == Method::Full && job.data.len() > opts.thorough_limit {
         opts.zstd_level.min(12)
@@ -301,7 +295,11 @@ fn compress_job(
         wlog,
         opts.block_log,
     );
-    let body = compress(&header, job.data, level)?;
+    let body = if prefix {
+        compress_with_prefix(&header, old, job.data, level)?
+    } else {
+        compress(&header, job.data, level)?
+    };
     Ok(built(job, header, body))
 }
 
