@@ -61,17 +61,16 @@ where
     })?;
     let (header, payload_len) = PatchHeader::parse(&hb)?;
 
-    let mut old = match header.method {
-        Method::Full => None,
-        _ => Some(check_base(base, &header)?),
+    let base = if header.method.reads_base() {
+        Some(check_base(base, &header)?)
+    } else {
+        None
     };
-    // zstd --patch-from style: the whole (verified, bounded) base is the decoder's prefix.
-    let prefix = match (header.method, old.take()) {
-        (Method::ZstdPrefix, Some(base)) => Some(read_prefix(base, &header)?),
-        (_, base) => {
-            old = base;
-            None
-        }
+    // zstd --patch-from style: the whole (verified, bounded) base is the decoder's prefix;
+    // the diff methods read it through `OldReader` instead.
+    let (old, prefix) = match (header.method, base) {
+        (Method::ZstdPrefix, Some(base)) => (None, Some(read_prefix(base, &header)?)),
+        (_, base) => (base, None),
     };
 
     let truncated = Rc::new(Cell::new(false));

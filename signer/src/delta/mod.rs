@@ -352,23 +352,13 @@ fn diff_payloads(
     dense: bool,
 ) -> (Option<Vec<u8>>, Vec<u8>) {
     let (block_log, min_equal) = (opts.block_log, opts.min_cover_equal);
-    let both = |o: &[u8], n: &[u8], c: &[payload::Cover], prefix: &[u8]| {
-        let dense = dense.then(|| {
-            let mut d = prefix.to_vec();
-            d.extend(payload::encode(o, n, c, block_log));
-            d
-        });
-        let mut sparse = prefix.to_vec();
-        sparse.extend(payload::encode_sparse(o, n, c, block_log));
-        (dense, sparse)
-    };
     let (fo, fnew) = (filtered(old, filter), filtered(new, filter));
     let idx = suffix::SuffixIndex::new(&fo);
     let covers = matcher::covers(&idx, &fo, &fnew, threads, 1 << 20, min_equal);
     drop(idx);
     tracing::debug!(?filter, covers = covers.len(), "cover search done");
     if !filter.is_remap() {
-        return both(&fo, &fnew, &covers, &[]);
+        return layouts(&fo, &fnew, &covers, &[], block_log, dense);
     }
     // Second pass: predict the base's operands through the alignment the first pass found,
     // then diff against that prediction.
@@ -387,7 +377,27 @@ fn diff_payloads(
     if filter == Filter::X86RemapPointers {
         pred.write_loads(&mut prefix);
     }
-    both(&remapped, &fnew, &covers, &prefix)
+    layouts(&remapped, &fnew, &covers, &prefix, block_log, dense)
+}
+
+/// The payloads of `covers` after `prefix`: the sparse layout, and the dense one when
+/// `dense`.
+fn layouts(
+    old: &[u8],
+    new: &[u8],
+    covers: &[payload::Cover],
+    prefix: &[u8],
+    block_log: u8,
+    dense: bool,
+) -> (Option<Vec<u8>>, Vec<u8>) {
+    let with_prefix = |body: Vec<u8>| {
+        let mut p = prefix.to_vec();
+        p.extend(body);
+        p
+    };
+    let dense = dense.then(|| with_prefix(payload::encode(old, new, covers, block_log)));
+    let sparse = with_prefix(payload::encode_sparse(old, new, covers, block_log));
+    (dense, sparse)
 }
 
 /// Old position -> shift to the new image, from the covers' alignments: longest covers
@@ -481,26 +491,46 @@ fn diff_attempt(
     // Expanded patches only exist in the sparse layout.
     let dense = pair.expanded.is_none();
     let (dense, sparse) = diff_payloads(old, new, filter, opts, threads, dense);
-    let payloads = match (&pair.expanded, dense) {
-        (None, Some(dense)) => vec![(Method::Diff, dense), (Method::SparseDiff, sparse)],
-        (None, None) => vec![(Method::SparseDiff, sparse)],
-        (Some(e), _) => {
+    match &pair.expanded {
+        None => attempts(filter, Matcher::SuffixArray, dense, sparse),
+        Some(e) => {
             let mut data = Vec::new();
             e.table.write(&mut data);
             data.extend(sparse);
-            vec![(Method::ExpandedSparseDiff, data)]
+            let method = Method::ExpandedSparseDiff;
+            Ok(vec![attempt(method, filter, Matcher::SuffixArray, data)?])
         }
-    };
-    let mut out = Vec::new();
-    for (method, data) in payloads {
-        out.push(Attempt {
-            method,
-            filter,
-            matcher: Matcher::SuffixArray,
-            estimate: estimate(&data)?,
-            data,
-        });
     }
+}
+
+/// An attempt with its estimate.
+fn attempt(
+    method: Method,
+    filter: Filter,
+    matcher: Matcher,
+    data: Vec<u8>,
+) -> Result<Attempt, DeltaError> {
+    Ok(Attempt {
+        method,
+        filter,
+        matcher,
+        estimate: estimate(&data)?,
+        data,
+    })
+}
+
+/// The attempts of a dense (if made) and a sparse payload.
+fn attempts(
+    filter: Filter,
+    matcher: Matcher,
+    dense: Option<Vec<u8>>,
+    sparse: Vec<u8>,
+) -> Result<Vec<Attempt>, DeltaError> {
+    let mut out = Vec::new();
+    if let Some(d) = dense {
+        out.push(attempt(Method::Diff, filter, matcher, d)?);
+    }
+    out.push(attempt(Method::SparseDiff, filter, matcher, sparse)?);
     Ok(out)
 }
 
@@ -563,26 +593,8 @@ fn bsdiff_attempts(
         return Ok(Vec::new());
     }
     let covers = bsdiff_covers(old, new)?;
-    let mut out = Vec::new();
-    for (method, data) in [
-        (
-            Method::Diff,
-            payload::encode(old, new, &covers, opts.block_log),
-        ),
-        (
-            Method::SparseDiff,
-            payload::encode_sparse(old, new, &covers, opts.block_log),
-        ),
-    ] {
-        out.push(Attempt {
-            method,
-            filter: Filter::None,
-            matcher: Matcher::Bsdiff,
-            estimate: estimate(&data)?,
-            data,
-        });
-    }
-    Ok(out)
+    let (dense, sparse) = layouts(old, new, &covers, &[], opts.block_log, true);
+    attempts(Filter::None, Matcher::Bsdiff, dense, sparse)
 }
 
 /// Whether trying `filter` on an image like `new` makes sense: ELF executables name their

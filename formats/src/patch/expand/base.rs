@@ -113,16 +113,6 @@ impl<R: Read + Seek> ExpandedBase<R> {
             packed: Vec::new(),
         })
     }
-
-    /// Length of the expanded view.
-    pub fn len(&self) -> u64 {
-        self.len
-    }
-
-    /// Whether the view is empty.
-    pub fn is_empty(&self) -> bool {
-        self.len == 0
-    }
 }
 
 impl<R: Read + Seek> Read for ExpandedBase<R> {

@@ -90,11 +90,6 @@ fn check(regions: &[Region], real_len: u64) -> Result<(), String> {
 }
 
 impl Expansion {
-    /// Whether there is nothing to expand.
-    pub fn is_empty(&self) -> bool {
-        self.old.is_empty() && self.new.is_empty()
-    }
-
     /// Checks the table against the real image lengths: at most [`MAX_REGIONS`] each, in
     /// order, inside the image, sizes in range and levels 1..=12.
     pub fn validate(&self, base_len: u64, result_len: u64) -> Result<(), String> {
