@@ -6,6 +6,7 @@ pub mod cli;
 pub mod device;
 pub mod fixture;
 pub mod nginx;
+pub mod noise;
 pub mod python;
 pub mod server;
 

@@ -2,6 +2,7 @@
 //! `ota-server` serves them, the real `ota-client` applies them to the installed image (or
 //! falls back to the full image).
 use ota_tests::cli::{run, tree, Run, SignedRepo};
+use ota_tests::noise::noise;
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
 use std::ffi::OsString;
@@ -9,25 +10,12 @@ use std::path::{Path, PathBuf};
 
 const NAME: &str = "gateway-fw";
 
-/// Incompressible bytes (so a full target is as large as the image), distinct per seed.
-fn random(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
-
 /// 1.0.0 and a 1.1.0 that differs by a few edits (a typical firmware fix).
 fn releases() -> (Vec<u8>, Vec<u8>) {
-    let v1 = random(1, 384 * 1024);
+    let v1 = noise(1, 384 * 1024);
     let mut v2 = v1.clone();
-    v2[5000..5064].copy_from_slice(&random(2, 64));
-    v2.splice(200_000..200_000, random(3, 3000));
+    v2[5000..5064].copy_from_slice(&noise(2, 64));
+    v2.splice(200_000..200_000, noise(3, 3000));
     v2.extend_from_slice(b"release 1.1.0");
     (v1, v2)
 }
@@ -308,10 +296,10 @@ fn delta_from_unknown_version_or_wrong_base_image_changes_nothing() {
 #[test]
 fn a_patch_that_is_not_smaller_is_not_published() {
     let repo = Repo::new();
-    repo.add("1.0.0", &random(10, 256 * 1024), &[]);
+    repo.add("1.0.0", &noise(10, 256 * 1024), &[]);
     let added = repo.add(
         "1.1.0",
-        &random(11, 256 * 1024),
+        &noise(11, 256 * 1024),
         &["--delta-from", "gateway-fw@1.0.0"],
     );
     let delta = &added["deltas"][0];
@@ -402,7 +390,7 @@ fn encrypted_release_gets_an_encrypted_patch_from_the_given_base_image() {
 fn kernel_image(version: u8) -> Vec<u8> {
     use ota_formats::patch::expand::lz4;
     let vocab: Vec<Vec<u8>> = (0..4000)
-        .map(|i| random(50 + i, 3 + (i as usize % 9)))
+        .map(|i| noise(50 + i, 3 + (i as usize % 9)))
         .collect();
     let mut kernel = Vec::new();
     let mut x = 99u64;
@@ -415,7 +403,7 @@ fn kernel_image(version: u8) -> Vec<u8> {
     for at in (700..kernel.len()).step_by(2_000) {
         kernel[at] = kernel[at].wrapping_add(version);
     }
-    let mut img = random(60, 64 * 1024);
+    let mut img = noise(60, 64 * 1024);
     img.extend(lz4::encode(&kernel, 9).unwrap());
     img.extend_from_slice(&[version; 4]);
     img

@@ -11,24 +11,12 @@ use ota_formats::metadata::TargetFile;
 use ota_formats::target_meta::{Compression, ImageInfo, OtaTarget};
 use ota_tests::cli::{run, tree, Run};
 use ota_tests::fixture::RepoFixture;
+use ota_tests::noise::noise;
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
 use std::path::PathBuf;
 
 const CHUNK: u32 = 4096;
-
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    // Incompressible bytes, so the payload spans many chunks.
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            (x >> 24) as u8
-        })
-        .collect()
-}
 
 struct Dev {
     _dir: tempfile::TempDir,

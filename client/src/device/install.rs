@@ -263,10 +263,7 @@ mod tests {
     }
 
     fn slot_files(c: &Case) -> Vec<String> {
-        std::fs::read_dir(c.dest.parent().unwrap())
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .collect()
+        crate::device::slot_listing::files_beside(&c.dest)
     }
 
     #[test]

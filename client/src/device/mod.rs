@@ -23,6 +23,8 @@ mod patch;
 mod select;
 mod session;
 mod sink;
+#[cfg(test)]
+mod slot_listing;
 mod state;
 mod unlock;
 
