@@ -55,9 +55,9 @@ fn run(filter: Filter, buf: &mut [u8], offset: u64, encode: bool, pred: Option<&
         (Filter::X86RemapPointers, Some(p)) => Remap::Wide(p),
         (_, Some(p)) => Remap::Narrow(p),
     };
+    let map = pred.map(|p| &p.map);
     for (k, seg) in buf.chunks_mut(SEGMENT).enumerate() {
         let at = offset + (k * SEGMENT) as u64;
-        let map = pred.map(|p| &p.map);
         match filter {
             Filter::Thumb | Filter::ThumbRemap => thumb::segment(seg, at, encode, map, false),
             Filter::ThumbRemapPointers => thumb::segment(seg, at, encode, map, true),
