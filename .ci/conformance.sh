@@ -31,7 +31,7 @@ if [ ! -x "$VENV/bin/pytest" ] || ! "$VENV/bin/python" -c "import tuf_conformanc
 fi
 
 (cd "$ROOT" && cargo build --release --bin tuf-conformance-client)
-BIN="$ROOT/target/release/tuf-conformance-client"
+BIN="${CARGO_TARGET_DIR:-$ROOT/target}/release/tuf-conformance-client"
 
 cd "$SUITE"
 "$VENV/bin/pytest" -q -p no:cacheprovider tuf_conformance --entrypoint "$BIN" "$@"
