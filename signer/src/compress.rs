@@ -4,10 +4,10 @@
 //! whose output feeds the target hash on its way to disk. Memory stays bounded by zstd's own
 //! window, whatever the image size. The result is then decompressed once more and checked
 //! against the image hash, so a target is never published that does not give back the image.
-use crate::atomic;
 use crate::config::CompressionPolicy;
 use crate::{Error, Result};
 use indicatif::ProgressBar;
+use ota_fs::atomic;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};

@@ -5,7 +5,6 @@
 //! (the patch payload is compressed already, so `custom.ota.compression` is `none`), maybe
 //! encrypted like the full target. Its `custom.ota` is the full target's (same name,
 //! version, hardware ids and resulting image) plus a typed `delta` object naming the base.
-use crate::atomic;
 use crate::compress::{self, Compressed};
 use crate::delta::{create_patch, CreateOptions, PatchInfo};
 use crate::repo::target_file_path;
@@ -13,6 +12,7 @@ use crate::{Error, Result};
 use ota_formats::metadata::{TargetFile, Targets};
 use ota_formats::patch::Method;
 use ota_formats::target_meta::{Compression, DeltaInfo, OtaTarget};
+use ota_fs::atomic;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::fs::File;
@@ -297,7 +297,7 @@ fn extract(repo_dir: &Path, tmp_dir: &Path, b: &Base) -> Result<NamedTempFile> {
     let mut hash = Sha256::new();
     let mut len = 0u64;
     let mut buf = vec![0u8; 1 << 20];
-    let bar = crate::progress::bytes_bar(b.ota.image.length, "base image");
+    let bar = ota_cli::progress::bytes_bar(b.ota.image.length, "base image");
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -335,7 +335,7 @@ pub fn build(
     opts: &CreateOptions,
 ) -> Result<(Option<Compressed>, PatchReport)> {
     let target = patch_target_path(&new_ota.name, &new_ota.version, &base.ota.version);
-    let bar = crate::progress::spinner(&format!("patch from {}", base.ota.version));
+    let bar = ota_cli::progress::spinner(&format!("patch from {}", base.ota.version));
     let made = create_patch(base_image, new_image, opts);
     bar.finish_and_clear();
     let (bytes, info): (Vec<u8>, PatchInfo) = made.map_err(|e| {

@@ -6,7 +6,6 @@
 //! with the compressed hash. Group slips go into the signed metadata; per-device slips are
 //! written into a temp directory, flushed to disk, and renamed to `<target>.slips/` in one
 //! step, before the payload and the metadata that reference them.
-use crate::atomic::{self, PUBLIC_MODE, TEMP_PREFIX};
 use crate::compress::Compressed;
 use crate::compress::HashingWriter;
 use crate::recipients::Resolved;
@@ -16,6 +15,8 @@ use ota_formats::envelope::{
     decrypt_stream_checked, encrypt_stream, slip_path, wrap_key, wrap_keys, DataKey, EncryptParams,
     EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding,
 };
+use ota_fs::atomic::{self, TEMP_PREFIX};
+use ota_fs::mode::PUBLIC_FILE;
 use sha2::{Digest, Sha256};
 use std::fs::{DirBuilder, File, OpenOptions};
 use std::io::{self, BufReader, BufWriter, Write};
@@ -260,7 +261,7 @@ fn write_slip(dir: &Path, target_path: &str, slip: &KeySlip) -> Result<()> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(PUBLIC_MODE)
+        .mode(PUBLIC_FILE)
         .open(&path)
         .and_then(|mut f| f.write_all(&bytes))
         .map_err(|err| Error::write(&path, err))
@@ -274,16 +275,16 @@ pub fn encrypt_for(
     recipients: &Resolved,
 ) -> Result<(Encrypted, Option<PathBuf>)> {
     let (length, sha256) = (compressed.length, compressed.sha256.clone());
-    let bar = crate::progress::bytes_bar(length, "encrypting");
+    let bar = ota_cli::progress::bytes_bar(length, "encrypting");
     let mut e = encrypt(compressed, targets_dir, &bar)?;
     bar.finish_and_clear();
-    let bar = crate::progress::bytes_bar(e.target.length, "checking");
+    let bar = ota_cli::progress::bytes_bar(e.target.length, "checking");
     verify(&e, length, &sha256, &bar)?;
     bar.finish_and_clear();
     add_group_slips(&mut e, target_path, &recipients.groups)?;
     let mut dir = None;
     if !recipients.devices.is_empty() {
-        let bar = crate::progress::count_bar(recipients.devices.len() as u64, "key slips");
+        let bar = ota_cli::progress::count_bar(recipients.devices.len() as u64, "key slips");
         let (d, n) =
             write_device_slips(&mut e, targets_dir, target_path, &recipients.devices, &bar)?;
         bar.finish_and_clear();

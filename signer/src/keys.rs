@@ -1,10 +1,11 @@
 //! Private key storage: one PKCS#8 PEM file per key, mode 0600, in a 0700 directory that
 //! must not lie inside the repository directory (whatever is there may get published).
-use crate::atomic::{self, SECRET_MODE};
 use crate::config::RepoConfig;
 use crate::{Error, Result};
 use ota_formats::crypto::{Ed25519Signer, Signer};
 use ota_formats::metadata::Root;
+use ota_fs::atomic;
+use ota_fs::mode::SECRET_FILE;
 use std::fs::DirBuilder;
 use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Component, Path, PathBuf};
@@ -134,7 +135,7 @@ pub fn load_key(dir: &Path, file: &str) -> Result<LoadedKey> {
             ))
         }
     };
-    warn_if_open(&path, SECRET_MODE);
+    warn_if_open(&path, SECRET_FILE);
     let signer = Ed25519Signer::from_pkcs8_pem(&pem).map_err(|e| {
         Error::keys(
             format!("key file {} is unusable: {e}", path.display()),
@@ -163,7 +164,7 @@ pub fn save_key(dir: &Path, file: &str, signer: &Ed25519Signer) -> Result<()> {
             "report this bug; nothing was written",
         )
     })?;
-    atomic::write_new(&path, pem.as_bytes(), SECRET_MODE).map_err(|e| Error::write(&path, e))
+    atomic::write_new(&path, pem.as_bytes(), SECRET_FILE).map_err(|e| Error::write(&path, e))
 }
 
 /// Load the keys of `role` listed in the config and check each against root.
@@ -272,7 +273,7 @@ mod tests {
             .unwrap()
             .permissions()
             .mode();
-        assert_eq!(mode & 0o777, SECRET_MODE);
+        assert_eq!(mode & 0o777, SECRET_FILE);
         let back = load_key(&dir, "root-1.pem").unwrap();
         assert_eq!(back.keyid, k.key_id().unwrap());
         assert!(save_key(&dir, "root-1.pem", &k).is_err());

@@ -20,7 +20,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-pub mod atomic;
 pub mod cmd;
 pub mod compress;
 pub mod config;
@@ -31,7 +30,6 @@ pub mod error;
 pub mod keys;
 pub mod lock;
 pub mod policy;
-pub mod progress;
 pub mod publish;
 pub mod recipients;
 pub mod repo;

@@ -40,7 +40,7 @@ impl RepoLock {
                     f.write_all(format!("{}\n", std::process::id()).as_bytes())
                         .map_err(|e| Error::write(&path, e))?;
                     for sub in [METADATA_DIR, TARGETS_DIR] {
-                        crate::atomic::remove_stale_temps(&dir.join(sub));
+                        ota_fs::atomic::remove_stale_temps(&dir.join(sub));
                     }
                     return Ok(RepoLock { path });
                 }

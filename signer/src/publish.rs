@@ -5,13 +5,14 @@
 //! over an existing one), and last `timestamp.json`, replaced atomically. Clients start from
 //! the timestamp, so until that rename they see the previous release, complete; after it,
 //! the new one, complete. A crash in between leaves only unreferenced files.
-use crate::atomic::{self, PUBLIC_MODE};
 use crate::keys::{as_signers, LoadedKey};
 use crate::policy::{expires_at, health, Health};
 use crate::repo::{meta_entry, Repository, STAGED_FILE};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_formats::metadata::{MetaFile, RawMetadata, RoleType, Root, Signed, Targets};
+use ota_fs::atomic;
+use ota_fs::mode::PUBLIC_FILE;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -189,7 +190,7 @@ pub fn publish(
         write_versioned(&versioned, &bytes)?;
         // root.json is a copy of the newest root for bootstrapping; clients walk N.root.json.
         let path = md.join("root.json");
-        atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
+        atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| Error::write(&path, e))?;
     }
     for (path, bytes) in writes {
         write_versioned(&path, &bytes)?;
@@ -197,7 +198,7 @@ pub fn publish(
     if let Some(bytes) = timestamp_bytes {
         let path = md.join("timestamp.json");
         tracing::debug!(path = %path.display(), "commit point: replacing timestamp.json");
-        atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))?;
+        atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| Error::write(&path, e))?;
     }
     if needs.targets && repo.staged.is_some() {
         // After the commit point: a crash before this line only leaves staged content that
@@ -235,7 +236,7 @@ fn current_targets_meta(repo: &Repository) -> Result<MetaFile> {
 
 fn write_versioned(path: &Path, bytes: &[u8]) -> Result<()> {
     tracing::debug!(path = %path.display(), "writing");
-    atomic::write_new(path, bytes, PUBLIC_MODE).map_err(|e| Error::write(path, e))
+    atomic::write_new(path, bytes, PUBLIC_FILE).map_err(|e| Error::write(path, e))
 }
 
 /// Stage `targets` (with new target files already in place) for the next publish, without
@@ -244,5 +245,5 @@ pub fn stage(repo: &Repository, targets: &Targets) -> Result<()> {
     let path = repo.dir.join(STAGED_FILE);
     let mut bytes = serde_json::to_vec_pretty(targets).map_err(|e| Error::write(&path, e))?;
     bytes.push(b'\n');
-    atomic::replace(&path, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&path, e))
+    atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| Error::write(&path, e))
 }

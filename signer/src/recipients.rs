@@ -10,9 +10,10 @@
 //!   embedded in the signed metadata.
 //!
 //! The file lives in the repository directory (it holds no secret) and is replaced atomically.
-use crate::atomic::{self, PUBLIC_MODE};
 use crate::{Error, Result};
 use ota_formats::envelope::{RecipientId, RecipientPublicKey};
+use ota_fs::atomic;
+use ota_fs::mode::PUBLIC_FILE;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -174,7 +175,7 @@ impl Recipients {
         let p = path(repo_dir);
         let mut bytes = serde_json::to_vec_pretty(self).map_err(|e| Error::write(&p, e))?;
         bytes.push(b'\n');
-        atomic::replace(&p, &bytes, PUBLIC_MODE).map_err(|e| Error::write(&p, e))
+        atomic::replace(&p, &bytes, PUBLIC_FILE).map_err(|e| Error::write(&p, e))
     }
 
     /// The device named `name`.

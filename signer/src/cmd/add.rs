@@ -6,12 +6,12 @@ use crate::delta_target::{self, PatchReport};
 use crate::encrypt;
 use crate::keys;
 use crate::lock::RepoLock;
-use crate::progress::bytes_bar;
 use crate::publish::{self, RoleKeys};
 use crate::recipients::{parse_selectors, Recipients};
 use crate::repo::{target_file_path, Repository, TARGETS_DIR};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
+use ota_cli::progress::bytes_bar;
 use ota_formats::hash::Hashes;
 use ota_formats::metadata::{TargetFile, Targets};
 use ota_formats::target_meta::{self, Compression, ImageInfo, OtaTarget};
@@ -191,7 +191,8 @@ fn place(c: compress::Compressed, dest: &Path) -> Result<()> {
             "the targets directory is corrupt; remove that file (no metadata can reference it) and re-run",
         ));
     }
-    crate::atomic::persist_new(c.file, dest).map_err(|e| Error::write(dest, e))
+    ota_fs::atomic::persist_new(c.file, dest, ota_fs::mode::PUBLIC_FILE)
+        .map_err(|e| Error::write(dest, e))
 }
 
 /// Run `add`.

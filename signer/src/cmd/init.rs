@@ -5,7 +5,6 @@
 //! keys in `keys-example/` drive demos and tests, and lets an interrupted `init` be re-run.
 //! The repository is built in a temp directory beside `--repo` and renamed into place in one
 //! step, so it either exists complete or not at all.
-use crate::atomic::{self, PUBLIC_MODE};
 use crate::config::{CompressionPolicy, RepoConfig, CONFIG_FILE, CONFIG_FORMAT};
 use crate::keys::{self, key_file_name, LoadedKey};
 use crate::policy::{expires_at, parse_period, Period, ROLES};
@@ -15,6 +14,8 @@ use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_formats::crypto::{Ed25519Signer, Signer};
 use ota_formats::metadata::{Root, Signed, Snapshot, Targets, Timestamp};
+use ota_fs::atomic;
+use ota_fs::mode::PUBLIC_FILE;
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
@@ -248,10 +249,10 @@ fn write_repo(dir: &Path, files: &[(String, Vec<u8>)], config: &[u8]) -> Result<
     }
     for (rel, bytes) in files {
         let p = t.join(rel);
-        atomic::write_new(&p, bytes, PUBLIC_MODE).map_err(|e| Error::write(&p, e))?;
+        atomic::write_new(&p, bytes, PUBLIC_FILE).map_err(|e| Error::write(&p, e))?;
     }
     let cfg = t.join(CONFIG_FILE);
-    atomic::write_new(&cfg, config, PUBLIC_MODE).map_err(|e| Error::write(&cfg, e))?;
+    atomic::write_new(&cfg, config, PUBLIC_FILE).map_err(|e| Error::write(&cfg, e))?;
     std::fs::set_permissions(t, std::fs::Permissions::from_mode(0o755))
         .map_err(|e| Error::write(t, e))?;
     atomic::sync_dir(t).map_err(|e| Error::write(t, e))?;

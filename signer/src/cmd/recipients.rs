@@ -1,11 +1,12 @@
 //! `ota-sign recipients`: the devices and groups that encrypted targets are for.
-use crate::atomic::{self, SECRET_MODE};
 use crate::keys;
 use crate::lock::RepoLock;
 use crate::recipients::{self, parse_public_key, validate_name, Device, Recipients};
 use crate::repo::Repository;
 use crate::{Error, Result};
 use ota_formats::envelope::{RecipientId, RecipientSecretKey};
+use ota_fs::atomic;
+use ota_fs::mode::SECRET_FILE;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -344,7 +345,7 @@ fn group_create(
     let mut text = secret.to_text();
     text.push('\n');
     // The secret first: a crash before the recipients file is saved leaves an unused key file.
-    atomic::write_new(&file, text.as_bytes(), SECRET_MODE).map_err(|e| Error::write(&file, e))?;
+    atomic::write_new(&file, text.as_bytes(), SECRET_FILE).map_err(|e| Error::write(&file, e))?;
     r.save(repo)?;
     let g = &r.groups[group];
     let report = GroupCreated {
