@@ -15,7 +15,6 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
-mod atomic_file;
 pub mod clock;
 pub mod config;
 mod delegation_index;

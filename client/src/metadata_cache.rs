@@ -1,7 +1,7 @@
 //! The metadata cache directory: exactly the verified bytes received, one file per role under
 //! its unversioned, percent-encoded name (`root.json`, `timestamp.json`, `%2Fteam.json`).
 use crate::names::encode_segment;
-use crate::{atomic_file, Error, Result};
+use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// A directory of trusted metadata.
@@ -30,12 +30,19 @@ impl MetadataCache {
 
     /// Cached bytes of `role`, if any.
     pub fn load(&self, role: &str) -> Result<Option<Vec<u8>>> {
-        atomic_file::read_optional(&self.path(role))
+        let path = self.path(role);
+        match std::fs::read(&path) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(Error::io(path, e)),
+        }
     }
 
     /// Store verified bytes of `role`, atomically and durably.
     pub fn store(&self, role: &str, bytes: &[u8]) -> Result<()> {
-        atomic_file::write(&self.path(role), bytes)
+        let path = self.path(role);
+        ota_fs::atomic::replace(&path, bytes, ota_fs::mode::PUBLIC_FILE)
+            .map_err(|e| Error::io(path, e))
     }
 
     /// Forget `role` (after a key rotation made it untrustworthy).

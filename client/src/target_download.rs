@@ -1,13 +1,13 @@
 //! Target files: find a verified copy already on disk, or download one, checking its length
 //! and every listed hash before the file becomes visible.
-use crate::atomic_file::PendingFile;
 use crate::names::{encode_segment, target_url_path};
 use crate::transport::is_too_long;
 use crate::updater::Updater;
 use crate::verified::VerifiedTarget;
 use crate::{Error, Result};
 use ota_formats::hash::StreamVerifier;
-use std::io::Read;
+use ota_fs::atomic::PendingFile;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 const CHUNK: usize = 64 * 1024;
@@ -42,15 +42,12 @@ pub fn file_matches(path: &Path, target: &VerifiedTarget) -> Result<bool> {
     };
     let mut verifier =
         StreamVerifier::new(target.hashes(), target.length()).map_err(|e| hash_error(target, e))?;
-    let mut buf = vec![0u8; CHUNK];
-    loop {
-        let n = file.read(&mut buf).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        if verifier.update(&buf[..n]).is_err() {
-            return Ok(false);
-        }
+    if verifier
+        .update_from(&mut file)
+        .map_err(|e| Error::io(path, e))?
+        .is_err()
+    {
+        return Ok(false);
     }
     Ok(verifier.finish().is_ok())
 }
@@ -102,7 +99,8 @@ impl Updater {
                 },
                 other => Error::Transport(other),
             })?;
-        let mut pending = PendingFile::new(dest)?;
+        let mut pending =
+            PendingFile::new(dest, ota_fs::mode::SECRET_FILE).map_err(|e| Error::io(dest, e))?;
         let mut buf = vec![0u8; CHUNK];
         loop {
             let n = match stream.read(&mut buf) {
@@ -125,10 +123,12 @@ impl Updater {
             verifier
                 .update(&buf[..n])
                 .map_err(|e| hash_error(target, e))?;
-            pending.write_all(&buf[..n])?;
+            pending
+                .write_all(&buf[..n])
+                .map_err(|e| Error::io(dest, e))?;
         }
         verifier.finish().map_err(|e| hash_error(target, e))?;
-        pending.commit()?;
+        pending.commit().map_err(|e| Error::io(dest, e))?;
         tracing::debug!(target = target.path(), dest = %dest.display(), "target downloaded");
         Ok(())
     }

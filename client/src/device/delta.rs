@@ -3,8 +3,7 @@
 //! the length and sha256 of the file at the install path, hashed just before.
 use crate::VerifiedTarget;
 use ota_formats::target_meta::{DeltaInfo, OtaTarget, DELTA_FORMAT_PATCH_V1};
-use sha2::{Digest, Sha256};
-use std::io::{self, Read};
+use std::io;
 use std::path::Path;
 
 /// A verified patch target for a release, with its signed metadata.
@@ -35,22 +34,10 @@ impl CurrentImage {
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(e),
         };
-        let mut hash = Sha256::new();
-        let mut buf = vec![0u8; 1 << 16];
-        let mut length = 0u64;
-        loop {
-            let n = match file.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            };
-            hash.update(&buf[..n]);
-            length += n as u64;
-        }
+        let m = ota_formats::hash::measure(&mut file)?;
         Ok(Some(CurrentImage {
-            length,
-            sha256: hex::encode(hash.finalize()),
+            length: m.length,
+            sha256: m.sha256_hex(),
         }))
     }
 }

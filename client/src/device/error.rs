@@ -29,6 +29,17 @@ impl Category {
             Category::InstallIo => 5,
         }
     }
+
+    /// A stable lower-case word for the category, as in `--json` error objects:
+    /// `state`, `network`, `refused`, `install_io`.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Category::State => "state",
+            Category::Network => "network",
+            Category::Refused => "refused",
+            Category::InstallIo => "install_io",
+        }
+    }
 }
 
 /// Why a device command failed.

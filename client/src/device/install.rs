@@ -9,9 +9,9 @@ use super::error::{state_io, DeviceError, DeviceResult};
 use super::keys::Keyring;
 use super::sink::{ImageSink, SinkFailure};
 use super::Candidate;
-use crate::atomic_file::PendingFile;
 use crate::transport::Transport;
 use ota_formats::envelope::{decrypt_stream_checked, EncryptionInfo, EnvelopeError};
+use ota_fs::atomic::PendingFile;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
@@ -31,39 +31,13 @@ impl InstallableImage {
     /// fsync the image, rename it over the destination, fsync the directory. The new file
     /// keeps the permissions of the file it replaces (0644 for a new file).
     pub fn install(self) -> DeviceResult<()> {
-        let dest = self.dest;
-        let perms = match std::fs::metadata(&dest) {
-            Ok(m) => Some(m.permissions()),
-            Err(_) => default_permissions(),
-        };
-        if let Some(perms) = perms {
-            self.file
-                .file()
-                .set_permissions(perms)
-                .map_err(|source| DeviceError::InstallIo {
-                    path: dest.clone(),
-                    source,
-                })?;
+        let InstallableImage { mut file, dest } = self;
+        if let Ok(Some(mode)) = ota_fs::mode::of(&dest) {
+            file.set_mode(mode);
         }
-        self.file.commit().map_err(|e| match e {
-            crate::Error::Io { path, source } => DeviceError::InstallIo { path, source },
-            other => DeviceError::InstallIo {
-                path: dest.clone(),
-                source: io::Error::other(other.to_string()),
-            },
-        })
+        file.commit()
+            .map_err(|source| DeviceError::InstallIo { path: dest, source })
     }
-}
-
-#[cfg(unix)]
-fn default_permissions() -> Option<std::fs::Permissions> {
-    use std::os::unix::fs::PermissionsExt;
-    Some(std::fs::Permissions::from_mode(0o644))
-}
-
-#[cfg(not(unix))]
-fn default_permissions() -> Option<std::fs::Permissions> {
-    None
 }
 
 impl InstallableImage {
@@ -117,12 +91,11 @@ pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
     };
     let input =
         std::fs::File::open(inputs.downloaded).map_err(|e| state_io(inputs.downloaded, e))?;
-    let pending = PendingFile::new(dest).map_err(|e| match e {
-        crate::Error::Io { path, source } => DeviceError::InstallIo { path, source },
-        other => DeviceError::InstallIo {
+    let pending = PendingFile::new(dest, ota_fs::mode::PUBLIC_FILE).map_err(|source| {
+        DeviceError::InstallIo {
             path: dest.to_path_buf(),
-            source: io::Error::other(other.to_string()),
-        },
+            source,
+        }
     })?;
     let sink = ImageSink::new(&ota.image, pending).map_err(|e| bad_meta(e.to_string()))?;
     let mut stage =

@@ -59,9 +59,11 @@ pub fn generate(state: &StateDir, force: bool) -> DeviceResult<RecipientSecretKe
     let key = RecipientSecretKey::generate();
     let text = format!("{}\n", key.to_text().as_str());
     // The temp file is created 0600, so the secret is never readable by others, even briefly.
-    crate::atomic_file::write(&path, text.as_bytes()).map_err(|e| DeviceError::BadState {
-        path: path.clone(),
-        reason: e.to_string(),
+    ota_fs::atomic::replace(&path, text.as_bytes(), ota_fs::mode::SECRET_FILE).map_err(|e| {
+        DeviceError::BadState {
+            path: path.clone(),
+            reason: e.to_string(),
+        }
     })?;
     set_private(&path)?;
     Ok(key)
@@ -160,9 +162,11 @@ pub fn import_group(
     std::fs::create_dir_all(&dir).map_err(|e| state_io(&dir, e))?;
     set_mode(&dir, 0o700)?;
     let line = zeroize::Zeroizing::new(format!("{}\n", key.to_text().as_str()));
-    crate::atomic_file::write(&path, line.as_bytes()).map_err(|e| DeviceError::BadState {
-        path: path.clone(),
-        reason: e.to_string(),
+    ota_fs::atomic::replace(&path, line.as_bytes(), ota_fs::mode::SECRET_FILE).map_err(|e| {
+        DeviceError::BadState {
+            path: path.clone(),
+            reason: e.to_string(),
+        }
     })?;
     set_private(&path)?;
     Ok(key)

@@ -9,13 +9,13 @@ use super::error::{state_io, DeviceError, DeviceResult};
 use super::install::InstallableImage;
 use super::keys::Keyring;
 use super::sink::{ImageSink, SinkFailure};
-use crate::atomic_file::PendingFile;
 use crate::transport::Transport;
 use ota_formats::envelope::{decrypt_stream_checked, EncryptionInfo, EnvelopeError};
 use ota_formats::patch::apply;
 use ota_formats::target_meta::{Compression, ImageInfo};
+use ota_fs::atomic::PendingFile;
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 /// What the patch pipeline needs.
@@ -99,12 +99,11 @@ pub fn prepare_patched(inputs: &PatchInputs, dest: &Path) -> DeviceResult<Instal
         path: dest.to_path_buf(),
         source,
     })?;
-    let pending = PendingFile::new(dest).map_err(|e| match e {
-        crate::Error::Io { path, source } => DeviceError::InstallIo { path, source },
-        other => DeviceError::InstallIo {
+    let pending = PendingFile::new(dest, ota_fs::mode::PUBLIC_FILE).map_err(|source| {
+        DeviceError::InstallIo {
             path: dest.to_path_buf(),
-            source: io::Error::other(other.to_string()),
-        },
+            source,
+        }
     })?;
     let mut sink =
         ImageSink::new(inputs.image, pending).map_err(|e| DeviceError::BadTargetMeta {

@@ -1,8 +1,8 @@
 //! The last stage of the install pipeline: every image byte is counted and hashed against the
 //! signed `custom.ota.image` before it is written to the temp file beside the install path.
-use crate::atomic_file::PendingFile;
 use ota_formats::hash::{Hashes, StreamVerifier};
 use ota_formats::target_meta::ImageInfo;
+use ota_fs::atomic::PendingFile;
 use std::io::{self, Write};
 
 /// Why the sink stopped accepting bytes.

@@ -65,5 +65,6 @@ pub(crate) fn write_json<T: serde::Serialize>(
         reason,
     };
     let bytes = serde_json::to_vec_pretty(value).map_err(|e| bad(e.to_string()))?;
-    crate::atomic_file::write(&path, &bytes).map_err(|e| bad(e.to_string()))
+    ota_fs::atomic::replace(&path, &bytes, ota_fs::mode::PUBLIC_FILE)
+        .map_err(|e| bad(e.to_string()))
 }

@@ -9,7 +9,7 @@ use super::old::OldReader;
 use super::payload::max_records;
 use super::varint::{read_u64, unzigzag, VarintRead};
 use super::PatchError;
-use sha2::{Digest, Sha256};
+use crate::hash::Sha256Counter;
 use std::cell::Cell;
 use std::io::{BufReader, Read, Seek, SeekFrom, Write};
 use std::rc::Rc;
@@ -128,18 +128,8 @@ where
 
 fn check_base<B: Read + Seek>(mut base: B, header: &PatchHeader) -> Result<B, PatchError> {
     base.seek(SeekFrom::Start(0))?;
-    let mut hasher = Sha256::new();
-    let mut buf = vec![0u8; CHUNK];
-    let mut len = 0u64;
-    loop {
-        let n = base.read(&mut buf)?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buf[..n]);
-        len += n as u64;
-    }
-    let digest: [u8; 32] = hasher.finalize().into();
+    let m = crate::hash::measure(&mut base)?;
+    let (len, digest) = (m.length, m.sha256);
     if len != header.base_len || digest != header.base_sha256 {
         return Err(PatchError::WrongBase {
             expected_len: header.base_len,
@@ -531,13 +521,12 @@ impl Payload<'_> {
 /// Unfilters, recompresses expanded regions, hashes, counts and writes the result.
 struct Sink<W: Write> {
     out: W,
-    hasher: Sha256,
+    /// Length and sha256 of the real result written.
+    real: Sha256Counter,
     /// Bytes of the (virtual, for expanded patches) result produced.
     written: u64,
     /// Length of the (virtual) result.
     limit: u64,
-    /// Bytes of the real result written.
-    real_written: u64,
     real_limit: u64,
     repack: Option<Repacker>,
     filter: Filter,
@@ -550,10 +539,9 @@ impl<W: Write> Sink<W> {
         let regions = expansion.new.iter().map(|p| p.region);
         Sink {
             out,
-            hasher: Sha256::new(),
+            real: Sha256Counter::new(),
             written: 0,
             limit: expand::virtual_len(header.result_len, regions),
-            real_written: 0,
             real_limit: header.result_len,
             repack: (!expansion.new.is_empty()).then(|| Repacker::new(&expansion.new)),
             filter: header.filter,
@@ -567,20 +555,14 @@ impl<W: Write> Sink<W> {
     }
 
     fn emit(&mut self, data: &[u8]) -> Result<(), PatchError> {
-        let (hasher, out, written, limit) = (
-            &mut self.hasher,
-            &mut self.out,
-            &mut self.real_written,
-            self.real_limit,
-        );
+        let (counter, out, limit) = (&mut self.real, &mut self.out, self.real_limit);
         let mut real = |b: &[u8]| -> Result<(), PatchError> {
-            *written += b.len() as u64;
-            if *written > limit {
+            if counter.length() + b.len() as u64 > limit {
                 return Err(PatchError::CorruptControl(format!(
                     "recompressed output exceeds the result length {limit}"
                 )));
             }
-            hasher.update(b);
+            counter.update(b);
             out.write_all(b)?;
             Ok(())
         };
@@ -627,13 +609,13 @@ impl<W: Write> Sink<W> {
             self.flush_segment()?;
         }
         self.out.flush()?;
-        let digest: [u8; 32] = self.hasher.finalize().into();
-        if self.real_written != header.result_len || digest != header.result_sha256 {
+        let m = self.real.finish();
+        if m.length != header.result_len || m.sha256 != header.result_sha256 {
             return Err(PatchError::ResultMismatch {
                 expected_len: header.result_len,
                 expected_sha256: hex::encode(header.result_sha256),
-                actual_len: self.real_written,
-                actual_sha256: hex::encode(digest),
+                actual_len: m.length,
+                actual_sha256: m.sha256_hex(),
             });
         }
         Ok(())

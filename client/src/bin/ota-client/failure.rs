@@ -10,6 +10,8 @@ pub struct Failure {
     pub hint: String,
     /// Exit code (see the table in `--help`).
     pub code: u8,
+    /// The error class for `--json` (`usage`, `state`, `network`, `refused`, `install_io`).
+    pub kind: &'static str,
 }
 
 impl Failure {
@@ -19,6 +21,7 @@ impl Failure {
             message: message.into(),
             hint: hint.into(),
             code: 2,
+            kind: "usage",
         }
     }
 }
@@ -29,6 +32,7 @@ impl From<DeviceError> for Failure {
             message: e.to_string(),
             hint: e.hint(),
             code: e.category().exit_code(),
+            kind: e.category().kind(),
         }
     }
 }

@@ -66,19 +66,28 @@ enum Command {
     Status(status::Args),
 }
 
+impl Command {
+    /// Whether the command was asked for JSON output (errors are then JSON too).
+    fn json(&self) -> bool {
+        match self {
+            Command::Init(a) => a.json,
+            Command::Check(a) => a.json,
+            Command::Update(a) => a.json,
+            Command::Keygen(a) => a.json,
+            Command::Keys(a) => match &a.command {
+                keys::KeysCommand::ImportGroup(a) => a.json,
+                keys::KeysCommand::List(a) => a.json,
+            },
+            Command::Status(a) => a.json,
+        }
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = match cli.verbose {
-        0 => "warn",
-        1 => "debug",
-        _ => "trace",
-    };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    // -v wins over RUST_LOG; without either, only warnings. Colour only on a terminal.
+    ota_cli::logging::init(cli.verbose, "warn");
+    let json = cli.command.json();
     let result = match cli.command {
         Command::Init(a) => init::run(a),
         Command::Check(a) => check::run(a),
@@ -92,6 +101,10 @@ fn main() -> ExitCode {
         Err(f) => {
             eprintln!("error: {}", f.message);
             eprintln!("hint: {}", f.hint);
+            if json {
+                // Scripts parse stdout: every outcome of a --json command is JSON there.
+                ota_cli::report::print_error_json(f.kind, &f.message, &f.hint, f.code);
+            }
             ExitCode::from(f.code)
         }
     }

@@ -1,6 +1,6 @@
 //! A download progress bar on stderr, shown only when stderr is a terminal: a transport
 //! wrapper that counts the bytes of each target as they stream in.
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use indicatif::ProgressBar;
 use ota_client::transport::{FetchStream, Transport, TransportError};
 use ota_client::UpdaterConfig;
 use std::io::{IsTerminal, Read};
@@ -35,13 +35,7 @@ impl Transport for ProgressTransport {
         if max_len < MIN_LEN_FOR_BAR {
             return Ok(stream);
         }
-        let bar = ProgressBar::with_draw_target(Some(max_len), ProgressDrawTarget::stderr());
-        if let Ok(style) =
-            ProgressStyle::with_template("{msg} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec}")
-        {
-            bar.set_style(style.progress_chars("=> "));
-        }
-        bar.set_message("downloading");
+        let bar = ota_cli::progress::bytes_bar(max_len, "downloading");
         Ok(Box::new(ProgressReader { inner: stream, bar }))
     }
 
