@@ -1,7 +1,9 @@
 //! Configuration of the [`crate::Updater`].
 use crate::clock::{Clock, SystemClock};
-use crate::transport::{DirTransport, HttpTransport, Transport, TransportError};
+use crate::transport::{DirTransport, HttpTransport, TransferBounds, Transport, TransportError};
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Caps that stop endless-data and runaway-graph attacks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,6 +32,74 @@ impl Default for Limits {
             max_root_rotations: 256,
             max_delegations: 256,
         }
+    }
+}
+
+/// Time bounds of HTTP fetches in whole seconds, as written in a device's `config.json`
+/// (`"transfer": {...}`); absent keys take their defaults. See [`TransferBounds`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TransferSettings {
+    /// Deadline per metadata file (seconds); `null` for none.
+    pub metadata_deadline_secs: Option<u64>,
+    /// Deadline per target file (seconds); `null` (the default) for none beyond what the
+    /// rate floor implies for the target's length.
+    pub target_deadline_secs: Option<u64>,
+    /// Lowest average rate accepted after the grace period (bytes per second); 0 disables.
+    pub min_rate_bytes_per_sec: u64,
+    /// Seconds from each request before the rate floor applies.
+    pub grace_secs: u64,
+}
+
+impl Default for TransferSettings {
+    fn default() -> Self {
+        let secs = |d: Option<Duration>| d.map(|d| d.as_secs());
+        TransferSettings {
+            metadata_deadline_secs: secs(TransferBounds::METADATA.deadline),
+            target_deadline_secs: secs(TransferBounds::TARGETS.deadline),
+            min_rate_bytes_per_sec: TransferBounds::TARGETS.min_rate,
+            grace_secs: TransferBounds::TARGETS.grace.as_secs(),
+        }
+    }
+}
+
+impl TransferSettings {
+    /// Whether every value is the default (then `config.json` need not mention them).
+    pub fn is_default(&self) -> bool {
+        *self == TransferSettings::default()
+    }
+
+    /// Refuse values that would make every fetch fail: a deadline of 0 s.
+    pub fn validate(&self) -> Result<(), String> {
+        for (key, v) in [
+            ("metadata_deadline_secs", self.metadata_deadline_secs),
+            ("target_deadline_secs", self.target_deadline_secs),
+        ] {
+            if v == Some(0) {
+                return Err(format!(
+                    "transfer.{key} must be at least 1 (or null for none)"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    fn bounds(&self, deadline_secs: Option<u64>) -> TransferBounds {
+        TransferBounds {
+            deadline: deadline_secs.map(Duration::from_secs),
+            min_rate: self.min_rate_bytes_per_sec,
+            grace: Duration::from_secs(self.grace_secs),
+        }
+    }
+
+    /// Bounds for metadata fetches.
+    pub fn metadata_bounds(&self) -> TransferBounds {
+        self.bounds(self.metadata_deadline_secs)
+    }
+
+    /// Bounds for target fetches.
+    pub fn target_bounds(&self) -> TransferBounds {
+        self.bounds(self.target_deadline_secs)
     }
 }
 
@@ -68,15 +138,37 @@ impl UpdaterConfig {
     }
 
     /// A repository served over HTTP(S): `metadata_url` and `targets_url` are base URLs.
+    /// Fetches use the default [`TransferSettings`].
     pub fn http(
         metadata_dir: impl Into<PathBuf>,
         metadata_url: &str,
         targets_url: &str,
     ) -> Result<Self, TransportError> {
+        Self::http_with(
+            metadata_dir,
+            metadata_url,
+            targets_url,
+            &TransferSettings::default(),
+        )
+    }
+
+    /// Like [`UpdaterConfig::http`], with the given time bounds for metadata and targets.
+    pub fn http_with(
+        metadata_dir: impl Into<PathBuf>,
+        metadata_url: &str,
+        targets_url: &str,
+        transfer: &TransferSettings,
+    ) -> Result<Self, TransportError> {
         Ok(Self::new(
             metadata_dir,
-            Box::new(HttpTransport::new(metadata_url)?),
-            Box::new(HttpTransport::new(targets_url)?),
+            Box::new(HttpTransport::with_bounds(
+                metadata_url,
+                transfer.metadata_bounds(),
+            )?),
+            Box::new(HttpTransport::with_bounds(
+                targets_url,
+                transfer.target_bounds(),
+            )?),
         ))
     }
 

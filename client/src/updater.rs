@@ -129,7 +129,8 @@ impl Updater {
             let next = self.trusted.root().version + 1;
             let bytes = match self.fetch_metadata("root", Some(next), self.limits.root) {
                 Ok(b) => b,
-                Err(Error::Transport(TransportError::NotFound { .. })) => break,
+                // 404 or 403 ends the chain (python-tuf treats both as "no newer root").
+                Err(Error::Transport(e)) if e.is_missing() => break,
                 Err(e) => return Err(e),
             };
             self.trusted.update_root(&bytes)?;

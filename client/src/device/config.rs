@@ -1,6 +1,7 @@
 //! The device configuration (`STATE/config.json`): which server, which hardware, which image.
 use super::error::{state_io, DeviceError, DeviceResult};
 use super::state::StateDir;
+use crate::config::TransferSettings;
 use crate::UpdaterConfig;
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,9 @@ pub struct DeviceConfig {
     /// Image name to follow, if restricted (else the installed image's name, else any).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub image_name: Option<String>,
+    /// Time bounds of downloads (slow retrieval protection); defaults when absent.
+    #[serde(default, skip_serializing_if = "TransferSettings::is_default")]
+    pub transfer: TransferSettings,
 }
 
 impl DeviceConfig {
@@ -35,6 +39,7 @@ impl DeviceConfig {
             server: server.trim_end_matches('/').to_string(),
             hardware_id: hardware_id.to_string(),
             image_name: image_name.map(str::to_string),
+            transfer: TransferSettings::default(),
         })
     }
 
@@ -66,11 +71,16 @@ impl DeviceConfig {
                 reason: e.to_string(),
             })?;
         // Re-validate: the file may have been edited by hand.
-        DeviceConfig::new(&cfg.server, &cfg.hardware_id, cfg.image_name.as_deref()).map_err(|e| {
-            DeviceError::BadState {
-                path,
-                reason: e.to_string(),
-            }
+        let bad = |reason: String| DeviceError::BadState {
+            path: path.clone(),
+            reason,
+        };
+        cfg.transfer.validate().map_err(bad)?;
+        let checked = DeviceConfig::new(&cfg.server, &cfg.hardware_id, cfg.image_name.as_deref())
+            .map_err(|e| bad(e.to_string()))?;
+        Ok(DeviceConfig {
+            transfer: cfg.transfer,
+            ..checked
         })
     }
 
@@ -81,12 +91,16 @@ impl DeviceConfig {
 
     /// An updater configuration for this device's metadata directory and server.
     pub fn updater_config(&self, state: &StateDir) -> DeviceResult<UpdaterConfig> {
-        UpdaterConfig::http(state.metadata(), &self.metadata_url(), &self.targets_url()).map_err(
-            |e| DeviceError::BadState {
-                path: state.config(),
-                reason: e.to_string(),
-            },
+        UpdaterConfig::http_with(
+            state.metadata(),
+            &self.metadata_url(),
+            &self.targets_url(),
+            &self.transfer,
         )
+        .map_err(|e| DeviceError::BadState {
+            path: state.config(),
+            reason: e.to_string(),
+        })
     }
 }
 
@@ -131,5 +145,43 @@ mod tests {
             DeviceConfig::load(&state),
             Err(DeviceError::BadState { .. })
         ));
+    }
+
+    #[test]
+    fn transfer_settings_default_when_absent_and_load_when_given() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        // Written without "transfer": old files and new defaults look the same.
+        let c = DeviceConfig::new("https://u.example", "b", None).unwrap();
+        c.save(&state).unwrap();
+        assert!(!std::fs::read_to_string(state.config())
+            .unwrap()
+            .contains("transfer"));
+        let loaded = DeviceConfig::load(&state).unwrap();
+        assert_eq!(loaded.transfer, TransferSettings::default());
+        assert_eq!(loaded.transfer.metadata_deadline_secs, Some(30));
+        std::fs::write(
+            state.config(),
+            br#"{"server": "https://u.example", "hardware_id": "b",
+                "transfer": {"metadata_deadline_secs": 5, "target_deadline_secs": null,
+                             "min_rate_bytes_per_sec": 100}}"#,
+        )
+        .unwrap();
+        let t = DeviceConfig::load(&state).unwrap().transfer;
+        assert_eq!(
+            t.metadata_bounds().deadline,
+            Some(std::time::Duration::from_secs(5))
+        );
+        assert_eq!(t.target_bounds().deadline, None);
+        assert_eq!(t.min_rate_bytes_per_sec, 100);
+        assert_eq!(t.grace_secs, 10, "absent keys take their defaults");
+        std::fs::write(
+            state.config(),
+            br#"{"server": "https://u.example", "hardware_id": "b",
+                "transfer": {"metadata_deadline_secs": 0}}"#,
+        )
+        .unwrap();
+        let err = DeviceConfig::load(&state).unwrap_err();
+        assert!(err.to_string().contains("metadata_deadline_secs"), "{err}");
     }
 }

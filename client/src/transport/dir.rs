@@ -8,6 +8,9 @@ use std::path::{Path, PathBuf};
 /// Relative paths are percent-decoded segment by segment (as a web server would), and a
 /// segment that decodes to something containing `/`, `\`, NUL, or to `.`/`..` is refused, so
 /// role names cannot escape the directory.
+///
+/// No [`super::TransferBounds`] apply: local files cannot be trickled by a remote server
+/// (a slow medium is the operator's own).
 pub struct DirTransport {
     base: PathBuf,
 }

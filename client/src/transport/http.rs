@@ -1,19 +1,31 @@
 //! Fetching over HTTP and HTTPS (rustls) with ureq.
-use super::{FetchStream, Limited, Transport, TransportError};
-use std::time::Duration;
+use super::{
+    describe_io, root_io, secs, FetchStream, Limited, Paced, TransferBounds, Transport,
+    TransportError,
+};
+use std::io;
+use std::time::{Duration, Instant};
 
 /// A repository served over `http://` or `https://`.
 ///
 /// Paths are appended to the base URL as given: the base is never decoded or normalised,
-/// and a missing trailing `/` is added.
+/// and a missing trailing `/` is added. Every fetch is held to the transport's
+/// [`TransferBounds`].
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
+    bounds: TransferBounds,
 }
 
 impl HttpTransport {
-    /// A transport for files under `base_url`.
+    /// A transport for files under `base_url`, with the default bounds
+    /// ([`TransferBounds::TARGETS`]).
     pub fn new(base_url: &str) -> Result<Self, TransportError> {
+        Self::with_bounds(base_url, TransferBounds::default())
+    }
+
+    /// A transport for files under `base_url`, every fetch held to `bounds`.
+    pub fn with_bounds(base_url: &str, bounds: TransferBounds) -> Result<Self, TransportError> {
         let parsed = url::Url::parse(base_url).map_err(|e| TransportError::Other {
             location: base_url.to_string(),
             reason: format!("invalid URL: {e}"),
@@ -30,10 +42,65 @@ impl HttpTransport {
         }
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(30))
+            // Only used when the bounds set no overall request timeout (no deadline and no
+            // rate floor); otherwise the request timeout governs every socket read.
             .timeout_read(Duration::from_secs(60))
             .redirects(5)
             .build();
-        Ok(HttpTransport { base, agent })
+        Ok(HttpTransport {
+            base,
+            agent,
+            bounds,
+        })
+    }
+
+    /// The bounds every fetch is held to.
+    pub fn bounds(&self) -> TransferBounds {
+        self.bounds
+    }
+}
+
+/// ` (redirected from URL)` when the failing URL is not the one requested.
+fn redirect_note(failed: &str, requested: &str) -> String {
+    if failed == requested {
+        String::new()
+    } else {
+        format!(" (redirected from {requested})")
+    }
+}
+
+/// One phrase for a ureq transport failure. ureq's own `Display` repeats the URL and its
+/// error kind at each level of wrapping, so the parts are picked out instead.
+fn describe_transport(t: &ureq::Transport) -> String {
+    use ureq::ErrorKind as K;
+    let io = std::error::Error::source(t).and_then(|s| s.downcast_ref::<io::Error>());
+    let kind = match t.kind() {
+        K::Dns => "DNS lookup failed",
+        K::ConnectionFailed if t.message().is_some_and(|m| m.contains("tls")) => {
+            "TLS handshake failed"
+        }
+        K::TooManyRedirects => "too many redirects",
+        K::BadStatus => "invalid HTTP status line",
+        K::BadHeader => "invalid HTTP header",
+        K::InvalidUrl => "invalid URL",
+        K::UnknownScheme => "unsupported URL scheme",
+        // Connection and I/O failures: the OS error says it all ("connection refused").
+        K::ConnectionFailed | K::Io => "",
+        _ => "request failed",
+    };
+    let detail = match io {
+        Some(e) => describe_io(e),
+        None => t
+            .message()
+            .map(str::to_string)
+            .or_else(|| std::error::Error::source(t).map(|s| s.to_string()))
+            .unwrap_or_default(),
+    };
+    match (kind.is_empty(), detail.is_empty()) {
+        (true, true) => t.kind().to_string(),
+        (true, false) => detail,
+        (false, true) => kind.to_string(),
+        (false, false) => format!("{kind}: {detail}"),
     }
 }
 
@@ -41,24 +108,65 @@ impl Transport for HttpTransport {
     fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError> {
         let location = self.location(relative);
         tracing::debug!(url = %location, "GET");
-        let resp = match self.agent.get(&location).call() {
+        let start = Instant::now();
+        let timeout = self.bounds.request_timeout(max_len);
+        let mut request = self.agent.get(&location);
+        if let Some(t) = timeout {
+            // Bounds the response head and every socket read: ureq sets the socket timeout
+            // to the time left before each read, so a silent server cannot block forever.
+            request = request.timeout(t);
+        }
+        let resp = match request.call() {
             Ok(r) => r,
-            Err(ureq::Error::Status(403 | 404, _)) => {
-                return Err(TransportError::NotFound { location })
+            Err(ureq::Error::Status(code, resp)) => {
+                let failed = resp.get_url().to_string();
+                return Err(match code {
+                    404 => TransportError::NotFound { location: failed },
+                    403 => TransportError::Forbidden { location: failed },
+                    _ => TransportError::Other {
+                        reason: format!("HTTP status {code}{}", redirect_note(&failed, &location)),
+                        location: failed,
+                    },
+                });
             }
-            Err(ureq::Error::Status(code, _)) => {
+            Err(ureq::Error::Transport(t)) => {
+                // The URL that failed, which after a redirect is not the one requested.
+                let failed = t.url().map_or_else(|| location.clone(), |u| u.to_string());
+                let timed_out = std::error::Error::source(&t)
+                    .and_then(|s| s.downcast_ref::<io::Error>())
+                    .is_some_and(|e| {
+                        matches!(
+                            root_io(e).kind(),
+                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                        )
+                    });
+                // Our request timeout ran out while waiting for the response head (a failed
+                // connect is "unreachable", not "slow").
+                let elapsed = start.elapsed();
+                if timed_out
+                    && t.kind() != ureq::ErrorKind::ConnectionFailed
+                    && timeout.is_some_and(|t| elapsed >= t)
+                {
+                    let reason = self
+                        .bounds
+                        .broken(0, elapsed)
+                        .unwrap_or_else(|| format!("no response within {}", secs(elapsed)));
+                    return Err(TransportError::TooSlow {
+                        reason: format!("{reason}{}", redirect_note(&failed, &location)),
+                        location: failed,
+                    });
+                }
                 return Err(TransportError::Other {
-                    location,
-                    reason: format!("HTTP status {code}"),
-                })
-            }
-            Err(e) => {
-                return Err(TransportError::Other {
-                    location,
-                    reason: e.to_string(),
-                })
+                    reason: format!(
+                        "{}{}",
+                        describe_transport(&t),
+                        redirect_note(&failed, &location)
+                    ),
+                    location: failed,
+                });
             }
         };
+        let final_url = resp.get_url().to_string();
         // Refuse early when the server announces more than allowed; the stream is capped anyway.
         if let Some(len) = resp
             .header("Content-Length")
@@ -71,7 +179,8 @@ impl Transport for HttpTransport {
                 });
             }
         }
-        Ok(Box::new(Limited::new(resp.into_reader(), max_len)))
+        let paced = Paced::new(resp.into_reader(), final_url, self.bounds, start);
+        Ok(Box::new(Limited::new(paced, max_len)))
     }
 
     fn location(&self, relative: &str) -> String {
