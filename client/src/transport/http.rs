@@ -45,7 +45,8 @@ impl HttpTransport {
             // Only used when the bounds set no overall request timeout (no deadline and no
             // rate floor); otherwise the request timeout governs every socket read.
             .timeout_read(Duration::from_secs(60))
-            .redirects(5)
+            // Redirects are followed in `get`, to name the URL that failed.
+            .redirects(0)
             .build();
         Ok(HttpTransport {
             base,
@@ -59,6 +60,9 @@ impl HttpTransport {
         self.bounds
     }
 }
+
+/// Most redirects followed for one file.
+const MAX_REDIRECTS: u32 = 5;
 
 /// ` (redirected from URL)` when the failing URL is not the one requested.
 fn redirect_note(failed: &str, requested: &str) -> String {
@@ -104,68 +108,118 @@ fn describe_transport(t: &ureq::Transport) -> String {
     }
 }
 
+impl HttpTransport {
+    /// GET `location`, following redirects here rather than in ureq: ureq 2 reports a failed
+    /// redirect under the first URL, and the operator needs the one that failed.
+    fn get(
+        &self,
+        location: &str,
+        start: Instant,
+        timeout: Option<Duration>,
+    ) -> Result<ureq::Response, TransportError> {
+        let mut url = location.to_string();
+        let mut hops = 0;
+        loop {
+            let note = redirect_note(&url, location);
+            let mut request = self.agent.get(&url);
+            if let Some(t) = timeout {
+                // Bounds the response head and every socket read, across redirects: ureq
+                // sets the socket timeout to the time left before each read, so a silent
+                // server cannot block forever.
+                request = request.timeout(t.saturating_sub(start.elapsed()));
+            }
+            let resp = match request.call() {
+                Ok(r) => r,
+                Err(ureq::Error::Status(code, _)) => {
+                    return Err(match code {
+                        404 => TransportError::NotFound { location: url },
+                        403 => TransportError::Forbidden { location: url },
+                        _ => TransportError::Other {
+                            location: url,
+                            reason: format!("HTTP status {code}{note}"),
+                        },
+                    })
+                }
+                Err(ureq::Error::Transport(t)) => {
+                    return Err(self.transport_error(&t, url, &note, start, timeout))
+                }
+            };
+            if !(300..400).contains(&resp.status()) {
+                return Ok(resp);
+            }
+            let other = |reason: String| TransportError::Other {
+                location: url.clone(),
+                reason: format!("{reason}{note}"),
+            };
+            if hops >= MAX_REDIRECTS {
+                return Err(other(format!("more than {MAX_REDIRECTS} redirects")));
+            }
+            let status = resp.status();
+            let next = resp
+                .header("Location")
+                .ok_or_else(|| format!("HTTP status {status} without a Location"))
+                .and_then(|to| {
+                    url::Url::parse(&url)
+                        .and_then(|base| base.join(to))
+                        .map_err(|e| format!("redirect to an invalid URL {to:?}: {e}"))
+                })
+                .map_err(other)?;
+            if !matches!(next.scheme(), "http" | "https") {
+                return Err(other(format!("redirect to a non-HTTP URL {next}")));
+            }
+            tracing::debug!(from = %url, to = %next, "redirect");
+            url = next.to_string();
+            hops += 1;
+        }
+    }
+
+    /// The error for a failed request of `failed` (the URL actually requested).
+    fn transport_error(
+        &self,
+        t: &ureq::Transport,
+        failed: String,
+        note: &str,
+        start: Instant,
+        timeout: Option<Duration>,
+    ) -> TransportError {
+        let timed_out = std::error::Error::source(t)
+            .and_then(|s| s.downcast_ref::<io::Error>())
+            .is_some_and(|e| {
+                matches!(
+                    root_io(e).kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                )
+            });
+        // Our request timeout ran out while waiting for the response head (a failed
+        // connect is "unreachable", not "slow").
+        let elapsed = start.elapsed();
+        if timed_out
+            && t.kind() != ureq::ErrorKind::ConnectionFailed
+            && timeout.is_some_and(|t| elapsed >= t)
+        {
+            let reason = self
+                .bounds
+                .broken(0, elapsed)
+                .unwrap_or_else(|| format!("no response within {}", secs(elapsed)));
+            return TransportError::TooSlow {
+                location: failed,
+                reason: format!("{reason}{note}"),
+            };
+        }
+        TransportError::Other {
+            location: failed,
+            reason: format!("{}{note}", describe_transport(t)),
+        }
+    }
+}
+
 impl Transport for HttpTransport {
     fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError> {
         let location = self.location(relative);
         tracing::debug!(url = %location, "GET");
         let start = Instant::now();
         let timeout = self.bounds.request_timeout(max_len);
-        let mut request = self.agent.get(&location);
-        if let Some(t) = timeout {
-            // Bounds the response head and every socket read: ureq sets the socket timeout
-            // to the time left before each read, so a silent server cannot block forever.
-            request = request.timeout(t);
-        }
-        let resp = match request.call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(code, resp)) => {
-                let failed = resp.get_url().to_string();
-                return Err(match code {
-                    404 => TransportError::NotFound { location: failed },
-                    403 => TransportError::Forbidden { location: failed },
-                    _ => TransportError::Other {
-                        reason: format!("HTTP status {code}{}", redirect_note(&failed, &location)),
-                        location: failed,
-                    },
-                });
-            }
-            Err(ureq::Error::Transport(t)) => {
-                // The URL that failed, which after a redirect is not the one requested.
-                let failed = t.url().map_or_else(|| location.clone(), |u| u.to_string());
-                let timed_out = std::error::Error::source(&t)
-                    .and_then(|s| s.downcast_ref::<io::Error>())
-                    .is_some_and(|e| {
-                        matches!(
-                            root_io(e).kind(),
-                            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
-                        )
-                    });
-                // Our request timeout ran out while waiting for the response head (a failed
-                // connect is "unreachable", not "slow").
-                let elapsed = start.elapsed();
-                if timed_out
-                    && t.kind() != ureq::ErrorKind::ConnectionFailed
-                    && timeout.is_some_and(|t| elapsed >= t)
-                {
-                    let reason = self
-                        .bounds
-                        .broken(0, elapsed)
-                        .unwrap_or_else(|| format!("no response within {}", secs(elapsed)));
-                    return Err(TransportError::TooSlow {
-                        reason: format!("{reason}{}", redirect_note(&failed, &location)),
-                        location: failed,
-                    });
-                }
-                return Err(TransportError::Other {
-                    reason: format!(
-                        "{}{}",
-                        describe_transport(&t),
-                        redirect_note(&failed, &location)
-                    ),
-                    location: failed,
-                });
-            }
-        };
+        let resp = self.get(&location, start, timeout)?;
         let final_url = resp.get_url().to_string();
         // Refuse early when the server announces more than allowed; the stream is capped anyway.
         if let Some(len) = resp
@@ -174,7 +228,7 @@ impl Transport for HttpTransport {
         {
             if len > max_len {
                 return Err(TransportError::TooLarge {
-                    location,
+                    location: final_url,
                     limit: max_len,
                 });
             }
