@@ -108,6 +108,16 @@ pub enum Error {
     /// A remote file is missing or the network failed.
     #[error(transparent)]
     Transport(#[from] TransportError),
+    /// The trusted root stored on this device is unreadable or invalid: a local problem
+    /// (damaged storage, a hand edit), not an attack by the repository.
+    #[error("the trusted root {} stored on this device is unusable: {source}", path.display())]
+    CorruptTrustedRoot {
+        /// The stored root file.
+        path: PathBuf,
+        /// Why it does not load.
+        #[source]
+        source: Box<Error>,
+    },
     /// A local file could not be read or written.
     #[error("{}: {source}", path.display())]
     Io {

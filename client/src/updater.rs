@@ -76,7 +76,11 @@ impl Updater {
                 std::io::Error::new(std::io::ErrorKind::NotFound, "no trusted root.json"),
             )
         })?;
-        TrustedSet::new(&bytes, now)
+        // Only bytes that verified were ever stored here, so a failure is local damage.
+        TrustedSet::new(&bytes, now).map_err(|e| Error::CorruptTrustedRoot {
+            path: cache.path("root"),
+            source: Box::new(e),
+        })
     }
 
     /// Run the top-level refresh of the client workflow: root chain, timestamp, snapshot,

@@ -33,5 +33,6 @@ pub mod metadata;
 pub mod patch;
 pub mod pathmatch;
 pub mod target_meta;
+pub mod version;
 
 pub use error::{Error, Result};

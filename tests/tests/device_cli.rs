@@ -33,7 +33,11 @@ impl Release {
     }
 
     fn add(&self, version: &str, data: &[u8]) -> String {
-        let file = self.work.join(format!("fw-{version}.img"));
+        self.add_named("gateway-fw", version, data)
+    }
+
+    fn add_named(&self, name: &str, version: &str, data: &[u8]) -> String {
+        let file = self.work.join(format!("{name}-{version}.img"));
         std::fs::write(&file, data).unwrap();
         let r = run(
             "ota-sign",
@@ -45,7 +49,7 @@ impl Release {
                 self.keys.as_os_str(),
                 file.as_os_str(),
                 "--name".as_ref(),
-                "gateway-fw".as_ref(),
+                name.as_ref(),
                 "--version".as_ref(),
                 version.as_ref(),
                 "--hardware".as_ref(),
@@ -53,7 +57,7 @@ impl Release {
             ],
         );
         assert_eq!(r.code, 0, "{r:?}");
-        format!("gateway-fw-{version}.img.zst")
+        format!("{name}-{version}.img.zst")
     }
 
     /// The stored file of a target (`targets/<sha256>.<name>`).
@@ -75,6 +79,10 @@ struct Dev {
 
 impl Dev {
     fn new(rel: &Release, server: &str, hardware: &str) -> Self {
+        Self::with_args(rel, server, hardware, &[])
+    }
+
+    fn with_args(rel: &Release, server: &str, hardware: &str, extra: &[&str]) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let state = dir.path().join("state");
         std::fs::create_dir(dir.path().join("slot")).unwrap();
@@ -84,15 +92,18 @@ impl Dev {
             state,
             slot,
         };
-        let r = d.client(&[
+        let root = rel.root();
+        let mut args = vec![
             "init",
             "--root",
-            rel.root().to_str().unwrap(),
+            root.to_str().unwrap(),
             "--server",
             server,
             "--hardware",
             hardware,
-        ]);
+        ];
+        args.extend(extra);
+        let r = d.client(&args);
         assert_eq!(r.code, 0, "{r:?}");
         d
     }
@@ -285,4 +296,185 @@ fn usage_and_state_errors_exit_2() {
     );
     assert_eq!(r.code, 4, "an invalid root is refused: {r:?}");
     assert!(!state.join("config.json").exists());
+}
+
+/// Issue 10, defect 4: `--install-to` a device node, a symlink, a directory or a FIFO used to
+/// be replaced by a regular file (exit 0). Each is refused in one line, exit 2, untouched.
+#[test]
+fn install_to_anything_but_a_regular_file_is_refused() {
+    use std::os::unix::fs::FileTypeExt;
+    let rel = Release::new();
+    rel.add("1.0.0", &image(1, 100_000));
+    let server = TestServer::start(&rel.repo);
+    let dev = Dev::new(&rel, &server.url(), "board-a");
+    let dir = dev.slot.parent().unwrap().to_path_buf();
+
+    let node = dir.join("fakedev");
+    let made = std::process::Command::new("mknod")
+        .arg(&node)
+        .args(["c", "1", "3"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !made {
+        // Not root: a link to an existing character device stands in (also refused).
+        eprintln!("mknod not permitted; using /dev/null itself");
+    }
+    let node = if made {
+        node
+    } else {
+        PathBuf::from("/dev/null")
+    };
+    let real = dir.join("real.img");
+    std::fs::write(&real, b"old firmware").unwrap();
+    let link = dir.join("link.img");
+    std::os::unix::fs::symlink(&real, &link).unwrap();
+    let subdir = dir.join("a-dir");
+    std::fs::create_dir(&subdir).unwrap();
+    let fifo = dir.join("fifo");
+    assert!(std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+
+    for (path, kind) in [
+        (&node, "a character device"),
+        (&link, "a symbolic link"),
+        (&subdir, "a directory"),
+        (&fifo, "a FIFO"),
+    ] {
+        let r = dev.client(&["update", "--install-to", path.to_str().unwrap()]);
+        assert_eq!(r.code, 2, "{kind}: {r:?}");
+        assert!(
+            r.stderr.contains(&format!("is {kind}, not a regular file")),
+            "{kind}: {r:?}"
+        );
+        assert!(!dev.state.join("installed.json").exists(), "{kind}");
+    }
+    let meta = std::fs::symlink_metadata(&node).unwrap();
+    assert!(
+        meta.file_type().is_char_device(),
+        "the node is still a node"
+    );
+    assert!(std::fs::symlink_metadata(&link)
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert_eq!(std::fs::read(&real).unwrap(), b"old firmware");
+    assert!(subdir.is_dir() && std::fs::read_dir(&subdir).unwrap().next().is_none());
+    assert!(std::fs::symlink_metadata(&fifo)
+        .unwrap()
+        .file_type()
+        .is_fifo());
+    // A regular file (or none yet) is installed as before.
+    let r = dev.update();
+    assert_eq!(r.code, 0, "{r:?}");
+}
+
+/// Issue 10, defect 7: a device initialised without `--name` was offered the highest version
+/// across every image of its hardware (`modem-fw 3.0.0` for its `gw` image). It now refuses to
+/// guess, follows the configured line, and once it installed an image never switches.
+#[test]
+fn a_device_follows_one_image_line() {
+    let rel = Release::new();
+    rel.add_named("gw", "1.1.0", &image(1, 50_000));
+    rel.add_named("modem-fw", "3.0.0", &image(2, 50_000));
+    let server = TestServer::start(&rel.repo);
+
+    let unnamed = Dev::new(&rel, &server.url(), "board-a");
+    for cmd in ["check", "update"] {
+        let r = if cmd == "check" {
+            unnamed.client(&["check", "--json"])
+        } else {
+            unnamed.update()
+        };
+        assert_eq!(r.code, 2, "{cmd}: {r:?}");
+        assert!(r.stderr.contains("gw, modem-fw"), "{cmd}: {r:?}");
+        assert!(r.stderr.contains("--name"), "{cmd}: {r:?}");
+        assert_eq!(r.json()["error"]["exit_code"], 2, "{cmd}: {r:?}");
+    }
+    assert!(!unnamed.slot.exists());
+
+    let named = Dev::with_args(&rel, &server.url(), "board-a", &["--name", "gw"]);
+    let r = named.update();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(named.installed()["name"], "gw");
+    assert_eq!(named.installed()["version"], "1.1.0");
+    assert_eq!(named.client(&["check"]).code, 100);
+
+    // Only one line for board-b at first: learned at the first install, then fixed.
+    let rel_b = Release::new();
+    rel_b.add_named("gw", "1.0.0", &image(3, 50_000));
+    let server_b = TestServer::start(&rel_b.repo);
+    let learner = Dev::new(&rel_b, &server_b.url(), "board-b");
+    assert_eq!(learner.update().code, 0);
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(learner.state.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["image_name"], "gw");
+    rel_b.add_named("modem-fw", "9.0.0", &image(4, 50_000));
+    let r = learner.client(&["check", "--json"]);
+    assert_eq!(r.code, 100, "another image line is never offered: {r:?}");
+}
+
+/// Issue 10, defect 9: a recorded installed version that does not parse used to let any
+/// version through (a warning, then carry on). It now fails closed.
+#[test]
+fn an_unparsable_installed_version_fails_closed() {
+    let rel = Release::new();
+    rel.add("1.0.0", &image(1, 50_000));
+    let server = TestServer::start(&rel.repo);
+    let dev = Dev::new(&rel, &server.url(), "board-a");
+    assert_eq!(dev.update().code, 0);
+    let path = dev.state.join("installed.json");
+    let mut record = dev.installed();
+    record["version"] = "latest".into();
+    std::fs::write(&path, serde_json::to_vec(&record).unwrap()).unwrap();
+    rel.add("2.0.0", &image(2, 50_000));
+    let before = dev.observable();
+    let r = dev.update();
+    assert_refused_unchanged(&dev, &r, 2, &before);
+    assert!(r.stderr.contains("\"latest\""), "{r:?}");
+}
+
+/// Diagnostics of issue 10: every outcome of a `--json` command is JSON on stdout, logs carry
+/// no colour codes off a terminal, a damaged local root is a local problem.
+#[test]
+fn json_errors_plain_logs_and_local_root_damage() {
+    let rel = Release::new();
+    rel.add("1.0.0", &image(1, 50_000));
+    // Nothing listens on this port: a network error.
+    let dev = Dev::new(&rel, "http://127.0.0.1:9", "board-a");
+    let r = dev.client(&["check", "-vv", "--json"]);
+    assert_eq!(r.code, 3, "{r:?}");
+    let err = &r.json()["error"];
+    assert_eq!(err["kind"], "network", "{r:?}");
+    assert_eq!(err["exit_code"], 3, "{r:?}");
+    assert!(
+        err["message"].as_str().unwrap().contains("127.0.0.1:9"),
+        "{r:?}"
+    );
+    assert!(!err["hint"].as_str().unwrap().is_empty(), "{r:?}");
+    assert!(r.stderr.contains("DEBUG"), "-vv logs: {r:?}");
+    assert!(
+        !r.stderr.contains('\x1b'),
+        "no ANSI codes off a terminal: {r:?}"
+    );
+
+    // A usage error of a --json command is JSON too.
+    let r = dev.client(&["update", "--install-to", "/", "--json"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.json()["error"]["kind"], "state", "{r:?}");
+    assert_eq!(r.json()["error"]["exit_code"], 2, "{r:?}");
+    assert!(r.stderr.contains("is a directory"), "{r:?}");
+
+    // The stored root damaged on the device: exit 2 with the remedy, not "attack" (4).
+    let root = dev.state.join("metadata/root.json");
+    std::fs::write(&root, b"{\"signed\": garbage").unwrap();
+    let r = dev.client(&["check"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(
+        r.stderr.contains("stored on this device is unusable"),
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("init --force"), "{r:?}");
 }

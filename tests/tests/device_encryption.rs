@@ -72,8 +72,15 @@ impl Dev {
                 self.state.to_str().unwrap(),
                 "--install-to",
                 self.slot.to_str().unwrap(),
+                "--json",
             ],
         )
+    }
+
+    fn client(&self, args: &[&str]) -> Run {
+        let mut all: Vec<&str> = vec![args[0], "--state", self.state.to_str().unwrap()];
+        all.extend(&args[1..]);
+        run("ota-client", &all)
     }
 
     fn observable(&self) -> (Vec<(PathBuf, Vec<u8>)>, Vec<u8>) {
@@ -204,11 +211,21 @@ fn encrypted_releases_group_and_device_slips_and_every_refusal() {
         Some(&info),
     );
 
+    // Not addressed to `outsider`: not an update for it (issue 10, defect 8: it used to be
+    // "update available" then exit 4 on every run). Up to date, nothing downloaded.
     let before = outsider.observable();
     let r = outsider.update();
-    assert_eq!(r.code, 4, "{r:?}");
-    assert!(r.stderr.contains("no key slip"), "{r:?}");
+    assert_eq!(r.code, 100, "{r:?}");
+    assert_eq!(r.json()["skipped"][0]["version"], "2.0.0", "{r:?}");
+    assert_eq!(
+        r.json()["skipped"][0]["reason"],
+        "encrypted for other devices",
+        "{r:?}"
+    );
     assert_eq!(outsider.observable(), before);
+    let c = outsider.client(&["check"]);
+    assert_eq!(c.code, 100, "{c:?}");
+    assert!(c.stdout.contains("not for this device: 2.0.0"), "{c:?}");
 
     for d in [&group, &per_device] {
         let r = d.update();
@@ -339,7 +356,7 @@ fn encrypted_releases_group_and_device_slips_and_every_refusal() {
 }
 
 #[test]
-fn verified_download_is_reused_after_a_refusal_and_a_keyless_device_exits_2() {
+fn verified_download_is_reused_after_a_refusal_and_a_keyless_device_skips() {
     let mut fx = RepoFixture::new();
     let server = TestServer::start(fx.path());
     let dev = Dev::new(&fx, &server);
@@ -357,7 +374,15 @@ fn verified_download_is_reused_after_a_refusal_and_a_keyless_device_exits_2() {
         Some(&info),
     );
 
-    // No slip yet: refused, but the TUF-verified download stays cached.
+    // A slip at this device's path made for another key: refused (evidence of a mistake or
+    // tampering, not "not for this device"), but the TUF-verified download stays cached.
+    let stranger = ota_formats::envelope::RecipientSecretKey::generate();
+    put_slip(
+        &fx,
+        path,
+        &dev,
+        &wrap_key(&s.key, stranger.public_key(), &s.info.binding(path)).unwrap(),
+    );
     let r = dev.update();
     assert_eq!(r.code, 4, "{r:?}");
     assert!(!dev.slot.exists());
@@ -384,12 +409,18 @@ fn verified_download_is_reused_after_a_refusal_and_a_keyless_device_exits_2() {
     assert_eq!(std::fs::read(&dev.slot).unwrap(), s.image);
     assert_eq!(dev.installed_version(), "2.0.0");
 
-    // A device without a key cannot decrypt: a configuration problem, exit 2.
+    // A device without any key is not a recipient of an encrypted release: it is passed
+    // over (with the reason, and a warning in the log), nothing changes.
     std::fs::remove_file(dev.state.join("device.key")).unwrap();
     std::fs::remove_file(dev.state.join("installed.json")).unwrap();
     let before = tree(dev.slot.parent().unwrap());
     let r = dev.update();
-    assert_eq!(r.code, 2, "{r:?}");
-    assert!(r.stderr.contains("hint: run `ota-client keygen"), "{r:?}");
+    assert_eq!(r.code, 100, "{r:?}");
+    assert_eq!(
+        r.json()["skipped"][0]["reason"],
+        "encrypted, and this device holds no decryption key",
+        "{r:?}"
+    );
+    assert!(r.stderr.contains("holds no decryption key"), "{r:?}");
     assert_eq!(tree(dev.slot.parent().unwrap()), before);
 }

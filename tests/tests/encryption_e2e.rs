@@ -154,7 +154,12 @@ impl Dev {
     }
 
     fn update(&self) -> Run {
-        self.client(&["update", "--install-to", self.slot.to_str().unwrap()])
+        self.client(&[
+            "update",
+            "--install-to",
+            self.slot.to_str().unwrap(),
+            "--json",
+        ])
     }
 
     fn installs(&self, version: &str, data: &[u8]) {
@@ -168,20 +173,17 @@ impl Dev {
         assert_eq!(self.installed()["version"], version);
     }
 
-    /// `update` is refused with exit 4 (no slip for this device) and changes nothing.
-    fn refused(&self) -> Run {
+    /// The newest release is encrypted to other devices: not an update for this one. `update`
+    /// says so (exit 100, the release listed as skipped) and changes nothing.
+    fn skipped(&self, version: &str) -> Run {
         let before = self.observable();
         let r = self.update();
-        assert_eq!(r.code, 4, "{r:?}");
-        assert!(
-            r.stderr.contains("error: ") && r.stderr.contains("hint: "),
-            "{r:?}"
-        );
-        assert!(r.stderr.contains("no key slip for recipient"), "{r:?}");
+        assert_eq!(r.code, 100, "{r:?}");
+        assert_eq!(r.json()["skipped"][0]["version"], version, "{r:?}");
         assert_eq!(
             self.observable(),
             before,
-            "a refused update changed the slot or installed.json"
+            "a skipped release changed the slot or installed.json"
         );
         r
     }
@@ -276,7 +278,7 @@ fn device_group_and_revoked_recipients_end_to_end() {
     assert!(owner.slip(&t11, &a_id).is_file());
     assert!(!owner.slip(&t11, &b_id).exists());
     a.installs("1.1.0", &v11);
-    b.refused();
+    b.skipped("1.1.0");
     assert_eq!(b.installed()["version"], "1.0.0");
 
     // 1.2.0 for group board-a: B installs it with the group key, A (no group key) is refused,
@@ -284,7 +286,7 @@ fn device_group_and_revoked_recipients_end_to_end() {
     let v12 = image(3, 300_000);
     owner.add("1.2.0", &v12, Some(&format!("group:{GROUP}")));
     b.installs("1.2.0", &v12);
-    a.refused();
+    a.skipped("1.2.0");
     assert_eq!(a.installed()["version"], "1.1.0");
     let c = Dev::new(&owner, &url);
     let secret = std::fs::read(&secret_file).unwrap();
@@ -314,12 +316,12 @@ fn device_group_and_revoked_recipients_end_to_end() {
     let t13 = owner.add("1.3.0", &v13, Some("all-devices"));
     assert!(!owner.slip(&t13, &a_id).exists());
     assert!(owner.slip(&t13, &b_id).is_file());
-    a.refused();
+    a.skipped("1.3.0");
     assert_eq!(a.installed()["version"], "1.1.0");
     assert_eq!(std::fs::read(&a.slot).unwrap(), v11);
     b.installs("1.3.0", &v13);
-    // C holds only the group key and there is no group slip: refused too.
-    c.refused();
+    // C holds only the group key and there is no group slip: not for it either.
+    c.skipped("1.3.0");
 
     // An unencrypted release still installs everywhere.
     let v14 = image(5, 300_000);
@@ -327,4 +329,17 @@ fn device_group_and_revoked_recipients_end_to_end() {
     for d in [&a, &b, &c] {
         d.installs("1.4.0", &v14);
     }
+
+    // The newest release is for B only, an older newer-than-installed one for everybody: A
+    // passes over 1.6.0 and installs 1.5.0 (a release not for a device is not an update).
+    let v15 = image(6, 300_000);
+    owner.add("1.5.0", &v15, None);
+    let v16 = image(7, 300_000);
+    owner.add("1.6.0", &v16, Some("device:dev-b"));
+    let r = a.client(&["check", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["update"]["version"], "1.5.0", "{r:?}");
+    assert_eq!(r.json()["skipped"][0]["version"], "1.6.0", "{r:?}");
+    a.installs("1.5.0", &v15);
+    b.installs("1.6.0", &v16);
 }

@@ -154,6 +154,24 @@ pub enum DeviceError {
         #[source]
         source: ota_formats::patch::PatchError,
     },
+    /// `--install-to` names something other than a regular file (a device node, a link, a
+    /// directory, a FIFO): the file installer never replaces those.
+    #[error("{} is {kind}, not a regular file; refusing to install there", path.display())]
+    InstallPathNotRegular {
+        /// The install path.
+        path: PathBuf,
+        /// What it is.
+        kind: &'static str,
+    },
+    /// No image name is configured or installed, and the repository offers several image
+    /// lines for this hardware: the device cannot guess which one it runs.
+    #[error("no image name is configured and the repository has several images for hardware {hardware_id}: {}", names.join(", "))]
+    AmbiguousImage {
+        /// This device's hardware id.
+        hardware_id: String,
+        /// The image names offered for it.
+        names: Vec<String>,
+    },
     /// Writing or replacing the install path failed.
     #[error("installing to {}: {source}", path.display())]
     InstallIo {
@@ -176,13 +194,17 @@ impl DeviceError {
             | DeviceError::BadState { .. }
             | DeviceError::StateIo { .. }
             | DeviceError::InvalidGroupKey { .. }
+            | DeviceError::InstallPathNotRegular { .. }
+            | DeviceError::AmbiguousImage { .. }
             | DeviceError::NoDeviceKey { .. } => Category::State,
             DeviceError::Tuf(e) => match e {
                 crate::Error::Transport(TransportError::TooLarge { .. }) => Category::Refused,
                 // Unreachable, or a server that lacks files its own metadata lists.
                 crate::Error::Transport(_) => Category::Network,
                 crate::Error::Io { .. } => Category::InstallIo,
-                crate::Error::Workflow(_) => Category::State,
+                crate::Error::Workflow(_) | crate::Error::CorruptTrustedRoot { .. } => {
+                    Category::State
+                }
                 _ => Category::Refused,
             },
             DeviceError::SlipFetch { .. } => Category::Network,
@@ -231,6 +253,18 @@ impl DeviceError {
             }
             DeviceError::Tuf(crate::Error::Io { path, .. }) => {
                 format!("check {} (permissions, disk space)", path.display())
+            }
+            DeviceError::Tuf(crate::Error::CorruptTrustedRoot { .. }) => {
+                "the device's own copy of the trusted root is damaged (storage or a hand edit), not an attack: re-provision it with `ota-client init --force --root ROOT.json` using the root you shipped".into()
+            }
+            DeviceError::Tuf(crate::Error::ExpiredMetadata { .. }) => {
+                "check this device's clock first (`date -u`): a clock far in the future makes valid metadata look expired; if the clock is right, the repository was not re-signed in time: report it to the release owner. Nothing was installed".into()
+            }
+            DeviceError::InstallPathNotRegular { .. } => {
+                "--install-to replaces a regular file; block devices and partitions need an A/B slot installer, and links or special files are refused so that they are never replaced".into()
+            }
+            DeviceError::AmbiguousImage { .. } => {
+                "a device follows one image line: choose it with `ota-client init --force --name NAME` (or edit image_name in config.json)".into()
             }
             DeviceError::Decrypt {
                 source: EnvelopeError::NoSlipForRecipient(_),

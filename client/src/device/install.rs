@@ -51,6 +51,25 @@ impl InstallableImage {
     }
 }
 
+/// Refuse an install path that is anything but a regular file (or nothing yet): the file
+/// installer replaces the file by a rename, which would turn a device node into a regular
+/// file (the image in RAM instead of on the partition), replace a link instead of what it
+/// points to, or fail late on a directory or a FIFO.
+pub fn check_install_path(dest: &Path) -> DeviceResult<()> {
+    match std::fs::symlink_metadata(dest) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(DeviceError::InstallIo {
+            path: dest.to_path_buf(),
+            source,
+        }),
+        Ok(m) if m.file_type().is_file() => Ok(()),
+        Ok(m) => Err(DeviceError::InstallPathNotRegular {
+            path: dest.to_path_buf(),
+            kind: ota_fs::user_file::describe(m.file_type()),
+        }),
+    }
+}
+
 /// What the pipeline needs besides the downloaded file.
 pub struct Inputs<'a> {
     /// The chosen target.
@@ -67,6 +86,7 @@ pub struct Inputs<'a> {
 
 /// Run the pipeline up to (not including) the rename over `dest`.
 pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
+    check_install_path(dest)?;
     let target = inputs.candidate.target.path();
     let ota = &inputs.candidate.ota;
     let bad_meta = |reason: String| DeviceError::BadTargetMeta {
@@ -218,7 +238,7 @@ mod tests {
         Candidate {
             target: VerifiedTarget::new("fw-1.0.0.img.zst", file, "targets"),
             ota,
-            version: semver::Version::new(1, 0, 0),
+            version: ota_formats::version::Version::parse("1.0.0").unwrap(),
             deltas: Vec::new(),
         }
     }

@@ -38,6 +38,7 @@ pub struct PatchInputs<'a> {
 
 /// Apply the patch with the file at `dest` as base, up to (not including) the rename.
 pub fn prepare_patched(inputs: &PatchInputs, dest: &Path) -> DeviceResult<InstallableImage> {
+    super::install::check_install_path(dest)?;
     let target = inputs.delta.target.path();
     let ota = &inputs.delta.ota;
     // Decrypted into a temp file: the applier reads the patch as a stream, the envelope

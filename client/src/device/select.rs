@@ -1,10 +1,13 @@
-//! Choosing the update: the newest target for this hardware that is strictly newer than what
-//! is installed.
+//! Choosing the update: the newest target of this device's image line, for its hardware,
+//! strictly newer than what is installed. Versions are ordered by the toolkit's one rule,
+//! [`ota_formats::version::Version`] (semantic-versioning precedence).
 use super::delta::{deltas_for, DeltaTarget};
+use super::error::{DeviceError, DeviceResult};
 use super::installed::Installed;
 use crate::VerifiedTarget;
 use ota_formats::target_meta::OtaTarget;
-use semver::Version;
+use ota_formats::version::Version;
+use std::collections::BTreeSet;
 
 /// A target this device may install, with its signed `custom.ota`.
 #[derive(Debug, Clone)]
@@ -24,17 +27,35 @@ pub struct Candidate {
 pub struct Selector<'a> {
     /// This device's hardware id.
     pub hardware_id: &'a str,
-    /// Image name from the configuration, if restricted.
+    /// Image name from the configuration, if set.
     pub image_name: Option<&'a str>,
     /// The installed image, if any.
     pub installed: Option<&'a Installed>,
 }
 
 impl Selector<'_> {
-    /// Whether `target` is installable here, with its metadata if so. Targets without
-    /// `custom.ota`, with malformed metadata or with a `delta` (patches are attached to the
-    /// full release they produce, see [`Selector::newest`]) are skipped.
-    pub fn accepts(&self, target: &VerifiedTarget) -> Option<Candidate> {
+    /// The image line this device follows: the configured name, else the installed image's.
+    pub fn line(&self) -> Option<&str> {
+        self.image_name.or(self.installed.map(|i| i.name.as_str()))
+    }
+
+    /// The installed version; a record whose version does not parse fails closed (it could
+    /// otherwise be "older" than anything and let any release, or a downgrade, through).
+    fn installed_version(&self) -> DeviceResult<Option<Version>> {
+        self.installed
+            .map(|i| {
+                Version::parse(&i.version).map_err(|e| DeviceError::BadState {
+                    path: "installed.json".into(),
+                    reason: format!("recorded version {:?}: {e}", i.version),
+                })
+            })
+            .transpose()
+    }
+
+    /// The signed `custom.ota` of `target` if it is a full release for this hardware (any
+    /// image line). Targets without `custom.ota`, with malformed metadata or with a `delta`
+    /// (patches are attached to the full release they produce) are skipped.
+    fn release_for_hardware(&self, target: &VerifiedTarget) -> Option<(OtaTarget, Version)> {
         let ota = match OtaTarget::from_custom(target.custom()) {
             Ok(Some(ota)) => ota,
             Ok(None) => return None,
@@ -46,45 +67,91 @@ impl Selector<'_> {
         if ota.delta.is_some() || !ota.supports_hardware(self.hardware_id) {
             return None;
         }
-        if self.image_name.is_some_and(|n| n != ota.name)
-            || self.installed.is_some_and(|i| i.name != ota.name)
-        {
-            return None;
-        }
-        let version = Version::parse(&ota.version).ok()?;
-        if let Some(installed) = self.installed {
-            match Version::parse(&installed.version) {
-                // Strictly newer only: equal or older would be a reinstall or a rollback.
-                Ok(current) if version <= current => return None,
-                Ok(_) => {}
-                Err(e) => tracing::warn!("installed version {:?}: {e}", installed.version),
+        match Version::parse(&ota.version) {
+            Ok(v) => Some((ota, v)),
+            Err(e) => {
+                tracing::warn!(target = target.path(), "skipped: {e}");
+                None
             }
         }
-        Some(Candidate {
+    }
+
+    /// Whether `target` is installable here, with its metadata if so.
+    pub fn accepts(&self, target: &VerifiedTarget) -> DeviceResult<Option<Candidate>> {
+        let Some((ota, version)) = self.release_for_hardware(target) else {
+            return Ok(None);
+        };
+        if self.line().is_some_and(|n| n != ota.name) {
+            return Ok(None);
+        }
+        // Strictly newer only: equal or older would be a reinstall or a rollback.
+        if self
+            .installed_version()?
+            .is_some_and(|current| version <= current)
+        {
+            return Ok(None);
+        }
+        Ok(Some(Candidate {
             target: target.clone(),
             ota,
             version,
             deltas: Vec::new(),
-        })
+        }))
     }
 
-    /// The newest acceptable target (ties broken by target path, for determinism), with the
-    /// patch targets that produce it.
-    pub fn newest<'t>(
+    /// Every acceptable target, newest first (ties broken by target path, for determinism),
+    /// without their patches. A device with no image line yet (none configured, nothing
+    /// installed) follows the one image offered for its hardware; when several are offered
+    /// it refuses to guess ([`DeviceError::AmbiguousImage`]).
+    pub fn candidates<'t>(
         &self,
         targets: impl IntoIterator<Item = &'t VerifiedTarget>,
-    ) -> Option<Candidate> {
+    ) -> DeviceResult<Vec<Candidate>> {
         let targets: Vec<&VerifiedTarget> = targets.into_iter().collect();
-        let mut best = targets
-            .iter()
-            .filter_map(|t| self.accepts(t))
-            .max_by(|a, b| {
-                a.version
-                    .cmp(&b.version)
-                    .then_with(|| b.target.path().cmp(a.target.path()))
-            })?;
-        best.deltas = deltas_for(&best.ota, self.hardware_id, targets.iter().copied());
-        Some(best)
+        if self.line().is_none() {
+            let names: BTreeSet<String> = targets
+                .iter()
+                .filter_map(|t| self.release_for_hardware(t))
+                .map(|(ota, _)| ota.name)
+                .collect();
+            if names.len() > 1 {
+                return Err(DeviceError::AmbiguousImage {
+                    hardware_id: self.hardware_id.to_string(),
+                    names: names.into_iter().collect(),
+                });
+            }
+        }
+        let mut out = Vec::new();
+        for t in &targets {
+            if let Some(c) = self.accepts(t)? {
+                out.push(c);
+            }
+        }
+        out.sort_by(|a, b| {
+            b.version
+                .cmp(&a.version)
+                .then_with(|| a.target.path().cmp(b.target.path()))
+        });
+        Ok(out)
+    }
+
+    /// Attach to `candidate` the patch targets that produce it.
+    pub fn with_deltas<'t>(
+        &self,
+        mut candidate: Candidate,
+        targets: impl IntoIterator<Item = &'t VerifiedTarget>,
+    ) -> Candidate {
+        candidate.deltas = deltas_for(&candidate.ota, self.hardware_id, targets);
+        candidate
+    }
+
+    /// The newest acceptable target, with the patch targets that produce it.
+    pub fn newest<'t>(
+        &self,
+        targets: impl IntoIterator<Item = &'t VerifiedTarget> + Clone,
+    ) -> DeviceResult<Option<Candidate>> {
+        let best = self.candidates(targets.clone())?.into_iter().next();
+        Ok(best.map(|c| self.with_deltas(c, targets)))
     }
 }
 
@@ -122,7 +189,9 @@ mod tests {
     }
 
     fn pick(targets: &[VerifiedTarget], sel: Selector) -> Option<String> {
-        sel.newest(targets).map(|c| c.target.path().to_string())
+        sel.newest(targets)
+            .unwrap()
+            .map(|c| c.target.path().to_string())
     }
 
     #[test]
@@ -194,5 +263,67 @@ mod tests {
             installed: None,
         };
         assert_eq!(pick(&ts, sel).as_deref(), Some("full"));
+    }
+
+    #[test]
+    fn no_image_line_and_several_images_is_refused_not_guessed() {
+        // The original report: gw 1.1.0 and modem-fw 3.0.0 for the same hardware; a device
+        // configured without a name was offered modem-fw 3.0.0 for its gw image.
+        let ts = vec![
+            target("gw", "gw", "1.1.0", &["hw"]),
+            target("modem", "modem-fw", "3.0.0", &["hw"]),
+            target("other-hw", "other", "9.0.0", &["hw2"]),
+        ];
+        let sel = Selector {
+            hardware_id: "hw",
+            image_name: None,
+            installed: None,
+        };
+        let err = sel.newest(&ts).unwrap_err();
+        assert!(
+            matches!(&err, DeviceError::AmbiguousImage { names, .. } if names == &["gw", "modem-fw"]),
+            "{err}"
+        );
+        assert_eq!(err.category().exit_code(), 2);
+        // A configured line, or the installed image's, never switches to the other one.
+        let sel_named = Selector {
+            image_name: Some("gw"),
+            ..sel
+        };
+        assert_eq!(pick(&ts, sel_named).as_deref(), Some("gw"));
+        let inst = installed("gw", "1.0.0");
+        let sel_inst = Selector {
+            installed: Some(&inst),
+            ..sel
+        };
+        assert_eq!(pick(&ts, sel_inst).as_deref(), Some("gw"));
+        // One image for the hardware: that is the line.
+        let one = vec![target("gw", "gw", "1.1.0", &["hw"])];
+        assert_eq!(pick(&one, sel).as_deref(), Some("gw"));
+    }
+
+    #[test]
+    fn unparsable_installed_version_fails_closed() {
+        let ts = vec![target("a", "fw", "0.0.1", &["b"])];
+        let inst = installed("fw", "not-a-version");
+        let sel = Selector {
+            hardware_id: "b",
+            image_name: None,
+            installed: Some(&inst),
+        };
+        let err = sel.newest(&ts).unwrap_err();
+        assert!(matches!(err, DeviceError::BadState { .. }), "{err}");
+    }
+
+    #[test]
+    fn build_metadata_does_not_make_a_release_newer() {
+        let ts = vec![target("a", "fw", "1.0.0+build.9", &["b"])];
+        let inst = installed("fw", "1.0.0+build.1");
+        let sel = Selector {
+            hardware_id: "b",
+            image_name: None,
+            installed: Some(&inst),
+        };
+        assert_eq!(pick(&ts, sel), None, "same precedence is the same version");
     }
 }

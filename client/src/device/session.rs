@@ -9,6 +9,7 @@ use super::patch::{prepare_patched, PatchInputs};
 use super::select::{Candidate, Selector};
 use super::state::StateDir;
 use crate::{Updater, UpdaterConfig};
+use ota_formats::envelope::EncryptionInfo;
 use std::path::Path;
 
 /// An initialised device: its configuration, installed record and TUF client.
@@ -17,6 +18,19 @@ pub struct Device {
     config: DeviceConfig,
     updater: Updater,
     last_transfer: Option<Transfer>,
+    skipped: Vec<Skipped>,
+}
+
+/// A release newer than the installed one that the last [`Device::check`] passed over
+/// because it is not for this device.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Skipped {
+    /// The target.
+    pub target: String,
+    /// Its version.
+    pub version: String,
+    /// Why it is not for this device.
+    pub reason: String,
 }
 
 /// How the last [`Device::install`] got the image.
@@ -58,6 +72,7 @@ impl Device {
             config,
             updater,
             last_transfer: None,
+            skipped: Vec::new(),
         })
     }
 
@@ -199,8 +214,18 @@ impl Device {
         Installed::load(&self.state)
     }
 
-    /// Refresh metadata and return the newest target for this device newer than installed.
+    /// Releases newer than installed that the last [`Device::check`] passed over because they
+    /// are not for this device (encrypted to other devices), newest first.
+    pub fn skipped(&self) -> &[Skipped] {
+        &self.skipped
+    }
+
+    /// Refresh metadata and return the newest release for this device newer than installed:
+    /// of its image line, for its hardware, and, when encrypted, addressed to a key it holds.
+    /// Releases encrypted to other devices are not updates for this one: they are passed
+    /// over (see [`Device::skipped`]) and an older release that is for it may be chosen.
     pub fn check(&mut self) -> DeviceResult<Option<Candidate>> {
+        self.skipped.clear();
         let installed = self.installed()?;
         self.updater.refresh()?;
         let targets = self.updater.all_targets()?;
@@ -209,12 +234,58 @@ impl Device {
             image_name: self.config.image_name.as_deref(),
             installed: installed.as_ref(),
         };
-        Ok(selector.newest(&targets))
+        let keys = Keyring::load(&self.state)?;
+        for candidate in selector.candidates(&targets)? {
+            match self.not_for_this_device(&candidate, &keys)? {
+                None => return Ok(Some(selector.with_deltas(candidate, &targets))),
+                Some(reason) => {
+                    tracing::info!(target = candidate.target.path(), "skipped: {reason}");
+                    self.skipped.push(Skipped {
+                        target: candidate.target.path().to_string(),
+                        version: candidate.ota.version.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// Why `candidate` is not for this device, if it is not.
+    fn not_for_this_device(
+        &self,
+        candidate: &Candidate,
+        keys: &Keyring,
+    ) -> DeviceResult<Option<String>> {
+        let Some(value) = &candidate.ota.encryption else {
+            return Ok(None);
+        };
+        if keys.is_empty() {
+            tracing::warn!(
+                target = candidate.target.path(),
+                "an encrypted release exists and this device holds no decryption key"
+            );
+            return Ok(Some(
+                "encrypted, and this device holds no decryption key".into(),
+            ));
+        }
+        // Malformed encryption metadata is not skipped: installing refuses it by name.
+        let Ok(info) = serde_json::from_value::<EncryptionInfo>(value.clone()) else {
+            return Ok(None);
+        };
+        let addressed = super::unlock::addressed_to(
+            candidate.target.path(),
+            &info,
+            keys,
+            self.updater.targets.as_ref(),
+        )?;
+        Ok((!addressed).then(|| "encrypted for other devices".to_string()))
     }
 
     /// Check, and install the update to `install_to` if there is one. A failure leaves
     /// `install_to` and `installed.json` untouched and no temp file behind.
     pub fn update(&mut self, install_to: &Path) -> DeviceResult<UpdateOutcome> {
+        super::install::check_install_path(install_to)?;
         let Some(candidate) = self.check()? else {
             return Ok(UpdateOutcome::UpToDate(self.installed()?));
         };
@@ -226,6 +297,8 @@ impl Device {
     /// (any failure of that path falls back to the full image), else from the full target
     /// (downloaded, or a verified cached copy).
     pub fn install(&mut self, candidate: &Candidate, install_to: &Path) -> DeviceResult<Installed> {
+        // Before any download: a device node, a link or a directory is never replaced.
+        super::install::check_install_path(install_to)?;
         let target = &candidate.target;
         let keys = keys::Keyring::load(&self.state)?;
         let key_path = self.state.device_key();
@@ -286,6 +359,11 @@ impl Device {
             installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         };
         record.save(&self.state)?;
+        if self.config.image_name.is_none() {
+            // The first install fixes the device's image line; it never switches after.
+            self.config.image_name = Some(record.name.clone());
+            self.config.save(&self.state)?;
+        }
         tracing::info!(name = %record.name, version = %record.version, "installed");
         // The download is no longer needed; keep the device's disk use bounded.
         if let Some(downloaded) = downloaded {

@@ -16,6 +16,68 @@ use ota_formats::envelope::{
 /// Largest slip file accepted (the binary slip is ~140 bytes plus the target name).
 pub const MAX_SLIP_LEN: u64 = 4096;
 
+/// Where this device's way into an encrypted target is.
+enum Opening<'k> {
+    /// A slip embedded in the signed metadata for this held key.
+    Embedded(&'k ota_formats::envelope::RecipientSecretKey),
+    /// This device's own slip file, fetched from beside the target.
+    File(&'k ota_formats::envelope::RecipientSecretKey, KeySlip),
+}
+
+/// Find this device's slip for `target`: `Ok(None)` when the release is not addressed to any
+/// key it holds (no embedded slip for them, no slip file for the device key).
+fn find_slip<'k>(
+    target: &str,
+    info: &EncryptionInfo,
+    keys: &'k Keyring,
+    targets: &dyn Transport,
+) -> DeviceResult<Option<Opening<'k>>> {
+    let refused = |source: EnvelopeError| DeviceError::Decrypt {
+        target: target.to_string(),
+        source,
+    };
+    if let Some(secret) = keys.all().find(|k| info.slip_for(&k.id()).is_ok()) {
+        tracing::debug!(target, recipient = %secret.id(), "embedded slip found");
+        return Ok(Some(Opening::Embedded(secret)));
+    }
+    let Some(secret) = keys.device.as_ref().filter(|_| info.device_slips) else {
+        return Ok(None);
+    };
+    let id = secret.id();
+    let relative = encode_url_path(&slip_path(target, &id));
+    let bytes = match fetch_bytes(targets, &relative, MAX_SLIP_LEN) {
+        Ok(b) => b,
+        Err(e) if e.is_missing() => return Ok(None),
+        Err(TransportError::TooLarge { .. }) => {
+            return Err(refused(EnvelopeError::MalformedSlip(format!(
+                "slip file larger than {MAX_SLIP_LEN} bytes"
+            ))))
+        }
+        Err(source) => {
+            return Err(DeviceError::SlipFetch {
+                target: target.to_string(),
+                source,
+            })
+        }
+    };
+    let slip = KeySlip::from_bytes(&bytes).map_err(refused)?;
+    tracing::debug!(target, recipient = %id, "per-device slip fetched");
+    Ok(Some(Opening::File(secret, slip)))
+}
+
+/// Whether the encrypted release `target` is addressed to this device: it holds a key with
+/// an embedded slip, or its own slip file is published. A release that is not is not an
+/// update for this device (it is skipped, not refused). A slip that is there but does not
+/// open still counts as addressed: installing then refuses it as evidence of tampering.
+pub(crate) fn addressed_to(
+    target: &str,
+    info: &EncryptionInfo,
+    keys: &Keyring,
+    targets: &dyn Transport,
+) -> DeviceResult<bool> {
+    Ok(find_slip(target, info, keys, targets)?.is_some())
+}
+
 /// The data key of `target`, or why this device cannot have it.
 ///
 /// A slip that names a held key but does not open (wrong key, other target, altered) is
@@ -31,43 +93,24 @@ pub(crate) fn data_key(
         source,
     };
     info.check_supported().map_err(refused)?;
-    if let Some(secret) = keys.all().find(|k| info.slip_for(&k.id()).is_ok()) {
-        tracing::debug!(target, recipient = %secret.id(), "embedded slip found");
-        return info.unwrap_data_key(target, secret, None).map_err(refused);
+    match find_slip(target, info, keys, targets)? {
+        Some(Opening::Embedded(secret)) => {
+            info.unwrap_data_key(target, secret, None).map_err(refused)
+        }
+        Some(Opening::File(secret, slip)) => info
+            .unwrap_data_key(target, secret, Some(&slip))
+            .map_err(refused),
+        None => {
+            // Name the key a release owner would most likely address: the device's own.
+            let id = keys
+                .device
+                .as_ref()
+                .or(keys.groups.first().map(|g| &g.key))
+                .map(|k| k.id())
+                .unwrap_or(RecipientId([0; 16]));
+            Err(refused(EnvelopeError::NoSlipForRecipient(id)))
+        }
     }
-    let Some(secret) = keys.device.as_ref().filter(|_| info.device_slips) else {
-        // Name the key a release owner would most likely address: the device's own.
-        let id = keys
-            .device
-            .as_ref()
-            .or(keys.groups.first().map(|g| &g.key))
-            .map(|k| k.id())
-            .unwrap_or(RecipientId([0; 16]));
-        return Err(refused(EnvelopeError::NoSlipForRecipient(id)));
-    };
-    let id = secret.id();
-    let relative = encode_url_path(&slip_path(target, &id));
-    let bytes = match fetch_bytes(targets, &relative, MAX_SLIP_LEN) {
-        Ok(b) => b,
-        Err(TransportError::NotFound { .. }) => {
-            return Err(refused(EnvelopeError::NoSlipForRecipient(id)))
-        }
-        Err(TransportError::TooLarge { .. }) => {
-            return Err(refused(EnvelopeError::MalformedSlip(format!(
-                "slip file larger than {MAX_SLIP_LEN} bytes"
-            ))))
-        }
-        Err(source) => {
-            return Err(DeviceError::SlipFetch {
-                target: target.to_string(),
-                source,
-            })
-        }
-    };
-    let slip = KeySlip::from_bytes(&bytes).map_err(refused)?;
-    tracing::debug!(target, recipient = %id, "per-device slip fetched");
-    info.unwrap_data_key(target, secret, Some(&slip))
-        .map_err(refused)
 }
 
 #[cfg(test)]

@@ -63,6 +63,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             "delta": delta.map(|d| d.target.path()),
             "download": download.map(|(t, _)| t),
             "download_bytes": download.map(|(_, n)| n),
+            "skipped": device.skipped(),
         }));
     } else {
         match &found {
@@ -89,6 +90,12 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                     .map(|i| format!("{} {}", i.name, i.version))
                     .unwrap_or_else(|| "nothing installed, nothing offered".into())
             ),
+        }
+        for s in device.skipped() {
+            println!(
+                "not for this device: {} ({}): {}",
+                s.version, s.target, s.reason
+            );
         }
     }
     Ok(if found.is_some() { 0 } else { UP_TO_DATE })

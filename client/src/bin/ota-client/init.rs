@@ -26,7 +26,8 @@ pub struct Args {
     /// This device's hardware id.
     #[arg(long, value_name = "ID")]
     pub hardware: String,
-    /// Only install images of this name.
+    /// The image line this device follows (`ota-sign add --name`). Without it, the first
+    /// install fixes it (and a repository with several images for the hardware is refused).
     #[arg(long, value_name = "IMAGE")]
     pub name: Option<String>,
     /// Replace an existing state (discards metadata, downloads and the installed record).
@@ -38,13 +39,20 @@ pub struct Args {
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
-    let root = std::fs::read(&a.root).map_err(|e| {
-        Failure::usage(
-            format!("reading {}: {e}", a.root.display()),
-            "pass the repository's root metadata file with --root",
-        )
-    })?;
+    // A root is small; a FIFO or /dev/zero must not hang or exhaust the device.
+    let root =
+        ota_fs::user_file::read(&a.root, ota_client::Limits::default().root).map_err(|e| {
+            Failure::usage(
+                e.to_string(),
+                "pass the repository's root metadata file (a regular file) with --root",
+            )
+        })?;
     let config = DeviceConfig::new(&a.server, &a.hardware, a.name.as_deref())?;
+    if a.name.is_none() {
+        tracing::warn!(
+            "no --name: the first image installed fixes which image this device follows"
+        );
+    }
     let state = StateDir::new(&a.state);
     Device::init(&state, &config, &root, a.force)?;
     let device = Device::open(state, |_| {})?;

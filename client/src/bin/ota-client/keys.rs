@@ -89,11 +89,14 @@ fn read_text(file: &std::path::Path) -> Result<zeroize::Zeroizing<String>, Failu
             .take(MAX_KEY_FILE_LEN)
             .read_to_string(&mut text)
     } else {
-        std::fs::File::open(file).and_then(|f| f.take(MAX_KEY_FILE_LEN).read_to_string(&mut text))
+        // Regular files only: a FIFO or a link to /dev/zero must not hang the device.
+        ota_fs::user_file::open(file)
+            .map_err(|e| std::io::Error::other(e.to_string()))
+            .and_then(|f| f.take(MAX_KEY_FILE_LEN).read_to_string(&mut text))
     };
     result.map_err(|e| {
         Failure::usage(
-            format!("reading {}: {e}", file.display()),
+            format!("reading the group key {}: {e}", file.display()),
             "pass the group's otasec1... key file (or - for stdin)",
         )
     })?;

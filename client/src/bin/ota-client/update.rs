@@ -61,9 +61,19 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         }
         UpdateOutcome::UpToDate(i) => {
             if json {
-                print_json(&serde_json::json!({"result": "up-to-date", "installed": i}));
+                print_json(&serde_json::json!({
+                    "result": "up-to-date",
+                    "installed": i,
+                    "skipped": device.skipped(),
+                }));
             } else {
                 println!("up to date, nothing installed");
+                for s in device.skipped() {
+                    println!(
+                        "not for this device: {} ({}): {}",
+                        s.version, s.target, s.reason
+                    );
+                }
             }
             Ok(UP_TO_DATE)
         }
