@@ -14,17 +14,75 @@ pub struct Config {
     pub listen: SocketAddr,
     /// How long in-flight requests may take to finish after shutdown was requested.
     pub shutdown_timeout: Duration,
+    /// A connection with no request in progress is closed when it has not delivered a complete
+    /// request head this long after connecting or after its previous response was sent.
+    /// This covers clients that never send a byte, slow partial headers (HTTP/1), silent or
+    /// idle HTTP/2 connections and idle keep-alive connections alike.
+    pub header_timeout: Duration,
+    /// Most connections served at once; 0 is treated as 1. At the limit the server closes the
+    /// longest-idle connection that has no request in progress (never-sent-a-byte ones first)
+    /// to make room, or, when every connection is busy, stops accepting until one ends (new
+    /// clients wait in the kernel's listen backlog).
+    pub max_connections: usize,
 }
 
+/// Default [`Config::header_timeout`].
+pub const DEFAULT_HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// File descriptors kept back for the listener, the runtime, logging and the like when deriving
+/// [`default_max_connections`].
+pub const FD_RESERVE: u64 = 64;
+
+/// Upper bound for [`default_max_connections`], so a huge or unlimited descriptor limit does not
+/// turn into a memory problem instead.
+pub const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
+
 impl Config {
-    /// A configuration with the default 10 s shutdown grace period.
+    /// A configuration with the default 10 s shutdown grace period, the default header timeout
+    /// ([`DEFAULT_HEADER_TIMEOUT`]) and connection limit ([`default_max_connections`]).
     pub fn new(repo: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         Config {
             repo: repo.into(),
             listen,
             shutdown_timeout: Duration::from_secs(10),
+            header_timeout: DEFAULT_HEADER_TIMEOUT,
+            max_connections: default_max_connections(),
         }
     }
+}
+
+/// The soft `RLIMIT_NOFILE` of this process (`None` if it cannot be read; `u64::MAX` if
+/// unlimited).
+pub fn nofile_soft_limit() -> Option<u64> {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes into the struct we pass, which lives for the whole call.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
+    if rc != 0 {
+        return None;
+    }
+    Some(if limit.rlim_cur == libc::RLIM_INFINITY {
+        u64::MAX
+    } else {
+        limit.rlim_cur
+    })
+}
+
+/// Connections the open-file limit can carry: half of (soft `RLIMIT_NOFILE` minus
+/// [`FD_RESERVE`]), because a connection holds its socket and, while a file is being sent, the
+/// file too; at least 1, at most [`MAX_DEFAULT_CONNECTIONS`]. 480 for `ulimit -n 1024`; 512 if
+/// the limit cannot be read.
+pub fn default_max_connections() -> usize {
+    nofile_soft_limit().map_or(512, connections_for_fd_limit)
+}
+
+fn connections_for_fd_limit(soft: u64) -> usize {
+    let n = soft.saturating_sub(FD_RESERVE) / 2;
+    usize::try_from(n).map_or(MAX_DEFAULT_CONNECTIONS, |n| {
+        n.clamp(1, MAX_DEFAULT_CONNECTIONS)
+    })
 }
 
 /// Why the repository directory cannot be served.
@@ -103,5 +161,13 @@ mod tests {
         std::fs::create_dir(dir.path().join("metadata")).unwrap();
         let root = check_repo(dir.path()).unwrap();
         assert!(root.is_absolute());
+    }
+
+    #[test]
+    fn connection_default_follows_the_fd_limit() {
+        assert_eq!(connections_for_fd_limit(1024), 480);
+        assert_eq!(connections_for_fd_limit(10), 1);
+        assert_eq!(connections_for_fd_limit(u64::MAX), MAX_DEFAULT_CONNECTIONS);
+        assert!(default_max_connections() >= 1);
     }
 }

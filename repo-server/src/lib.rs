@@ -19,6 +19,7 @@
 
 pub mod cache_policy;
 pub mod config;
+mod conn;
 pub mod etag;
 mod handler;
 pub mod logging;

@@ -15,6 +15,7 @@ const AFTER_HELP: &str = "\
 Example:
   ota-server --repo ./repo --listen 127.0.0.1:8080
   curl -s http://127.0.0.1:8080/metadata/timestamp.json
+  ota-server --repo ./repo --listen 0.0.0.0:8080 --max-connections 2000 --header-timeout 5
 
 URL layout:
   /metadata/<file>   -> REPO/metadata/<file>   (e.g. 1.root.json, timestamp.json, 5.targets.json)
@@ -24,11 +25,21 @@ URL layout:
 On startup one line 'listening on http://ADDR' (or a JSON object with --json) is printed to stdout;
 logs go to stderr. SIGTERM or Ctrl-C stops accepting and lets in-flight requests finish.
 
+Connections: one with no request in progress is closed if no complete request head arrives within
+--header-timeout (after connecting, or after its previous response). At --max-connections the
+longest-idle connection without a request in progress is closed to make room (never-sent-a-byte
+ones first); if all are busy, new clients wait in the listen backlog until one ends.
+
 Exit codes:
-  0  stopped after SIGTERM / Ctrl-C (also if --shutdown-timeout expired; logged as a warning)
-  1  unexpected runtime error
-  2  usage error, or the repository directory is missing / has no metadata/
-  3  the listen address cannot be bound (already in use, not local, no permission)";
+  0    stopped after SIGTERM / Ctrl-C (also if --shutdown-timeout expired; logged as a warning);
+       also --help and --version
+  1    the async runtime could not be started (no threads or memory available)
+  2    usage error (unknown flag, bad value), or the repository directory is missing, not a
+       directory, unreadable or has no metadata/
+  3    the listen address cannot be bound (already in use, not local, no permission)
+  101  internal error (a panic; a bug, please report it)
+
+  Example: ota-server --repo /nonexistent; echo $?   # prints the error and hint, then 2";
 
 /// Serve a TUF repository (metadata and targets) read-only over HTTP.
 #[derive(Debug, Parser)]
@@ -43,6 +54,15 @@ struct Cli {
     /// Seconds in-flight requests get to finish after SIGTERM / Ctrl-C.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     shutdown_timeout: u64,
+    /// Seconds a connection with no request in progress may take to deliver a complete request
+    /// head (after connecting or after its previous response) before it is closed.
+    #[arg(long, value_name = "SECS", default_value_t = 10,
+          value_parser = clap::value_parser!(u64).range(1..))]
+    header_timeout: u64,
+    /// Most connections served at once [default: half of (open-file soft limit - 64), at most
+    /// 10000; 480 for ulimit -n 1024].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    max_connections: Option<u32>,
     /// Print the startup line as JSON: {"listening":"http://ADDR","addr":"ADDR","repo":"DIR"}.
     #[arg(long)]
     json: bool,
@@ -74,6 +94,11 @@ async fn run(cli: Cli) -> ExitCode {
     let signals = ShutdownSignals::install();
     let mut config = Config::new(&cli.repo, cli.listen);
     config.shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
+    config.header_timeout = Duration::from_secs(cli.header_timeout);
+    if let Some(n) = cli.max_connections {
+        // u32 always fits in usize on the 32- and 64-bit targets this runs on.
+        config.max_connections = usize::try_from(n).unwrap_or(usize::MAX);
+    }
     let server = match Server::bind(config).await {
         Ok(s) => s,
         Err(e) => {

@@ -9,13 +9,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 
-use crate::config::{check_repo, Config, RepoError};
+use crate::config::{self, check_repo, Config, RepoError};
+use crate::conn::{self, Ended, Registry, TrackedBody, TrackedIo};
 use crate::handler;
 
 /// Why the server could not start.
@@ -51,6 +54,8 @@ pub struct Server {
     root: Arc<PathBuf>,
     local_addr: SocketAddr,
     shutdown_timeout: Duration,
+    header_timeout: Duration,
+    max_connections: usize,
 }
 
 impl Server {
@@ -61,13 +66,15 @@ impl Server {
             addr: config.listen,
             source,
         };
-        let listener = TcpListener::bind(config.listen).await.map_err(bind_err)?;
+        let listener = listen(config.listen).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
         Ok(Server {
             listener,
             root: Arc::new(root),
             local_addr,
             shutdown_timeout: config.shutdown_timeout,
+            header_timeout: config.header_timeout,
+            max_connections: config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
         })
     }
 
@@ -84,51 +91,124 @@ impl Server {
             root,
             local_addr,
             shutdown_timeout,
+            header_timeout,
+            max_connections,
         } = self;
-        let mut builder = auto::Builder::new(TokioExecutor::new());
-        // A timer enables hyper's header-read timeout, so idle half-open clients cannot pin
-        // connections forever.
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(Duration::from_secs(30));
+        // No hyper timer: the header timeout is enforced per connection by `conn::supervise`,
+        // which (unlike hyper's HTTP/1-only `header_read_timeout`) also covers the protocol
+        // preface and HTTP/2.
+        let builder = auto::Builder::new(TokioExecutor::new());
         let graceful = GracefulShutdown::new();
+        let registry = Arc::new(Registry::default());
+        let slots = Arc::new(Semaphore::new(max_connections));
+        let mut accept_errors = RateLimited::new(LOG_INTERVAL);
+        let mut at_limit = RateLimited::new(LOG_INTERVAL);
+        let mut backoff = MIN_BACKOFF;
+        warn_if_fds_short(max_connections);
         tokio::pin!(shutdown);
-        tracing::info!(addr = %local_addr, repo = %root.display(), "serving repository");
-        loop {
-            tokio::select! {
+        tracing::info!(
+            addr = %local_addr,
+            repo = %root.display(),
+            max_connections,
+            header_timeout = ?header_timeout,
+            "serving repository"
+        );
+        'accept: loop {
+            let accepted = tokio::select! {
                 biased;
                 () = &mut shutdown => break,
-                accepted = listener.accept() => {
-                    let (stream, peer) = match accepted {
-                        Ok(a) => a,
-                        Err(e) => {
-                            // Typically EMFILE: back off briefly instead of spinning.
-                            tracing::warn!(error = %e, "accept failed");
-                            tokio::time::sleep(Duration::from_millis(100)).await;
-                            continue;
-                        }
-                    };
-                    // Small metadata responses must not wait for Nagle's algorithm (~40 ms each).
-                    if let Err(e) = stream.set_nodelay(true) {
-                        tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
-                    }
-                    let root = Arc::clone(&root);
-                    let service = service_fn(move |req| {
-                        let root = Arc::clone(&root);
-                        async move { Ok::<_, Infallible>(handler::handle(&root, peer, req).await) }
-                    });
-                    let conn = builder
-                        .serve_connection(TokioIo::new(stream), service)
-                        .into_owned();
-                    let conn = graceful.watch(conn);
-                    tokio::spawn(async move {
-                        if let Err(e) = conn.await {
-                            tracing::debug!(%peer, error = %e, "connection ended with error");
-                        }
-                    });
+                accepted = listener.accept() => accepted,
+            };
+            let (stream, peer) = match accepted {
+                Ok(a) => {
+                    backoff = MIN_BACKOFF;
+                    a
                 }
+                Err(e) if is_per_connection(&e) => {
+                    tracing::debug!(error = %e, "accept: connection gone before it was accepted");
+                    continue;
+                }
+                Err(e) => {
+                    // Typically EMFILE/ENFILE. Closing an idle connection frees a descriptor;
+                    // backing off (up to 1 s) avoids spinning, and the log is rate-limited so
+                    // it cannot flood the disk while the condition lasts.
+                    registry.evict_idle();
+                    if let Some(suppressed) = accept_errors.ready() {
+                        tracing::warn!(error = %e, suppressed, retry_in = ?backoff, "accept failed");
+                    }
+                    tokio::select! {
+                        biased;
+                        () = &mut shutdown => break,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            // Take a connection slot. At the limit, close an idle connection to make room; if
+            // every connection is busy, wait without accepting more (the kernel's listen
+            // backlog holds further clients meanwhile).
+            let permit = match Arc::clone(&slots).try_acquire_owned() {
+                Ok(p) => p,
+                Err(_) => {
+                    if let Some(suppressed) = at_limit.ready() {
+                        tracing::warn!(
+                            max_connections,
+                            suppressed,
+                            "connection limit reached; closing idle connections to make room"
+                        );
+                    }
+                    loop {
+                        registry.evict_idle();
+                        tokio::select! {
+                            biased;
+                            () = &mut shutdown => break 'accept,
+                            p = Arc::clone(&slots).acquire_owned() => match p {
+                                Ok(p) => break p,
+                                // Never closed; treated as a stop request to stay total.
+                                Err(_) => break 'accept,
+                            },
+                            () = registry.idle_changed() => {}
+                        }
+                    }
+                }
+            };
+            // Small metadata responses must not wait for Nagle's algorithm (~40 ms each).
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
             }
+            let registration = registry.register();
+            let state = Arc::clone(registration.state());
+            let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&state)));
+            let root = Arc::clone(&root);
+            let service = service_fn(move |req| {
+                let guard = state.begin_request();
+                let root = Arc::clone(&root);
+                async move {
+                    let resp = handler::handle(&root, peer, req).await;
+                    Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, guard)))
+                }
+            });
+            let conn = builder.serve_connection(io, service).into_owned();
+            let conn = graceful.watch(conn);
+            tokio::spawn(async move {
+                let state = Arc::clone(registration.state());
+                match conn::supervise(conn, &state, header_timeout).await {
+                    Ended::Finished(Ok(())) => {}
+                    Ended::Finished(Err(e)) => {
+                        tracing::debug!(%peer, error = %e, "connection ended with error");
+                    }
+                    Ended::TimedOut => {
+                        tracing::debug!(%peer, timeout = ?header_timeout, "closed idle connection: no request head in time");
+                    }
+                    Ended::Evicted => {
+                        tracing::debug!(%peer, "closed idle connection to make room at the connection limit");
+                    }
+                }
+                // Unregister before freeing the slot, so the next eviction sees this one gone.
+                drop(registration);
+                drop(permit);
+            });
         }
         drop(listener);
         tracing::info!(
@@ -145,6 +225,93 @@ impl Server {
                 ShutdownOutcome::TimedOut
             }
         }
+    }
+}
+
+/// Pending connections the kernel queues for us (capped by `net.core.somaxconn`). Larger than
+/// the usual 128 so that a burst, or the pause while an idle connection is closed at the
+/// connection limit, does not make the kernel drop SYNs (clients would retry only after 1 s).
+const LISTEN_BACKLOG: u32 = 1024;
+
+/// Binds like `TcpListener::bind` (with `SO_REUSEADDR`, so a restart need not wait for
+/// TIME_WAIT), but with [`LISTEN_BACKLOG`].
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// First pause after a failed `accept`; doubled on each further failure.
+const MIN_BACKOFF: Duration = Duration::from_millis(50);
+/// Longest pause after a failed `accept`.
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+/// At most one warning of each kind per this interval.
+const LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Errors that concern only the one connection being accepted (it was reset before we got to
+/// it); the listener itself is fine, so accept again right away.
+fn is_per_connection(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
+}
+
+/// Warns at startup when the open-file limit cannot carry `max_connections` connections (so
+/// `accept` or file opens would fail with EMFILE before the limit is reached).
+fn warn_if_fds_short(max_connections: usize) {
+    let Some(soft) = config::nofile_soft_limit() else {
+        return;
+    };
+    let needed = u64::try_from(max_connections)
+        .unwrap_or(u64::MAX)
+        .saturating_mul(2)
+        .saturating_add(config::FD_RESERVE);
+    if soft < needed {
+        tracing::warn!(
+            max_connections,
+            nofile_soft_limit = soft,
+            "the open-file limit is below 2 x max_connections + {}; raise ulimit -n or lower --max-connections",
+            config::FD_RESERVE
+        );
+    }
+}
+
+/// Lets a repeating warning through at most once per interval and counts what it held back.
+struct RateLimited {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RateLimited {
+    fn new(interval: Duration) -> Self {
+        RateLimited {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(number suppressed since the last one)` if this occurrence should be logged.
+    fn ready(&mut self) -> Option<u64> {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < self.interval)
+        {
+            self.suppressed += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.suppressed))
     }
 }
 

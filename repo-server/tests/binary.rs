@@ -161,7 +161,16 @@ fn help_documents_example_and_exit_codes() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8(out.stdout).unwrap();
-    for needle in ["Example:", "ota-server --repo", "Exit codes:", "  3  "] {
+    for needle in [
+        "Example:",
+        "ota-server --repo",
+        "Exit codes:",
+        "  1  ",
+        "  3  ",
+        "101",
+        "--max-connections <N>",
+        "--header-timeout <SECS>",
+    ] {
         assert!(help.contains(needle), "--help lacks {needle:?}");
     }
 }
