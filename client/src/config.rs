@@ -49,6 +49,8 @@ pub struct TransferSettings {
     pub min_rate_bytes_per_sec: u64,
     /// Seconds from each request before the rate floor applies.
     pub grace_secs: u64,
+    /// Longest silence (seconds) accepted while waiting for data without a deadline.
+    pub stall_secs: u64,
 }
 
 impl Default for TransferSettings {
@@ -59,6 +61,7 @@ impl Default for TransferSettings {
             target_deadline_secs: secs(TransferBounds::TARGETS.deadline),
             min_rate_bytes_per_sec: TransferBounds::TARGETS.min_rate,
             grace_secs: TransferBounds::TARGETS.grace.as_secs(),
+            stall_secs: TransferBounds::TARGETS.stall.as_secs(),
         }
     }
 }
@@ -81,6 +84,9 @@ impl TransferSettings {
                 ));
             }
         }
+        if self.stall_secs == 0 {
+            return Err("transfer.stall_secs must be at least 1".into());
+        }
         Ok(())
     }
 
@@ -89,6 +95,7 @@ impl TransferSettings {
             deadline: deadline_secs.map(Duration::from_secs),
             min_rate: self.min_rate_bytes_per_sec,
             grace: Duration::from_secs(self.grace_secs),
+            stall: Duration::from_secs(self.stall_secs),
         }
     }
 

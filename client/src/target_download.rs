@@ -114,10 +114,12 @@ impl Updater {
                     })
                 }
                 Err(e) => {
-                    return Err(Error::Transport(crate::transport::TransportError::Other {
+                    // Too slow, cut off, reset: one line naming the URL that failed.
+                    return Err(Error::Transport(crate::transport::read_error(
                         location,
-                        reason: e.to_string(),
-                    }))
+                        target.length(),
+                        &e,
+                    )));
                 }
             };
             verifier

@@ -152,6 +152,7 @@ fn deadline(d: Duration) -> TransferBounds {
         deadline: Some(d),
         min_rate: 0,
         grace: Duration::ZERO,
+        stall: Duration::from_secs(60),
     }
 }
 
@@ -241,6 +242,7 @@ fn target_below_the_rate_floor_is_refused() {
         deadline: None,
         min_rate: 1000,
         grace: Duration::from_secs(1),
+        stall: Duration::from_secs(60),
     };
     let mut up = updater(&md, &base, TransferBounds::METADATA, floor);
     let t = up.get_target_info("fw.bin").unwrap().unwrap();
@@ -271,14 +273,15 @@ fn target_below_the_rate_floor_is_refused() {
 }
 
 #[test]
-fn stalled_target_is_interrupted_when_the_floor_can_no_longer_be_met() {
-    // No deadline, only the floor: 1000 bytes at 1000 B/s after a 1 s grace must be done by
-    // 2 s; a server that sends the head and then nothing is cut off then.
+fn stalled_target_is_interrupted_after_the_stall_bound() {
+    // No deadline: a server that sends the head and then nothing is cut off after `stall`
+    // (1 s here; 30 s by default), whatever the size of the file.
     let base = serve(|_| Reply::HeadThenSilence(1000));
     let floor = TransferBounds {
         deadline: None,
         min_rate: 1000,
         grace: Duration::from_secs(1),
+        stall: Duration::from_secs(1),
     };
     let t = HttpTransport::with_bounds(&format!("{base}/targets/"), floor).unwrap();
     let start = Instant::now();

@@ -42,9 +42,10 @@ impl HttpTransport {
         }
         let agent = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(30))
-            // Only used when the bounds set no overall request timeout (no deadline and no
-            // rate floor); otherwise the request timeout governs every socket read.
-            .timeout_read(Duration::from_secs(60))
+            // Every socket read (head and body) waits at most `stall`, so a silent server is
+            // noticed quickly and `Paced` checks the rate floor at least that often. A
+            // deadline (the request timeout) replaces it where set.
+            .timeout_read(bounds.stall.max(Duration::from_millis(1)))
             // Redirects are followed in `get`, to name the URL that failed.
             .redirects(0)
             .build();
@@ -218,7 +219,7 @@ impl Transport for HttpTransport {
         let location = self.location(relative);
         tracing::debug!(url = %location, "GET");
         let start = Instant::now();
-        let timeout = self.bounds.request_timeout(max_len);
+        let timeout = self.bounds.request_timeout();
         let resp = self.get(&location, start, timeout)?;
         let final_url = resp.get_url().to_string();
         // Refuse early when the server announces more than allowed; the stream is capped anyway.

@@ -145,6 +145,10 @@ pub struct TransferBounds {
     pub min_rate: u64,
     /// Time from the request before `min_rate` applies (connection set-up, slow start).
     pub grace: Duration,
+    /// Longest wait for the next bytes without a deadline (each socket read is bounded by
+    /// it), so a server that goes silent is noticed this quickly, not when the average
+    /// finally drops below the floor. With a deadline, the deadline bounds every read.
+    pub stall: Duration,
 }
 
 impl TransferBounds {
@@ -153,29 +157,23 @@ impl TransferBounds {
         deadline: Some(Duration::from_secs(30)),
         min_rate: 4096,
         grace: Duration::from_secs(10),
+        stall: Duration::from_secs(30),
     };
     /// Defaults for targets: no fixed deadline (images may be large), an average of at least
-    /// 4 KiB/s after 10 s.
+    /// 4 KiB/s after 10 s, and no silence longer than 30 s.
     pub const TARGETS: TransferBounds = TransferBounds {
         deadline: None,
         min_rate: 4096,
         grace: Duration::from_secs(10),
+        stall: Duration::from_secs(30),
     };
 
-    /// The overall time a fetch of at most `max_len` bytes may take: the deadline, or the
-    /// time the rate floor allows for `max_len` bytes (`grace + max_len / min_rate`),
-    /// whichever is shorter. `None` when neither bound is set.
-    pub fn request_timeout(&self, max_len: u64) -> Option<Duration> {
-        let by_rate = (self.min_rate > 0).then(|| {
-            self.grace
-                .saturating_add(Duration::from_secs(max_len.div_ceil(self.min_rate)))
-        });
-        let t = match (self.deadline, by_rate) {
-            (Some(a), Some(b)) => a.min(b),
-            (a, b) => a.or(b)?,
-        };
+    /// The overall time one request may take: the deadline (`None` without one; then every
+    /// read is bounded by `stall` and the rate floor is checked as the bytes arrive).
+    pub fn request_timeout(&self) -> Option<Duration> {
         // Far-future timeouts overflow `Instant` arithmetic inside ureq; a year is "none".
-        Some(t.min(Duration::from_secs(365 * 24 * 3600)))
+        self.deadline
+            .map(|d| d.min(Duration::from_secs(365 * 24 * 3600)))
     }
 
     /// The broken bound, if any, after `seen` bytes in `elapsed`.
@@ -421,6 +419,7 @@ mod tests {
         deadline: None,
         min_rate: 0,
         grace: Duration::ZERO,
+        stall: Duration::from_secs(60),
     };
 
     #[test]
@@ -472,24 +471,19 @@ mod tests {
     }
 
     #[test]
-    fn request_timeout_is_the_deadline_or_what_the_floor_allows() {
-        let t = TransferBounds::TARGETS;
-        // 10 s grace + 700 KB at 4 KiB/s.
+    fn request_timeout_is_the_deadline() {
+        // Targets: no overall timeout; reads are bounded by `stall`, the floor by `Paced`.
+        assert_eq!(TransferBounds::TARGETS.request_timeout(), None);
         assert_eq!(
-            t.request_timeout(700 * 1024),
-            Some(Duration::from_secs(10 + 175))
-        );
-        assert_eq!(
-            TransferBounds::METADATA.request_timeout(32 << 20),
+            TransferBounds::METADATA.request_timeout(),
             Some(Duration::from_secs(30))
         );
-        assert_eq!(NO_BOUNDS.request_timeout(1), None);
         let huge = TransferBounds {
-            min_rate: 1,
+            deadline: Some(Duration::MAX),
             ..NO_BOUNDS
         };
         assert_eq!(
-            huge.request_timeout(u64::MAX),
+            huge.request_timeout(),
             Some(Duration::from_secs(365 * 24 * 3600))
         );
     }
