@@ -1,7 +1,5 @@
 //! `tracing` subscriber setup for the binary: human-readable or JSON lines on stderr.
 
-use std::io::IsTerminal;
-
 use tracing_subscriber::EnvFilter;
 
 /// Output format of log lines.
@@ -28,7 +26,8 @@ pub fn init(format: LogFormat, verbose: u8) {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal());
+        // Colour only on a terminal, never with NO_COLOR: log files get no escape codes.
+        .with_ansi(ota_cli::logging::stderr_colour());
     // A second init (e.g. in tests) is harmless, so its error is ignored.
     let _ = match format {
         LogFormat::Text => builder.try_init(),
