@@ -16,11 +16,11 @@ use ota_formats::envelope::{
     EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding,
 };
 use ota_fs::atomic::{self, TEMP_PREFIX};
-use ota_fs::mode::PUBLIC_FILE;
+use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
 use sha2::{Digest, Sha256};
-use std::fs::{DirBuilder, File, OpenOptions};
+use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, BufReader, BufWriter, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Mutex};
@@ -168,9 +168,9 @@ pub fn write_device_slips(
         std::process::id(),
         e.info.payload_id
     ));
-    DirBuilder::new()
-        .mode(0o755)
-        .create(&tmp_dir)
+    // Published: 0755 exactly, whatever the umask, so a web server user can enter it.
+    std::fs::create_dir(&tmp_dir)
+        .and_then(|()| mode::set(&tmp_dir, PUBLIC_DIR))
         .map_err(|err| Error::write(&tmp_dir, err))?;
     let binding = SlipBinding::new(target_path, e.info.payload_id);
     let keys: Vec<RecipientPublicKey> = devices.iter().map(|(_, k)| k.clone()).collect();
@@ -261,9 +261,13 @@ fn write_slip(dir: &Path, target_path: &str, slip: &KeySlip) -> Result<()> {
     OpenOptions::new()
         .write(true)
         .create_new(true)
-        .mode(PUBLIC_FILE)
         .open(&path)
-        .and_then(|mut f| f.write_all(&bytes))
+        .and_then(|mut f| {
+            // The mode given at creation is filtered by the umask; set it on the open file
+            // (one fchmod, cheap next to creating the file).
+            f.set_permissions(Permissions::from_mode(PUBLIC_FILE))?;
+            f.write_all(&bytes)
+        })
         .map_err(|err| Error::write(&path, err))
 }
 

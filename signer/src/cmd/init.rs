@@ -15,10 +15,9 @@ use chrono::{DateTime, Utc};
 use ota_formats::crypto::{Ed25519Signer, Signer};
 use ota_formats::metadata::{Root, Signed, Snapshot, Targets, Timestamp};
 use ota_fs::atomic;
-use ota_fs::mode::PUBLIC_FILE;
+use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 const EXAMPLE: &str = "\
@@ -238,14 +237,20 @@ fn write_repo(dir: &Path, files: &[(String, Vec<u8>)], config: &[u8]) -> Result<
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
-    std::fs::create_dir_all(&parent).map_err(|e| Error::write(&parent, e))?;
+    // Every directory of the published tree gets its mode exactly, whatever the umask: a web
+    // server running as another user must be able to enter them (a repository copied with
+    // `cp -a` keeps these modes).
+    mode::create_dir_all(&parent, PUBLIC_DIR).map_err(|e| Error::write(&parent, e))?;
     let tmp = tempfile::Builder::new()
         .prefix(".ota-init-")
         .tempdir_in(&parent)
         .map_err(|e| Error::write(&parent, e))?;
     let t = tmp.path();
     for sub in [METADATA_DIR, TARGETS_DIR] {
-        std::fs::create_dir(t.join(sub)).map_err(|e| Error::write(&t.join(sub), e))?;
+        let d = t.join(sub);
+        std::fs::create_dir(&d)
+            .and_then(|()| mode::set(&d, PUBLIC_DIR))
+            .map_err(|e| Error::write(&d, e))?;
     }
     for (rel, bytes) in files {
         let p = t.join(rel);
@@ -253,8 +258,7 @@ fn write_repo(dir: &Path, files: &[(String, Vec<u8>)], config: &[u8]) -> Result<
     }
     let cfg = t.join(CONFIG_FILE);
     atomic::write_new(&cfg, config, PUBLIC_FILE).map_err(|e| Error::write(&cfg, e))?;
-    std::fs::set_permissions(t, std::fs::Permissions::from_mode(0o755))
-        .map_err(|e| Error::write(t, e))?;
+    mode::set(t, PUBLIC_DIR).map_err(|e| Error::write(t, e))?;
     atomic::sync_dir(t).map_err(|e| Error::write(t, e))?;
     // rename(2) replaces an empty directory, so an existing empty --repo works too.
     std::fs::rename(t, dir).map_err(|e| Error::write(dir, e))?;
