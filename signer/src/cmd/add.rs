@@ -177,6 +177,60 @@ fn newest_version(targets: &Targets, name: &str) -> Option<semver::Version> {
     newest
 }
 
+/// Refuse `path` when it is already listed for another image name or version.
+///
+/// Target names are `NAME-VERSION...`, and both names and versions may contain `-` (image
+/// `a-1.0.0` version `2.0.0` and image `a` version `1.0.0-2.0.0` are both
+/// `a-1.0.0-2.0.0.img.zst`): the later one would silently replace the earlier release.
+fn check_path_free(targets: &Targets, path: &str, name: &str, version: &str) -> Result<()> {
+    let Some(existing) = targets.targets.get(path) else {
+        return Ok(());
+    };
+    let held_by = match OtaTarget::from_custom(existing.custom.as_ref()) {
+        Ok(Some(o)) if o.name == name && o.version == version => return Ok(()),
+        Ok(Some(o)) => format!("image {} version {}", o.name, o.version),
+        Ok(None) => "a target without custom.ota metadata".to_string(),
+        Err(e) => format!("a target whose custom.ota is unreadable ({e})"),
+    };
+    Err(Error::input(
+        format!(
+            "target name {path} is already taken by {held_by}; image {name} version {version} would get the same name and replace it"
+        ),
+        "target names are NAME-VERSION and both may contain '-': choose an image name or version that gives another target name",
+    ))
+}
+
+/// Refuse re-adding a published version of `name` (equal by semver precedence) with another
+/// image, even with --allow-downgrade: devices could not tell the two releases apart.
+fn check_same_version_same_image(
+    targets: &Targets,
+    name: &str,
+    version: &semver::Version,
+    image_length: u64,
+    image_sha256: &str,
+) -> Result<()> {
+    for (path, t) in &targets.targets {
+        let Ok(Some(ota)) = OtaTarget::from_custom(t.custom.as_ref()) else {
+            continue;
+        };
+        if ota.name != name || ota.delta.is_some() {
+            continue;
+        }
+        let same_version =
+            semver::Version::parse(&ota.version).is_ok_and(|v| v.cmp_precedence(version).is_eq());
+        if same_version && (ota.image.length != image_length || ota.image.sha256 != image_sha256) {
+            return Err(Error::policy(
+                format!(
+                    "{name} version {} is already published ({path}, image sha256 {}) with another image (sha256 {image_sha256})",
+                    ota.version, ota.image.sha256
+                ),
+                "a published version is never replaced (devices could not tell the two apart): publish the new image under a new version",
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// Place the compressed file under its final name; an identical file already there (from
 /// an earlier, interrupted run) is kept.
 fn place(c: compress::Compressed, dest: &Path) -> Result<()> {
@@ -184,7 +238,9 @@ fn place(c: compress::Compressed, dest: &Path) -> Result<()> {
         let same = m.len() == c.length && compress::file_sha256(dest).is_ok_and(|h| h == c.sha256);
         if same {
             tracing::debug!(path = %dest.display(), "identical target file already present");
-            return Ok(());
+            // It may come from a run that published 0600 files; it is published now.
+            return ota_fs::mode::set(dest, ota_fs::mode::PUBLIC_FILE)
+                .map_err(|e| Error::write(dest, e));
         }
         return Err(Error::repo(
             format!("{} exists with other content than its name says", dest.display()),
@@ -263,6 +319,9 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         .iter()
         .map(|b| delta_target::patch_target_path(&a.name, &version.to_string(), &b.ota.version))
         .collect();
+    for path in std::iter::once(&target_path).chain(&patch_paths) {
+        check_path_free(&targets, path, &a.name, &version.to_string())?;
+    }
     let recipients = match &selectors {
         Some(sel) => {
             encrypt::remove_stale_slip_dirs(&targets_dir);
@@ -306,6 +365,14 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let bar = bytes_bar(compressed.image_length, "verifying");
     compress::verify_round_trip(&compressed, policy.window_log, &bar)?;
     bar.finish_and_clear();
+    // Only now is the image's hash known; nothing is placed yet.
+    check_same_version_same_image(
+        &targets,
+        &a.name,
+        &version,
+        compressed.image_length,
+        &compressed.image_sha256,
+    )?;
 
     let mut ota = OtaTarget::new(
         a.name.clone(),

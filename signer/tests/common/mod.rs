@@ -148,6 +148,13 @@ pub fn tree(dir: &Path) -> BTreeMap<PathBuf, (u32, String)> {
             if meta.is_dir() {
                 out.insert(rel, (mode, String::new()));
                 stack.push(p);
+            } else if meta.file_type().is_symlink() {
+                // Never followed: it may point at /dev/zero.
+                let target = std::fs::read_link(&p).unwrap();
+                out.insert(rel, (mode, format!("-> {}", target.display())));
+            } else if !meta.is_file() {
+                // A FIFO or device: reading it would block or never end.
+                out.insert(rel, (mode, "special".into()));
             } else {
                 let h = ota_formats::hash::sha256_hex(&std::fs::read(&p).unwrap());
                 out.insert(rel, (mode, h));
@@ -217,4 +224,50 @@ pub fn mode(p: &Path) -> u32 {
 pub fn json(o: &Output) -> serde_json::Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", stdout(o)))
+}
+
+/// Run `ota-sign` with `args`, killing it after `limit` (a regression that blocks on a FIFO
+/// or reads `/dev/zero` must fail the test, not hang the suite). Returns the output and how
+/// long it took; panics if it had to be killed.
+pub fn run_with_timeout<I, S>(args: I, limit: std::time::Duration) -> (Output, std::time::Duration)
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<std::ffi::OsStr>,
+{
+    use std::process::Stdio;
+    use std::time::Instant;
+    let start = Instant::now();
+    let mut child = Command::new(BIN)
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run ota-sign");
+    loop {
+        if child.try_wait().expect("wait for ota-sign").is_some() {
+            break;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            let out = child.wait_with_output().expect("reap ota-sign");
+            panic!(
+                "ota-sign did not finish within {limit:?} (killed); stderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().expect("collect ota-sign output");
+    (out, start.elapsed())
+}
+
+/// Make a FIFO at `path` (with mkfifo(1)).
+pub fn mkfifo(path: &Path) {
+    let ok = Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .expect("run mkfifo");
+    assert!(ok.success(), "mkfifo {}", path.display());
 }
