@@ -8,6 +8,7 @@ use crate::config::CompressionPolicy;
 use crate::{Error, Result};
 use indicatif::ProgressBar;
 use ota_fs::atomic;
+use ota_fs::user_file;
 use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -50,22 +51,23 @@ impl<W: Write> Write for HashingWriter<W> {
     }
 }
 
-/// Open the firmware image, with input errors that name it.
+/// Open the firmware image, with input errors that name it. Only a regular file is accepted
+/// (a FIFO would block, a device never end); its size is not capped, images are streamed.
 pub fn open_image(path: &Path) -> Result<(File, u64)> {
-    let bad = |msg: String| Error::input(msg, "pass the path of a readable firmware image file");
-    let file = File::open(path)
-        .map_err(|e| bad(format!("cannot open firmware {}: {e}", path.display())))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| bad(format!("cannot read firmware {}: {e}", path.display())))?;
-    if !meta.is_file() {
-        return Err(bad(format!(
-            "firmware {} is not a regular file",
-            path.display()
-        )));
-    }
+    let hint = "pass the path of a readable firmware image file";
+    let file =
+        user_file::open(path).map_err(|e| Error::user_file("firmware", e, Error::input, hint))?;
+    let meta = file.metadata().map_err(|e| {
+        Error::input(
+            format!("cannot read firmware {}: {e}", path.display()),
+            hint,
+        )
+    })?;
     if meta.len() == 0 {
-        return Err(bad(format!("firmware {} is empty", path.display())));
+        return Err(Error::input(
+            format!("firmware {} is empty", path.display()),
+            hint,
+        ));
     }
     Ok((file, meta.len()))
 }

@@ -5,7 +5,7 @@
 //! (the patch payload is compressed already, so `custom.ota.compression` is `none`), maybe
 //! encrypted like the full target. Its `custom.ota` is the full target's (same name,
 //! version, hardware ids and resulting image) plus a typed `delta` object naming the base.
-use crate::compress::{self, Compressed};
+use crate::compress::Compressed;
 use crate::delta::{create_patch, CreateOptions, PatchInfo};
 use crate::repo::target_file_path;
 use crate::{Error, Result};
@@ -13,9 +13,9 @@ use ota_formats::metadata::{TargetFile, Targets};
 use ota_formats::patch::Method;
 use ota_formats::target_meta::{Compression, DeltaInfo, OtaTarget};
 use ota_fs::atomic;
+use ota_fs::user_file;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use std::fs::File;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 use tempfile::NamedTempFile;
@@ -180,10 +180,20 @@ pub fn resolve_bases(
     Ok(chosen)
 }
 
-/// Length and sha256 of a file.
-fn measure(path: &Path) -> io::Result<(u64, String)> {
-    let len = std::fs::metadata(path)?.len();
-    Ok((len, compress::file_sha256(path)?))
+/// Length and sha256 of a `--base-image` file, which must be a regular file (a FIFO would
+/// block, a device never end).
+fn measure(path: &Path) -> Result<(u64, String)> {
+    let hint = "pass the path of a readable image file";
+    let mut file = user_file::open(path)
+        .map_err(|e| Error::user_file("--base-image", e, Error::input, hint))?;
+    let mut hash = Sha256::new();
+    let len = io::copy(&mut file, &mut hash).map_err(|e| {
+        Error::input(
+            format!("cannot read --base-image {}: {e}", path.display()),
+            hint,
+        )
+    })?;
+    Ok((len, hex::encode(hash.finalize())))
 }
 
 /// The plaintext image of every base, in order: a `--base-image` file with the base's
@@ -197,12 +207,7 @@ pub fn base_images(
 ) -> Result<Vec<BaseImage>> {
     let mut measured = Vec::new();
     for p in given {
-        let m = measure(p).map_err(|e| {
-            Error::input(
-                format!("cannot read --base-image {}: {e}", p.display()),
-                "pass the path of a readable image file",
-            )
-        })?;
+        let m = measure(p)?;
         measured.push((p.clone(), m));
     }
     for (p, (len, sha)) in &measured {
@@ -268,12 +273,8 @@ fn extract(repo_dir: &Path, tmp_dir: &Path, b: &Base) -> Result<NamedTempFile> {
         ));
     };
     let src = target_file_path(repo_dir, &b.target_path, sha);
-    let file = File::open(&src).map_err(|e| {
-        Error::input(
-            format!("delta base {what}: cannot open {}: {e}", src.display()),
-            hint.clone(),
-        )
-    })?;
+    let file = user_file::open(&src)
+        .map_err(|e| Error::input(format!("delta base {what}: {e}"), hint.clone()))?;
     let mut tmp = atomic::temp_in(tmp_dir).map_err(|e| Error::write(tmp_dir, e))?;
     let mismatch = |why: String| {
         Error::repo(

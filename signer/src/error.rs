@@ -6,9 +6,13 @@
 //! | 1 | a write failed part-way (the repository still serves the previous release) |
 //! | 2 | usage or bad input (arguments, firmware file, version, hardware id) |
 //! | 3 | keys: missing, unreadable, or not authorised for the role in root |
-//! | 4 | repository: missing, corrupt, or already existing where a new one was asked |
-//! | 5 | version policy: the version is not newer than the published one |
+//! | 4 | repository: missing, corrupt, already existing where a new one was asked, or locked by another run |
+//! | 5 | version policy: the version is not newer than the published one, or that version is already published with another image |
 //! | 10 | `status` only: a role expires within a quarter of its period, or has expired |
+//!
+//! With `--json`, a failure also prints `{"error": {"kind", "message", "hint", "exit_code"}}` on
+//! stdout, `kind` being [`Error::kind`].
+use ota_fs::user_file::UserFileError;
 
 /// Result with the signer error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -96,6 +100,39 @@ impl Error {
         Error::Io {
             msg: format!("cannot write {}: {e}", path.display()),
             hint: "check free space and permissions; the repository still serves its previous state, so the command can be re-run".into(),
+        }
+    }
+
+    /// A file the user named (or one of the repository's own files) that cannot be read:
+    /// `what` names it in the message ("key file", "firmware"), `class` is the error class
+    /// (and so the exit code), `hint` the next step when the file is missing or unreadable.
+    pub fn user_file(
+        what: &str,
+        e: UserFileError,
+        class: fn(String, String) -> Error,
+        hint: &str,
+    ) -> Self {
+        let hint = match &e {
+            UserFileError::NotRegular { .. } => format!(
+                "{what} must be a regular file (or a link to one): a FIFO would block and a device may never end; {hint}"
+            ),
+            UserFileError::TooLarge { .. } => {
+                format!("no real {what} is that large; check the path ({hint})")
+            }
+            _ => hint.to_string(),
+        };
+        class(format!("{what} {e}"), hint)
+    }
+
+    /// The stable, lower-case word for the error class in `--json` error output: `input`,
+    /// `keys`, `repo`, `policy` or `io`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Input { .. } => "input",
+            Error::Keys { .. } => "keys",
+            Error::Repo { .. } => "repo",
+            Error::Policy { .. } => "policy",
+            Error::Io { .. } => "io",
         }
     }
 

@@ -1,17 +1,22 @@
-//! Private key storage: one PKCS#8 PEM file per key, mode 0600, in a 0700 directory that
+//! Private key storage: one PKCS#8 v1 PEM file per key (RFC 8410, which OpenSSL and python
+//! `cryptography` read; v2 files with an embedded public key are read too), mode 0600, in a 0700 directory that
 //! must not lie inside the repository directory (whatever is there may get published).
 use crate::config::RepoConfig;
 use crate::{Error, Result};
 use ota_formats::crypto::{Ed25519Signer, Signer};
 use ota_formats::metadata::Root;
 use ota_fs::atomic;
-use ota_fs::mode::SECRET_FILE;
-use std::fs::DirBuilder;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use ota_fs::mode::{self, SECRET_DIR, SECRET_FILE};
+use ota_fs::user_file::{self, UserFileError};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Mode of the keys directory.
-pub const KEY_DIR_MODE: u32 = 0o700;
+pub const KEY_DIR_MODE: u32 = SECRET_DIR;
+
+/// Largest key file read: an Ed25519 PEM key is about 120 bytes; the cap leaves room for
+/// comments and for other key types, which are read only to say what they are.
+pub const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
 
 /// The file name of the `index`-th key (from 1) of `role`: `targets-1.pem`.
 pub fn key_file_name(role: &str, index: usize) -> String {
@@ -95,11 +100,8 @@ pub fn ensure_key_dir(dir: &Path) -> Result<()> {
             "pass a directory with --keys",
         ));
     }
-    DirBuilder::new()
-        .recursive(true)
-        .mode(KEY_DIR_MODE)
-        .create(dir)
-        .map_err(|e| Error::write(dir, e))
+    // Exactly 0700 whatever the umask (parents created here too).
+    mode::create_dir_all(dir, KEY_DIR_MODE).map_err(|e| Error::write(dir, e))
 }
 
 fn warn_if_open(path: &Path, wanted: u32) {
@@ -120,26 +122,22 @@ fn warn_if_open(path: &Path, wanted: u32) {
 /// public example keys come from version control, which does not keep 0600.
 pub fn load_key(dir: &Path, file: &str) -> Result<LoadedKey> {
     let path = dir.join(file);
-    let pem = match std::fs::read_to_string(&path) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::keys(
-                format!("key file {} does not exist", path.display()),
-                "pass the --keys directory that `ota-sign init` wrote for this repository",
-            ))
-        }
-        Err(e) => {
-            return Err(Error::keys(
-                format!("cannot read key file {}: {e}", path.display()),
-                "check the file's owner and permissions (it should be yours, mode 600)",
-            ))
-        }
-    };
+    // Only a regular file, and only so much of it: a FIFO or a link to /dev/zero named as a
+    // key must not hang a run that holds the repository lock.
+    let bytes = user_file::read(&path, MAX_KEY_FILE_LEN).map_err(|e| {
+        let hint = match e {
+            UserFileError::NotFound { .. } => {
+                "pass the --keys directory that `ota-sign init` wrote for this repository"
+            }
+            _ => "check the file's owner and permissions (it should be yours, mode 600)",
+        };
+        Error::user_file("key file", e, Error::keys, hint)
+    })?;
     warn_if_open(&path, SECRET_FILE);
-    let signer = Ed25519Signer::from_pkcs8_pem(&pem).map_err(|e| {
+    let signer = Ed25519Signer::from_key_file(&bytes).map_err(|e| {
         Error::keys(
-            format!("key file {} is unusable: {e}", path.display()),
-            "restore the key from your backup; ota-sign writes ed25519 PKCS#8 PEM keys",
+            format!("key file {} {e}", path.display()),
+            "restore the key from your backup; ota-sign reads Ed25519 keys in PKCS#8 PEM, as `ota-sign init` and `openssl genpkey -algorithm ed25519` write them",
         )
     })?;
     let keyid = signer.key_id().map_err(|e| {

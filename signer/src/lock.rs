@@ -20,7 +20,8 @@ pub struct RepoLock {
 }
 
 fn owner_alive(path: &Path) -> bool {
-    let Ok(text) = std::fs::read_to_string(path) else {
+    // A pid is a few bytes; anything else (a FIFO put there) must not block this check.
+    let Ok(text) = ota_fs::user_file::read_to_string(path, 64) else {
         // Unreadable or half-written by a starting owner: assume it is alive.
         return true;
     };

@@ -14,6 +14,7 @@ use crate::{Error, Result};
 use ota_formats::envelope::{RecipientId, RecipientPublicKey};
 use ota_fs::atomic;
 use ota_fs::mode::PUBLIC_FILE;
+use ota_fs::user_file;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ use std::path::{Path, PathBuf};
 pub const RECIPIENTS_FILE: &str = "ota-recipients.json";
 /// Format version of the recipients file.
 pub const RECIPIENTS_FORMAT: u32 = 1;
+/// Largest recipients file (and `recipients import` list) read: about a million devices.
+pub const MAX_RECIPIENTS_LEN: u64 = 256 << 20;
 /// Longest recipient or group name, in bytes.
 pub const MAX_NAME_LEN: usize = ota_formats::envelope::MAX_RECIPIENT_NAME_LEN;
 
@@ -118,10 +121,17 @@ impl Recipients {
     /// Load the recipients of the repository in `repo_dir`; no file means none yet.
     pub fn load(repo_dir: &Path) -> Result<Self> {
         let p = path(repo_dir);
-        let bytes = match std::fs::read(&p) {
-            Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Self::default()),
-            Err(e) => return Err(corrupt(&p, e)),
+        let bytes = match user_file::read_optional(&p, MAX_RECIPIENTS_LEN) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Ok(Self::default()),
+            Err(e) => {
+                return Err(Error::user_file(
+                    "recipients file",
+                    e,
+                    Error::repo,
+                    &format!("restore {RECIPIENTS_FILE} from your backup or version control"),
+                ))
+            }
         };
         let r: Recipients = serde_json::from_slice(&bytes).map_err(|e| corrupt(&p, e))?;
         r.check().map_err(|why| corrupt(&p, why))?;

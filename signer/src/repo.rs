@@ -17,6 +17,7 @@ use ota_formats::hash::{sha256_hex, Hashes};
 use ota_formats::metadata::{
     MetaFile, RawMetadata, RoleType, Root, Signed, Snapshot, Targets, Timestamp,
 };
+use ota_fs::user_file::{self, UserFileError};
 use std::path::{Path, PathBuf};
 
 /// Name of the metadata directory.
@@ -43,6 +44,22 @@ pub struct Repository {
     pub timestamp: Signed<Timestamp>,
     /// Staged (unsigned, unpublished) targets content, if any.
     pub staged: Option<Targets>,
+}
+
+/// Largest `ota-repo.json` read.
+pub const MAX_CONFIG_LEN: u64 = 1 << 20;
+/// Largest metadata file (and `ota-staged.json`) read: far above what clients accept
+/// (32 MiB by default), so an oversized repository can still be loaded and repaired.
+pub const MAX_METADATA_LEN: u64 = 256 << 20;
+
+/// A repository file that is missing, not a regular file, too large or unreadable.
+fn unreadable(e: UserFileError) -> Error {
+    Error::user_file(
+        "repository file",
+        e,
+        Error::repo,
+        "restore the repository directory from a backup (ota-sign never leaves a half-written one)",
+    )
 }
 
 fn corrupt(msg: String) -> Error {
@@ -91,9 +108,9 @@ impl Repository {
     /// every target file.
     pub fn load(dir: &Path) -> Result<Self> {
         let cfg_path = dir.join(CONFIG_FILE);
-        let cfg_bytes = match std::fs::read(&cfg_path) {
+        let cfg_bytes = match user_file::read(&cfg_path, MAX_CONFIG_LEN) {
             Ok(b) => b,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(UserFileError::NotFound { .. }) => {
                 let (msg, hint) = if dir.is_dir() {
                     (
                         format!(
@@ -116,14 +133,14 @@ impl Repository {
                 };
                 return Err(Error::repo(msg, hint));
             }
-            Err(e) => return Err(corrupt(format!("cannot read {}: {e}", cfg_path.display()))),
+            Err(e) => return Err(unreadable(e)),
         };
         let config = RepoConfig::from_bytes(&cfg_bytes)?;
         let md = dir.join(METADATA_DIR);
 
         let (root, root_bytes) = read_root(&md.join("root.json"))?;
         let versioned = md.join(format!("{}.root.json", root.signed.version));
-        match std::fs::read(&versioned) {
+        match user_file::read(&versioned, MAX_METADATA_LEN) {
             Ok(b) if b == root_bytes => {}
             Ok(_) => {
                 return Err(corrupt(format!(
@@ -131,7 +148,7 @@ impl Repository {
                     versioned.display()
                 )))
             }
-            Err(e) => return Err(corrupt(format!("cannot read {}: {e}", versioned.display()))),
+            Err(e) => return Err(unreadable(e)),
         }
         let (timestamp, _) = read_role::<Timestamp>(&md.join("timestamp.json"), &root.signed)?;
         let snap_meta = timestamp
@@ -165,8 +182,8 @@ impl Repository {
         }
         check_target_files(dir, &targets.signed)?;
         let staged_path = dir.join(STAGED_FILE);
-        let staged = match std::fs::read(&staged_path) {
-            Ok(b) => {
+        let staged = match user_file::read_optional(&staged_path, MAX_METADATA_LEN) {
+            Ok(Some(b)) => {
                 let t: Targets = serde_json::from_slice(&b).map_err(|e| {
                     Error::repo(
                         format!("{} is corrupt: {e}", staged_path.display()),
@@ -176,13 +193,8 @@ impl Repository {
                 check_target_files(dir, &t)?;
                 Some(t)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                return Err(corrupt(format!(
-                    "cannot read {}: {e}",
-                    staged_path.display()
-                )))
-            }
+            Ok(None) => None,
+            Err(e) => return Err(unreadable(e)),
         };
         tracing::debug!(
             root = root.signed.version,
@@ -231,7 +243,7 @@ impl Repository {
 
 fn read_raw(path: &Path) -> Result<(RawMetadata, Vec<u8>)> {
     let name = path.display();
-    let bytes = std::fs::read(path).map_err(|e| corrupt(format!("cannot read {name}: {e}")))?;
+    let bytes = user_file::read(path, MAX_METADATA_LEN).map_err(unreadable)?;
     let raw = RawMetadata::from_bytes(&bytes).map_err(|e| corrupt(format!("{name}: {e}")))?;
     Ok((raw, bytes))
 }

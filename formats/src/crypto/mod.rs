@@ -11,5 +11,5 @@ mod threshold;
 
 pub use key::{Key, KeyVal};
 pub use signature::Signature;
-pub use signer::{Ed25519Signer, Signer};
+pub use signer::{Ed25519Signer, KeyFileError, Signer};
 pub use threshold::{verify_threshold, KeySource};

@@ -7,6 +7,7 @@ use crate::{Error, Result};
 use ota_formats::envelope::{RecipientId, RecipientSecretKey};
 use ota_fs::atomic;
 use ota_fs::mode::SECRET_FILE;
+use ota_fs::user_file;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -248,9 +249,11 @@ pub fn run(a: Args) -> Result<u8> {
 
 /// Parse a fleet list: `NAME PUBKEY [GROUP]` per line.
 fn read_fleet(file: &Path) -> Result<Vec<(String, Device)>> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
-        Error::input(
-            format!("cannot read device list {}: {e}", file.display()),
+    let text = user_file::read_to_string(file, recipients::MAX_RECIPIENTS_LEN).map_err(|e| {
+        Error::user_file(
+            "device list",
+            e,
+            Error::input,
             "pass a readable text file with one `NAME PUBKEY [GROUP]` per line",
         )
     })?;

@@ -192,10 +192,18 @@ pub fn create_patch(
     opts: &CreateOptions,
 ) -> Result<(Vec<u8>, PatchInfo), DeltaError> {
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|source| DeltaError::Read {
+        let err = |source| DeltaError::Read {
             path: p.to_path_buf(),
             source,
-        })
+        };
+        // Regular files only: a FIFO would block, a device never end.
+        let mut file = ota_fs::user_file::open(p).map_err(|e| match e {
+            ota_fs::user_file::UserFileError::Io { source, .. } => err(source),
+            other => err(std::io::Error::other(other.to_string())),
+        })?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).map_err(err)?;
+        Ok(bytes)
     };
     let (o, n) = (read(old)?, read(new)?);
     create_patch_bytes(&o, &n, opts)
