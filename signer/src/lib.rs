@@ -13,7 +13,7 @@
 //! - [`recipients`]: `ota-recipients.json`, the devices and groups encrypted targets are for;
 //! - [`encrypt`]: encryption of targets and their key slips;
 //! - [`publish`]: the ordered, atomic publication of new metadata;
-//! - [`atomic`]: crash-safe file writes; [`lock`]: one writer at a time;
+//! - [`ota_fs::atomic`]: crash-safe file writes; [`lock`]: one writer at a time;
 //! - [`cmd`]: one module per subcommand.
 //!
 //! Errors carry a hint and map to the CLI's exit codes (see [`error`]).

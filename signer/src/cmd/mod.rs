@@ -14,11 +14,18 @@ const EXIT_CODES: &str = "\
 Exit codes:
   0   success
   1   a write failed part-way (the repository still serves its previous state)
-  2   usage or bad input (arguments, firmware file, version, hardware id, recipients)
-  3   keys: missing, unreadable, or not authorised for the role in root.json
-  4   repository: missing, corrupt (incl. ota-recipients.json), or already existing (init)
-  5   version policy: the version is not newer than the published one
+  2   usage or bad input (arguments, firmware file, image name, version, hardware id,
+      a target name already taken by another image or version, recipients)
+  3   keys: missing, unreadable, not a usable Ed25519 key, not authorised for the role in
+      root.json, or inside the repository
+  4   repository: missing, corrupt (incl. ota-recipients.json), already existing (init), or
+      locked by another ota-sign run (.ota-sign.lock)
+  5   version policy: the version is not newer than the published (or staged) ones, or it
+      is already published with another image
   10  status: a role has under a quarter of its expiry period left, or has expired
+
+With --json, a failure also prints on stdout
+  {\"error\": {\"kind\": \"input|keys|repo|policy|io\", \"message\", \"hint\", \"exit_code\"}}
 
 Example:
   ota-sign init --repo repo --keys ~/ota-keys
@@ -54,6 +61,36 @@ pub enum Command {
     Status(status::Args),
     /// Manage the devices and groups that encrypted targets are for (public keys).
     Recipients(recipients::Args),
+}
+
+impl Command {
+    /// Whether the command was given `--json` (its failure is then reported as JSON too).
+    pub fn json(&self) -> bool {
+        match self {
+            Command::Init(a) => a.json,
+            Command::Add(a) => a.json,
+            Command::Publish(a) => a.json,
+            Command::Status(a) => a.json,
+            Command::Recipients(a) => match &a.command {
+                recipients::Sub::Add { json, .. }
+                | recipients::Sub::Import { json, .. }
+                | recipients::Sub::Remove { json, .. }
+                | recipients::Sub::List { json, .. }
+                | recipients::Sub::GroupCreate { json, .. } => *json,
+            },
+        }
+    }
+}
+
+/// Report a failed command: `error:` and `hint:` lines on stderr and, with `--json`, the
+/// JSON error object of [`ota_cli::report`] on stdout. Returns the exit code.
+pub fn report_error(e: &crate::Error, json: bool) -> u8 {
+    if json {
+        ota_cli::report::print_error_json(e.kind(), &e.to_string(), e.hint(), e.exit_code());
+    }
+    eprintln!("error: {e}");
+    eprintln!("hint: {}", e.hint());
+    e.exit_code()
 }
 
 fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
