@@ -4,8 +4,8 @@
 //! |---|---|
 //! | 0 | success |
 //! | 1 | a write failed part-way (the repository still serves the previous release) |
-//! | 2 | usage or bad input (arguments, firmware file, version, hardware id) |
-//! | 3 | keys: missing, unreadable, or not authorised for the role in root |
+//! | 2 | usage or bad input (arguments, firmware file, image name, version, hardware id, a target name taken by another image or version, recipients) |
+//! | 3 | keys: missing, unreadable, not an Ed25519 PKCS#8 PEM key, not authorised for the role in root, or inside the repository |
 //! | 4 | repository: missing, corrupt, already existing where a new one was asked, or locked by another run |
 //! | 5 | version policy: the version is not newer than the published one, or that version is already published with another image |
 //! | 10 | `status` only: a role expires within a quarter of its period, or has expired |
