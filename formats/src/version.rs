@@ -93,7 +93,7 @@ mod tests {
 
     #[test]
     fn precedence_not_strings_and_build_metadata_ignored() {
-        let mut vs = vec![
+        let mut vs = [
             v("1.10.0"),
             v("1.9.0"),
             v("1.10.0-rc.1"),

@@ -7,9 +7,9 @@
 use crate::config::CompressionPolicy;
 use crate::{Error, Result};
 use indicatif::ProgressBar;
+use ota_formats::hash::{measure, read_chunks, HashingWriter, Sha256Counter};
 use ota_fs::atomic;
 use ota_fs::user_file;
-use sha2::{Digest, Sha256};
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
@@ -30,25 +30,6 @@ pub struct Compressed {
     pub image_length: u64,
     /// sha256 of the image, hex.
     pub image_sha256: String,
-}
-
-/// Counts and hashes what passes through to the inner writer.
-pub(crate) struct HashingWriter<W> {
-    pub(crate) inner: W,
-    pub(crate) hash: Sha256,
-    pub(crate) count: u64,
-}
-
-impl<W: Write> Write for HashingWriter<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.hash.update(&buf[..n]);
-        self.count += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        self.inner.flush()
-    }
 }
 
 /// Open the firmware image, with input errors that name it. Only a regular file is accepted
@@ -83,11 +64,7 @@ pub fn compress(
     let tmp = atomic::temp_in(dest_dir).map_err(|e| Error::write(dest_dir, e))?;
     let tmp_path = tmp.path().to_path_buf();
     let werr = |e: io::Error| Error::write(&tmp_path, e);
-    let out = HashingWriter {
-        inner: tmp.as_file().try_clone().map_err(werr)?,
-        hash: Sha256::new(),
-        count: 0,
-    };
+    let out = HashingWriter::new(tmp.as_file().try_clone().map_err(werr)?);
     let mut enc = zstd::stream::write::Encoder::new(out, policy.level).map_err(werr)?;
     // An explicit window: zstd picks it from the level otherwise, and device decoders
     // need a bound they can rely on.
@@ -97,8 +74,7 @@ pub fn compress(
     enc.set_pledged_src_size(pledged).map_err(werr)?;
     let mut reader = BufReader::with_capacity(CHUNK, image);
     let mut buf = vec![0u8; CHUNK];
-    let mut image_hash = Sha256::new();
-    let mut image_len = 0u64;
+    let mut image = Sha256Counter::new();
     loop {
         let n = match reader.read(&mut buf) {
             Ok(0) => break,
@@ -111,12 +87,12 @@ pub fn compress(
                 ))
             }
         };
-        image_hash.update(&buf[..n]);
-        image_len += n as u64;
+        image.update(&buf[..n]);
         enc.write_all(&buf[..n]).map_err(werr)?;
         bar.inc(n as u64);
     }
-    if pledged.is_some_and(|p| p != image_len) {
+    let image = image.finish();
+    if pledged.is_some_and(|p| p != image.length) {
         return Err(Error::input(
             format!(
                 "firmware {} changed size while it was read",
@@ -125,14 +101,14 @@ pub fn compress(
             "add the image again once it is no longer being written",
         ));
     }
-    let out = enc.finish().map_err(werr)?;
-    out.inner.sync_all().map_err(werr)?;
+    let (file, out) = enc.finish().map_err(werr)?.finish();
+    file.sync_all().map_err(werr)?;
     Ok(Compressed {
         file: tmp,
-        length: out.count,
-        sha256: hex::encode(out.hash.finalize()),
-        image_length: image_len,
-        image_sha256: hex::encode(image_hash.finalize()),
+        length: out.length,
+        sha256: out.sha256_hex(),
+        image_length: image.length,
+        image_sha256: image.sha256_hex(),
     })
 }
 
@@ -151,30 +127,25 @@ pub fn verify_round_trip(c: &Compressed, window_log: u32, bar: &ProgressBar) -> 
     let mut dec = zstd::stream::read::Decoder::new(file).map_err(|e| fail(e.to_string()))?;
     dec.window_log_max(window_log)
         .map_err(|e| fail(e.to_string()))?;
-    let mut buf = vec![0u8; CHUNK];
-    let mut hash = Sha256::new();
-    let mut len = 0u64;
-    loop {
-        let n = match dec.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(fail(e.to_string())),
-        };
-        hash.update(&buf[..n]);
-        len += n as u64;
-        bar.inc(n as u64);
-    }
-    let sha = hex::encode(hash.finalize());
-    if len != c.image_length || sha != c.image_sha256 {
-        return Err(fail(format!("got {len} bytes with sha256 {sha}")));
+    let mut got = Sha256Counter::new();
+    read_chunks(dec, |b| {
+        got.update(b);
+        bar.inc(b.len() as u64);
+        Ok(())
+    })
+    .map_err(|e| fail(e.to_string()))?;
+    let got = got.finish();
+    if !got.matches(c.image_length, &c.image_sha256) {
+        return Err(fail(format!(
+            "got {} bytes with sha256 {}",
+            got.length,
+            got.sha256_hex()
+        )));
     }
     Ok(())
 }
 
 /// sha256 of a file, streamed.
 pub fn file_sha256(path: &Path) -> io::Result<String> {
-    let mut hash = Sha256::new();
-    io::copy(&mut File::open(path)?, &mut hash)?;
-    Ok(hex::encode(hash.finalize()))
+    Ok(measure(File::open(path)?)?.sha256_hex())
 }

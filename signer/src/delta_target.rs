@@ -12,6 +12,7 @@ use crate::{Error, Result};
 use ota_formats::metadata::{TargetFile, Targets};
 use ota_formats::patch::Method;
 use ota_formats::target_meta::{Compression, DeltaInfo, OtaTarget};
+use ota_formats::version::Version;
 use ota_fs::atomic;
 use ota_fs::user_file;
 use serde::Serialize;
@@ -30,7 +31,7 @@ pub struct Base {
     /// Its signed `custom.ota`.
     pub ota: OtaTarget,
     /// Its parsed version.
-    pub version: semver::Version,
+    pub version: Version,
 }
 
 /// The plaintext image of a base: a file the user gave, or one extracted from the repository.
@@ -90,7 +91,7 @@ fn full_releases(targets: &Targets, name: &str) -> Vec<Base> {
         if ota.name != name || ota.delta.is_some() {
             continue;
         }
-        let Ok(version) = semver::Version::parse(&ota.version) else {
+        let Ok(version) = Version::parse(&ota.version) else {
             continue;
         };
         out.push(Base {
@@ -100,7 +101,7 @@ fn full_releases(targets: &Targets, name: &str) -> Vec<Base> {
             version,
         });
     }
-    out.sort_by(|a, b| b.version.cmp_precedence(&a.version));
+    out.sort_by(|a, b| b.version.cmp(&a.version));
     out
 }
 
@@ -109,17 +110,14 @@ fn full_releases(targets: &Targets, name: &str) -> Vec<Base> {
 pub fn resolve_bases(
     targets: &Targets,
     name: &str,
-    new_version: &semver::Version,
+    new_version: &Version,
     from: &[String],
     previous: Option<usize>,
 ) -> Result<Vec<Base>> {
     let releases = full_releases(targets, name);
     let mut chosen: Vec<Base> = Vec::new();
     let push = |b: &Base, chosen: &mut Vec<Base>| {
-        if !chosen
-            .iter()
-            .any(|c| c.version.cmp_precedence(&b.version).is_eq())
-        {
+        if !chosen.iter().any(|c| c.version.cmp(&b.version).is_eq()) {
             chosen.push(b.clone());
         }
     };
@@ -138,7 +136,7 @@ pub fn resolve_bases(
                 format!("use --delta-from {name}@VERSION"),
             ));
         }
-        let version = semver::Version::parse(v).map_err(|e| {
+        let version = Version::parse(v).map_err(|e| {
             Error::input(
                 format!("--delta-from {spec}: invalid version {v:?}: {e}"),
                 format!("use a semantic version, e.g. --delta-from {name}@1.0.0"),
@@ -146,7 +144,7 @@ pub fn resolve_bases(
         })?;
         let base = releases
             .iter()
-            .find(|b| b.version.cmp_precedence(&version).is_eq())
+            .find(|b| b.version.cmp(&version).is_eq())
             .ok_or_else(|| {
                 let known: Vec<String> = releases.iter().map(|b| b.ota.version.clone()).collect();
                 Error::input(
@@ -160,7 +158,7 @@ pub fn resolve_bases(
                     },
                 )
             })?;
-        if base.version.cmp_precedence(new_version).is_eq() {
+        if base.version.cmp(new_version).is_eq() {
             return Err(Error::input(
                 format!("--delta-from {spec}: a patch from a version to itself is useless"),
                 "name an earlier release",
@@ -171,7 +169,7 @@ pub fn resolve_bases(
     if let Some(n) = previous {
         for b in releases
             .iter()
-            .filter(|b| b.version.cmp_precedence(new_version).is_lt())
+            .filter(|b| b.version.cmp(new_version).is_lt())
             .take(n)
         {
             push(b, &mut chosen);
@@ -186,14 +184,13 @@ fn measure(path: &Path) -> Result<(u64, String)> {
     let hint = "pass the path of a readable image file";
     let mut file = user_file::open(path)
         .map_err(|e| Error::user_file("--base-image", e, Error::input, hint))?;
-    let mut hash = Sha256::new();
-    let len = io::copy(&mut file, &mut hash).map_err(|e| {
+    let m = ota_formats::hash::measure(&mut file).map_err(|e| {
         Error::input(
             format!("cannot read --base-image {}: {e}", path.display()),
             hint,
         )
     })?;
-    Ok((len, hex::encode(hash.finalize())))
+    Ok((m.length, m.sha256_hex()))
 }
 
 /// The plaintext image of every base, in order: a `--base-image` file with the base's
@@ -295,28 +292,29 @@ fn extract(repo_dir: &Path, tmp_dir: &Path, b: &Base) -> Result<NamedTempFile> {
             Box::new(d)
         }
     };
-    let mut hash = Sha256::new();
-    let mut len = 0u64;
-    let mut buf = vec![0u8; 1 << 20];
+    let mut counter = ota_formats::hash::Sha256Counter::new();
     let bar = ota_cli::progress::bytes_bar(b.ota.image.length, "base image");
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(mismatch(e.to_string())),
-        };
-        hash.update(&buf[..n]);
-        len += n as u64;
-        if len > b.ota.image.length {
-            return Err(mismatch(format!("more than {} bytes", b.ota.image.length)));
+    let mut failure = None;
+    let read = ota_formats::hash::read_chunks(&mut reader, |chunk| {
+        counter.update(chunk);
+        if counter.length() > b.ota.image.length {
+            failure = Some(mismatch(format!("more than {} bytes", b.ota.image.length)));
+            return Err(io::Error::other("too long"));
         }
-        tmp.write_all(&buf[..n])
-            .map_err(|e| Error::write(tmp.path(), e))?;
-        bar.inc(n as u64);
+        if let Err(e) = tmp.write_all(chunk) {
+            failure = Some(Error::write(tmp.path(), e));
+            return Err(io::Error::other("write failed"));
+        }
+        bar.inc(chunk.len() as u64);
+        Ok(())
+    });
+    if let Some(f) = failure {
+        return Err(f);
     }
+    read.map_err(|e| mismatch(e.to_string()))?;
     bar.finish_and_clear();
-    let got = hex::encode(hash.finalize());
+    let measured = counter.finish();
+    let (len, got) = (measured.length, measured.sha256_hex());
     if len != b.ota.image.length || got != b.ota.image.sha256 {
         return Err(mismatch(format!("got {len} bytes with sha256 {got}")));
     }
@@ -465,7 +463,7 @@ mod tests {
     #[test]
     fn previous_n_are_the_newest_older_full_releases_by_semver() {
         let t = targets();
-        let new = semver::Version::parse("2.0.0").unwrap();
+        let new = Version::parse("2.0.0").unwrap();
         let b = resolve_bases(&t, "fw", &new, &[], Some(2)).unwrap();
         assert_eq!(versions(&b), ["1.10.0", "1.2.0"]);
         assert_eq!(
@@ -476,7 +474,7 @@ mod tests {
         assert_eq!(versions(&b), ["1.0.0", "1.10.0"]);
         let b = resolve_bases(&t, "fw", &new, &["fw@1.10.0".into()], Some(1)).unwrap();
         assert_eq!(versions(&b), ["1.10.0"], "deduplicated");
-        let older = semver::Version::parse("1.5.0").unwrap();
+        let older = Version::parse("1.5.0").unwrap();
         let b = resolve_bases(&t, "fw", &older, &[], Some(5)).unwrap();
         assert_eq!(
             versions(&b),
@@ -488,7 +486,7 @@ mod tests {
     #[test]
     fn unknown_versions_other_names_and_bad_specs_are_refused() {
         let t = targets();
-        let new = semver::Version::parse("2.0.0").unwrap();
+        let new = Version::parse("2.0.0").unwrap();
         for spec in ["fw@0.9.0", "modem@9.0.0", "fw", "fw@x", "fw@2.0.0"] {
             let e = resolve_bases(&t, "fw", &new, &[spec.into()], None).unwrap_err();
             assert_eq!(e.exit_code(), 2, "{spec}: {e}");

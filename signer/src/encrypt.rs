@@ -7,7 +7,6 @@
 //! written into a temp directory, flushed to disk, and renamed to `<target>.slips/` in one
 //! step, before the payload and the metadata that reference them.
 use crate::compress::Compressed;
-use crate::compress::HashingWriter;
 use crate::recipients::Resolved;
 use crate::{Error, Result};
 use indicatif::ProgressBar;
@@ -15,9 +14,9 @@ use ota_formats::envelope::{
     decrypt_stream_checked, encrypt_stream, slip_path, wrap_key, wrap_keys, DataKey, EncryptParams,
     EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding,
 };
+use ota_formats::hash::HashingWriter;
 use ota_fs::atomic::{self, TEMP_PREFIX};
 use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
-use sha2::{Digest, Sha256};
 use std::fs::{File, OpenOptions, Permissions};
 use std::io::{self, BufReader, BufWriter, Write};
 use std::os::unix::fs::PermissionsExt;
@@ -56,29 +55,26 @@ pub fn encrypt(c: Compressed, dest_dir: &Path, bar: &ProgressBar) -> Result<Encr
     let tmp_path = tmp.path().to_path_buf();
     let werr = |e: io::Error| Error::write(&tmp_path, e);
     let src = File::open(c.file.path()).map_err(|e| Error::write(c.file.path(), e))?;
-    let mut out = HashingWriter {
-        inner: BufWriter::new(tmp.as_file().try_clone().map_err(werr)?),
-        hash: Sha256::new(),
-        count: 0,
-    };
+    let mut out = HashingWriter::new(BufWriter::new(tmp.as_file().try_clone().map_err(werr)?));
     let reader = bar.wrap_read(BufReader::with_capacity(1 << 20, src));
     let payload = encrypt_stream(reader, &mut out, &key, &EncryptParams::new(c.length))
         .map_err(|e| Error::write(&tmp_path, e))?;
-    let inner = out.inner.into_inner().map_err(|e| werr(e.into_error()))?;
+    let (buffered, out) = out.finish();
+    let inner = buffered.into_inner().map_err(|e| werr(e.into_error()))?;
     inner.sync_all().map_err(werr)?;
-    if out.count != payload.ciphertext_len {
+    if out.length != payload.ciphertext_len {
         return Err(Error::write(
             &tmp_path,
             format!(
                 "wrote {} bytes, the envelope says {}",
-                out.count, payload.ciphertext_len
+                out.length, payload.ciphertext_len
             ),
         ));
     }
     let target = Compressed {
         file: tmp,
-        length: out.count,
-        sha256: hex::encode(out.hash.finalize()),
+        length: out.length,
+        sha256: out.sha256_hex(),
         image_length: c.image_length,
         image_sha256: c.image_sha256.clone(),
     };
@@ -102,17 +98,17 @@ pub fn verify(e: &Encrypted, length: u64, sha256: &str, bar: &ProgressBar) -> Re
             .into(),
     };
     let file = File::open(path).map_err(|err| fail(err.to_string()))?;
-    let mut sink = HashingWriter {
-        inner: io::sink(),
-        hash: Sha256::new(),
-        count: 0,
-    };
+    let mut sink = HashingWriter::new(io::sink());
     let reader = bar.wrap_read(BufReader::with_capacity(1 << 20, file));
     decrypt_stream_checked(reader, &mut sink, &e.key, &e.info)
         .map_err(|err| fail(err.to_string()))?;
-    let got = hex::encode(sink.hash.finalize());
-    if sink.count != length || got != sha256 {
-        return Err(fail(format!("got {} bytes with sha256 {got}", sink.count)));
+    let (_, got) = sink.finish();
+    if !got.matches(length, sha256) {
+        return Err(fail(format!(
+            "got {} bytes with sha256 {}",
+            got.length,
+            got.sha256_hex()
+        )));
     }
     Ok(())
 }

@@ -15,6 +15,7 @@ use ota_cli::progress::bytes_bar;
 use ota_formats::hash::Hashes;
 use ota_formats::metadata::{TargetFile, Targets};
 use ota_formats::target_meta::{self, Compression, ImageInfo, OtaTarget};
+use ota_formats::version::Version;
 use serde::Serialize;
 use serde_json::Map;
 use std::path::{Path, PathBuf};
@@ -147,8 +148,8 @@ fn bad_input(e: ota_formats::Error, hint: &str) -> Error {
 }
 
 /// Newest published version of `name`, by semver precedence.
-fn newest_version(targets: &Targets, name: &str) -> Option<semver::Version> {
-    let mut newest: Option<semver::Version> = None;
+fn newest_version(targets: &Targets, name: &str) -> Option<Version> {
+    let mut newest: Option<Version> = None;
     for (path, t) in &targets.targets {
         let ota = match OtaTarget::from_custom(t.custom.as_ref()) {
             Ok(Some(o)) => o,
@@ -163,11 +164,11 @@ fn newest_version(targets: &Targets, name: &str) -> Option<semver::Version> {
         if ota.name != name {
             continue;
         }
-        let Ok(v) = semver::Version::parse(&ota.version) else {
+        let Ok(v) = Version::parse(&ota.version) else {
             continue;
         };
         let newer = match &newest {
-            Some(n) => v.cmp_precedence(n).is_gt(),
+            Some(n) => v.cmp(n).is_gt(),
             None => true,
         };
         if newer {
@@ -205,7 +206,7 @@ fn check_path_free(targets: &Targets, path: &str, name: &str, version: &str) -> 
 fn check_same_version_same_image(
     targets: &Targets,
     name: &str,
-    version: &semver::Version,
+    version: &Version,
     image_length: u64,
     image_sha256: &str,
 ) -> Result<()> {
@@ -216,8 +217,7 @@ fn check_same_version_same_image(
         if ota.name != name || ota.delta.is_some() {
             continue;
         }
-        let same_version =
-            semver::Version::parse(&ota.version).is_ok_and(|v| v.cmp_precedence(version).is_eq());
+        let same_version = Version::parse(&ota.version).is_ok_and(|v| v.cmp(version).is_eq());
         if same_version && (ota.image.length != image_length || ota.image.sha256 != image_sha256) {
             return Err(Error::policy(
                 format!(
@@ -260,7 +260,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             "name the image with letters, digits, '.', '_' or '-', e.g. --name gateway-fw",
         )
     })?;
-    let version = semver::Version::parse(&a.version).map_err(|e| {
+    let version = Version::parse(&a.version).map_err(|e| {
         Error::input(
             format!("invalid version {:?}: {e}", a.version),
             "use a semantic version MAJOR.MINOR.PATCH, e.g. --version 1.2.3",
@@ -290,7 +290,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
 
     let previous = newest_version(&targets, &a.name);
     if let Some(prev) = &previous {
-        if !a.allow_downgrade && !version.cmp_precedence(prev).is_gt() {
+        if !a.allow_downgrade && !version.cmp(prev).is_gt() {
             return Err(Error::policy(
                 format!(
                     "version {version} of {} is not newer than the published {prev}",
