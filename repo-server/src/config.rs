@@ -5,6 +5,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::tls::TlsSettings;
+
 /// Everything [`crate::Server::bind`] needs.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -24,6 +26,8 @@ pub struct Config {
     /// to make room, or, when every connection is busy, stops accepting until one ends (new
     /// clients wait in the kernel's listen backlog).
     pub max_connections: usize,
+    /// HTTPS (and optionally mutual TLS) instead of plain HTTP; `None` serves plain HTTP.
+    pub tls: Option<TlsSettings>,
 }
 
 /// Default [`Config::header_timeout`].
@@ -39,7 +43,8 @@ pub const MAX_DEFAULT_CONNECTIONS: usize = 10_000;
 
 impl Config {
     /// A configuration with the default 10 s shutdown grace period, the default header timeout
-    /// ([`DEFAULT_HEADER_TIMEOUT`]) and connection limit ([`default_max_connections`]).
+    /// ([`DEFAULT_HEADER_TIMEOUT`]) and connection limit ([`default_max_connections`]), serving
+    /// plain HTTP.
     pub fn new(repo: impl Into<PathBuf>, listen: SocketAddr) -> Self {
         Config {
             repo: repo.into(),
@@ -47,6 +52,7 @@ impl Config {
             shutdown_timeout: Duration::from_secs(10),
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_connections: default_max_connections(),
+            tls: None,
         }
     }
 }

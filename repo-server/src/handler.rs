@@ -4,6 +4,7 @@ use std::io::{Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
 use http_body::Body;
@@ -15,18 +16,46 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::cache_policy;
 use crate::etag;
+use crate::identity::{DeviceIdentity, RoutePolicy};
 use crate::range::{self, RangeOutcome};
 use crate::resolve::{self, OpenError, OpenedFile, PathError, RequestPath};
 use crate::response::{self, ResponseBody};
 
 /// Handles a request and writes the one access-log line.
-pub async fn handle<B>(root: &Path, peer: SocketAddr, req: Request<B>) -> Response<ResponseBody> {
+///
+/// `policy` decides whether the path needs a verified device; the device, if the connection
+/// has one, is the `Arc<DeviceIdentity>` request extension that only the TLS layer inserts.
+pub async fn handle<B>(
+    root: &Path,
+    policy: RoutePolicy,
+    peer: SocketAddr,
+    req: Request<B>,
+) -> Response<ResponseBody> {
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
-    let resp = respond(root, &method, &path, req.headers()).await;
+    let device = req.extensions().get::<Arc<DeviceIdentity>>().cloned();
+    if let Some(d) = &device {
+        tracing::debug!(
+            %peer,
+            path = %path,
+            device_cn = d.common_name.as_deref(),
+            device_sans = %d.subject_alt_names_text(),
+            device_sha256 = %d.sha256_hex(),
+            "request from verified device"
+        );
+    }
+    let resp = if device.is_none() && policy.requires_device(&path) {
+        // Only reachable without a certificate under --open-metadata (otherwise the handshake
+        // already refused the client); checked here too so no other path can skip it.
+        tracing::warn!(%peer, path = %path, reason = "no client certificate", "refused: this path needs a verified device certificate");
+        response::error(StatusCode::FORBIDDEN)
+    } else {
+        respond(root, &method, &path, req.headers()).await
+    };
     // Planned body size; a client hanging up mid-transfer is logged by the connection task.
     let bytes = resp.body().size_hint().exact().unwrap_or(0);
+    let device_sha256 = device.as_ref().map(|d| d.sha256_hex());
     tracing::info!(
         %peer,
         method = %method,
@@ -34,6 +63,8 @@ pub async fn handle<B>(root: &Path, peer: SocketAddr, req: Request<B>) -> Respon
         status = resp.status().as_u16(),
         bytes,
         duration_us = micros(started.elapsed()),
+        device_cn = device.as_ref().and_then(|d| d.common_name.as_deref()),
+        device_sha256 = device_sha256.as_deref(),
         "request"
     );
     resp

@@ -1,5 +1,7 @@
 //! ota-repo-server: serves a TUF repository directory (`metadata/`, `targets/`) read-only over
-//! HTTP/1.1 and HTTP/2 (cleartext), with byte ranges, strong ETags and CDN-friendly caching.
+//! HTTP/1.1 and HTTP/2, in cleartext or over TLS (optionally verifying device certificates:
+//! mutual TLS, see [`tls`] and [`identity`]), with byte ranges, strong ETags and CDN-friendly
+//! caching.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ota_repo_server::ServeError> {
@@ -22,12 +24,16 @@ pub mod config;
 mod conn;
 pub mod etag;
 mod handler;
+pub mod identity;
 pub mod logging;
 pub mod range;
 pub mod resolve;
 pub mod response;
 mod server;
 pub mod shutdown;
+pub mod tls;
 
 pub use config::{Config, RepoError};
+pub use identity::{DeviceIdentity, RoutePolicy, SubjectAltNameEntry};
 pub use server::{serve, RunningServer, ServeError, Server, ShutdownOutcome};
+pub use tls::{ReloadHandle, TlsError, TlsSettings};

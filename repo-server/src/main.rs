@@ -9,13 +9,31 @@ use std::time::Duration;
 use clap::Parser;
 use ota_repo_server::logging::{self, LogFormat};
 use ota_repo_server::shutdown::ShutdownSignals;
-use ota_repo_server::{Config, RepoError, ServeError, Server, ShutdownOutcome};
+use ota_repo_server::{
+    Config, ReloadHandle, RepoError, ServeError, Server, ShutdownOutcome, TlsSettings,
+};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 
 const AFTER_HELP: &str = "\
 Example:
   ota-server --repo ./repo --listen 127.0.0.1:8080
   curl -s http://127.0.0.1:8080/metadata/timestamp.json
   ota-server --repo ./repo --listen 0.0.0.0:8080 --max-connections 2000 --header-timeout 5
+
+HTTPS and mutual TLS:
+  ota-server --repo ./repo --listen 0.0.0.0:8443 --tls-cert server.pem --tls-key server.key
+  curl --cacert ca.pem https://repo.example:8443/metadata/timestamp.json
+  ota-server --repo ./repo --listen 0.0.0.0:8443 --tls-cert server.pem --tls-key server.key \
+             --client-ca devices-ca.pem --crl revoked.crl.pem --open-metadata
+  curl --cacert ca.pem --cert device.pem --key device.key https://repo.example:8443/targets/x
+  kill -HUP $(pidof ota-server)     # re-read certificate, key, client CA and CRLs
+
+  TLS 1.2 and 1.3 only; ALPN h2 and http/1.1. With --client-ca every path needs a device
+  certificate issued by that CA (not expired, not revoked by a --crl); --open-metadata leaves
+  /metadata/ open to clients without one (they get 403 elsewhere). A presented certificate that
+  fails verification always fails the handshake. SIGHUP reloads all TLS files; a reload that
+  fails is logged and the previous certificates stay. --crl files are also re-read within a few
+  seconds of changing. Established connections keep their session.
 
 URL layout:
   /metadata/<file>   -> REPO/metadata/<file>   (e.g. 1.root.json, timestamp.json, 5.targets.json)
@@ -34,8 +52,10 @@ Exit codes:
   0    stopped after SIGTERM / Ctrl-C (also if --shutdown-timeout expired; logged as a warning);
        also --help and --version
   1    the async runtime could not be started (no threads or memory available)
-  2    usage error (unknown flag, bad value), or the repository directory is missing, not a
-       directory, unreadable or has no metadata/
+  2    usage error (unknown flag, bad value, inconsistent TLS flags), the repository directory
+       is missing, not a directory, unreadable or has no metadata/, or a TLS file is unusable
+       (not PEM, no certificate, key not matching the certificate, expired server certificate,
+       no usable CA certificate, CRL that does not parse or is not from a --client-ca)
   3    the listen address cannot be bound (already in use, not local, no permission)
   101  internal error (a panic; a bug, please report it)
 
@@ -63,7 +83,23 @@ struct Cli {
     /// 10000; 480 for ulimit -n 1024].
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     max_connections: Option<u32>,
-    /// Print the startup line as JSON: {"listening":"http://ADDR","addr":"ADDR","repo":"DIR"}.
+    /// Serve HTTPS with this PEM certificate (then any intermediates). Needs --tls-key.
+    #[arg(long, value_name = "PEM")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1; not encrypted).
+    #[arg(long, value_name = "PEM")]
+    tls_key: Option<PathBuf>,
+    /// Mutual TLS: require device certificates issued by a CA in this PEM bundle.
+    #[arg(long, value_name = "PEM")]
+    client_ca: Option<PathBuf>,
+    /// PEM file of CRLs revoking device certificates (repeatable; re-read when it changes).
+    #[arg(long, value_name = "PEM")]
+    crl: Vec<PathBuf>,
+    /// With --client-ca: serve /metadata/ to clients without a certificate too (403 elsewhere).
+    #[arg(long)]
+    open_metadata: bool,
+    /// Print the startup line as JSON: {"listening":"http://ADDR","addr":"ADDR","repo":"DIR"}
+    /// (https:// with TLS).
     #[arg(long)]
     json: bool,
     /// Log line format on stderr.
@@ -91,8 +127,33 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> ExitCode {
+    let tls = match TlsSettings::from_flags(
+        cli.tls_cert.clone(),
+        cli.tls_key.clone(),
+        cli.client_ca.clone(),
+        cli.crl.clone(),
+        cli.open_metadata,
+    ) {
+        Ok(t) => t,
+        Err(e) => return fail(&ServeError::Tls(e)),
+    };
     let signals = ShutdownSignals::install();
+    // Installed before the startup line, like the shutdown signals: a SIGHUP right after it
+    // must reload, not kill the process (SIGHUP's default action). Plain HTTP leaves SIGHUP
+    // alone, as before.
+    let hangup = if tls.is_some() {
+        match signal(SignalKind::hangup()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGHUP; TLS files will not be reloaded on it");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let mut config = Config::new(&cli.repo, cli.listen);
+    config.tls = tls;
     config.shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
     config.header_timeout = Duration::from_secs(cli.header_timeout);
     if let Some(n) = cli.max_connections {
@@ -101,22 +162,22 @@ async fn run(cli: Cli) -> ExitCode {
     }
     let server = match Server::bind(config).await {
         Ok(s) => s,
-        Err(e) => {
-            let (code, hint) = describe(&e);
-            eprintln!("error: {e} (hint: {hint})");
-            return ExitCode::from(code);
-        }
+        Err(e) => return fail(&e),
     };
+    if let (Some(hangup), Some(handle)) = (hangup, server.reload_handle()) {
+        tokio::spawn(reload_on_sighup(hangup, handle));
+    }
     let addr = server.local_addr();
+    let scheme = if server.is_tls() { "https" } else { "http" };
     let line = if cli.json {
         serde_json::json!({
-            "listening": format!("http://{addr}"),
+            "listening": format!("{scheme}://{addr}"),
             "addr": addr.to_string(),
             "repo": cli.repo.display().to_string(),
         })
         .to_string()
     } else {
-        format!("listening on http://{addr}")
+        format!("listening on {scheme}://{addr}")
     };
     let mut stdout = std::io::stdout().lock();
     // Tests and scripts read this line to find the port; a closed stdout must not stop serving.
@@ -124,6 +185,23 @@ async fn run(cli: Cli) -> ExitCode {
     drop(stdout);
     match server.run(signals.recv()).await {
         ShutdownOutcome::Graceful | ShutdownOutcome::TimedOut => ExitCode::SUCCESS,
+    }
+}
+
+/// Prints the one-line startup error with its hint and returns its exit code.
+fn fail(e: &ServeError) -> ExitCode {
+    let (code, hint) = describe(e);
+    eprintln!("error: {e} (hint: {hint})");
+    ExitCode::from(code)
+}
+
+/// Reloads the TLS files on every SIGHUP. Failures are logged by the reload itself.
+async fn reload_on_sighup(mut hangup: Signal, handle: ReloadHandle) {
+    while hangup.recv().await.is_some() {
+        tracing::info!("SIGHUP received, reloading TLS certificates");
+        let handle = handle.clone();
+        // Reading and parsing files blocks; keep it off the request-serving threads.
+        let _ = tokio::task::spawn_blocking(move || handle.reload_for("SIGHUP")).await;
     }
 }
 
@@ -138,6 +216,7 @@ fn describe(e: &ServeError) -> (u8, &'static str) {
             "a TUF repository needs DIR/metadata/ with at least root.json; did you point at its parent?",
         ),
         ServeError::Repo(RepoError::Io { .. }) => (2, "check the directory's permissions"),
+        ServeError::Tls(e) => (2, e.hint()),
         ServeError::Bind { source, .. } if source.kind() == std::io::ErrorKind::AddrInUse => (
             3,
             "another process listens there; stop it or choose another --listen port (0 = any free port)",

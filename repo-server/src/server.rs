@@ -11,15 +11,17 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Semaphore;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::config::{self, check_repo, Config, RepoError};
-use crate::conn::{self, Ended, Registry, TrackedBody, TrackedIo};
+use crate::conn::{self, ConnState, Ended, Registration, Registry, TrackedBody, TrackedIo};
 use crate::handler;
+use crate::identity::{DeviceIdentity, RoutePolicy};
+use crate::tls::{self, ReloadHandle, TlsError, TlsState};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -27,6 +29,9 @@ pub enum ServeError {
     /// The repository directory is missing or malformed.
     #[error(transparent)]
     Repo(#[from] RepoError),
+    /// The TLS flags or files are unusable.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     /// The listen address could not be bound (in use, not local, no permission).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -56,12 +61,19 @@ pub struct Server {
     shutdown_timeout: Duration,
     header_timeout: Duration,
     max_connections: usize,
+    tls: Option<Arc<TlsState>>,
 }
 
 impl Server {
-    /// Validates the repository directory and binds the listen address.
+    /// Validates the repository directory, loads and checks the TLS files (if any) and binds
+    /// the listen address.
     pub async fn bind(config: Config) -> Result<Self, ServeError> {
         let root = check_repo(&config.repo)?;
+        let tls = match config.tls {
+            // Small files, read once at startup; not worth a blocking-pool hop.
+            Some(settings) => Some(Arc::new(TlsState::load(settings)?)),
+            None => None,
+        };
         let bind_err = |source| ServeError::Bind {
             addr: config.listen,
             source,
@@ -75,7 +87,20 @@ impl Server {
             shutdown_timeout: config.shutdown_timeout,
             header_timeout: config.header_timeout,
             max_connections: config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+            tls,
         })
+    }
+
+    /// Reloads the TLS files on demand (`ota-server` calls it on SIGHUP); `None` without TLS.
+    pub fn reload_handle(&self) -> Option<ReloadHandle> {
+        self.tls.as_ref().map(|state| ReloadHandle {
+            state: Arc::clone(state),
+        })
+    }
+
+    /// Whether connections use TLS (the URL scheme is `https`).
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The address actually bound (with the real port when port 0 was requested).
@@ -93,11 +118,25 @@ impl Server {
             shutdown_timeout,
             header_timeout,
             max_connections,
+            tls,
         } = self;
-        // No hyper timer: the header timeout is enforced per connection by `conn::supervise`,
-        // which (unlike hyper's HTTP/1-only `header_read_timeout`) also covers the protocol
-        // preface and HTTP/2.
-        let builder = auto::Builder::new(TokioExecutor::new());
+        let policy = tls
+            .as_ref()
+            .map_or(RoutePolicy::Open, |t| t.settings().route_policy());
+        let shared = Arc::new(Shared {
+            root: Arc::clone(&root),
+            policy,
+            // No hyper timer: the header timeout is enforced per connection by
+            // `conn::supervise`, which (unlike hyper's HTTP/1-only `header_read_timeout`) also
+            // covers the TLS handshake, the protocol preface and HTTP/2.
+            builder: auto::Builder::new(TokioExecutor::new()),
+            header_timeout,
+            tls: tls.clone(),
+        });
+        // Tells connections still in their TLS handshake that the server is stopping (they are
+        // not hyper connections yet, so the graceful-shutdown signal cannot reach them).
+        let (stopping_tx, stopping_rx) = watch::channel(false);
+        let crl_watch = tls.as_ref().and_then(|t| spawn_crl_watch(t));
         let graceful = GracefulShutdown::new();
         let registry = Arc::new(Registry::default());
         let slots = Arc::new(Semaphore::new(max_connections));
@@ -111,6 +150,8 @@ impl Server {
             repo = %root.display(),
             max_connections,
             header_timeout = ?header_timeout,
+            tls = tls.is_some(),
+            client_auth = ?policy,
             "serving repository"
         );
         'accept: loop {
@@ -178,39 +219,21 @@ impl Server {
                 tracing::debug!(%peer, error = %e, "TCP_NODELAY not set");
             }
             let registration = registry.register();
-            let state = Arc::clone(registration.state());
-            let io = TokioIo::new(TrackedIo::new(stream, Arc::clone(&state)));
-            let root = Arc::clone(&root);
-            let service = service_fn(move |req| {
-                let guard = state.begin_request();
-                let root = Arc::clone(&root);
-                async move {
-                    let resp = handler::handle(&root, peer, req).await;
-                    Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, guard)))
-                }
-            });
-            let conn = builder.serve_connection(io, service).into_owned();
-            let conn = graceful.watch(conn);
-            tokio::spawn(async move {
-                let state = Arc::clone(registration.state());
-                match conn::supervise(conn, &state, header_timeout).await {
-                    Ended::Finished(Ok(())) => {}
-                    Ended::Finished(Err(e)) => {
-                        tracing::debug!(%peer, error = %e, "connection ended with error");
-                    }
-                    Ended::TimedOut => {
-                        tracing::debug!(%peer, timeout = ?header_timeout, "closed idle connection: no request head in time");
-                    }
-                    Ended::Evicted => {
-                        tracing::debug!(%peer, "closed idle connection to make room at the connection limit");
-                    }
-                }
-                // Unregister before freeing the slot, so the next eviction sees this one gone.
-                drop(registration);
-                drop(permit);
-            });
+            tokio::spawn(serve_connection(
+                Arc::clone(&shared),
+                stream,
+                peer,
+                registration,
+                permit,
+                graceful.watcher(),
+                stopping_rx.clone(),
+            ));
         }
         drop(listener);
+        let _ = stopping_tx.send(true);
+        if let Some(task) = crl_watch {
+            task.abort();
+        }
         tracing::info!(
             connections = graceful.count(),
             "stopped accepting; waiting for in-flight requests"
@@ -226,6 +249,142 @@ impl Server {
             }
         }
     }
+}
+
+/// What every connection task needs.
+struct Shared {
+    root: Arc<PathBuf>,
+    policy: RoutePolicy,
+    builder: auto::Builder<TokioExecutor>,
+    header_timeout: Duration,
+    tls: Option<Arc<TlsState>>,
+}
+
+/// One accepted connection: the TLS handshake (if configured), then HTTP, both under the
+/// header timeout and the connection limit's eviction.
+async fn serve_connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    registration: Registration,
+    permit: OwnedSemaphorePermit,
+    watcher: Watcher,
+    mut stopping: watch::Receiver<bool>,
+) {
+    let state = Arc::clone(registration.state());
+    // Below TLS, so handshake bytes count as activity exactly like HTTP bytes do.
+    let io = TrackedIo::new(stream, Arc::clone(&state));
+    match &shared.tls {
+        None => serve_http(&shared, TokioIo::new(io), peer, None, &state, watcher).await,
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
+            // The handshake is supervised like a request head: a client that connects and
+            // never finishes it is closed after the header timeout, and it can be evicted.
+            let handshake = conn::supervise(acceptor.accept(io), &state, shared.header_timeout);
+            let ended = tokio::select! {
+                ended = handshake => ended,
+                _ = stopping.wait_for(|s| *s) => {
+                    tracing::debug!(%peer, "server stopping; closed a connection during its TLS handshake");
+                    Ended::Evicted
+                }
+            };
+            match ended {
+                Ended::Finished(Ok(stream)) => {
+                    let device = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|chain| chain.first())
+                        .map(|leaf| Arc::new(DeviceIdentity::from_leaf_der(leaf.as_ref())));
+                    if let Some(d) = &device {
+                        tracing::debug!(
+                            %peer,
+                            device_cn = d.common_name.as_deref(),
+                            device_sans = %d.subject_alt_names_text(),
+                            device_sha256 = %d.sha256_hex(),
+                            "verified device certificate"
+                        );
+                    }
+                    serve_http(&shared, TokioIo::new(stream), peer, device, &state, watcher).await;
+                }
+                Ended::Finished(Err(e)) => tls::log_handshake_failure(peer, &e),
+                Ended::TimedOut => {
+                    tracing::debug!(%peer, timeout = ?shared.header_timeout, "closed connection: TLS handshake not completed in time");
+                }
+                Ended::Evicted => {
+                    tracing::debug!(%peer, "closed a connection in its TLS handshake to make room at the connection limit");
+                }
+            }
+        }
+    }
+    // Unregister before freeing the slot, so the next eviction sees this one gone.
+    drop(registration);
+    drop(permit);
+}
+
+/// Serves HTTP/1.1 or HTTP/2 on an established connection (plain or TLS).
+async fn serve_http<I>(
+    shared: &Shared,
+    io: I,
+    peer: SocketAddr,
+    device: Option<Arc<DeviceIdentity>>,
+    state: &Arc<ConnState>,
+    watcher: Watcher,
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let conn_state = Arc::clone(state);
+    let root = Arc::clone(&shared.root);
+    let policy = shared.policy;
+    let service = service_fn(move |mut req| {
+        let guard = conn_state.begin_request();
+        let root = Arc::clone(&root);
+        if let Some(d) = &device {
+            req.extensions_mut().insert(Arc::clone(d));
+        }
+        async move {
+            let resp = handler::handle(&root, policy, peer, req).await;
+            Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, guard)))
+        }
+    });
+    let conn = shared.builder.serve_connection(io, service).into_owned();
+    let conn = watcher.watch(conn);
+    match conn::supervise(conn, state, shared.header_timeout).await {
+        Ended::Finished(Ok(())) => {}
+        Ended::Finished(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "connection ended with error");
+        }
+        Ended::TimedOut => {
+            tracing::debug!(%peer, timeout = ?shared.header_timeout, "closed idle connection: no request head in time");
+        }
+        Ended::Evicted => {
+            tracing::debug!(%peer, "closed idle connection to make room at the connection limit");
+        }
+    }
+}
+
+/// Re-reads the CRL files when they change, so a revocation takes effect without a restart or
+/// SIGHUP. `None` when there are no CRL files to watch.
+fn spawn_crl_watch(tls: &Arc<TlsState>) -> Option<JoinHandle<()>> {
+    let has_crls = tls
+        .settings()
+        .client_auth
+        .as_ref()
+        .is_some_and(|c| !c.crls.is_empty());
+    if !has_crls {
+        return None;
+    }
+    let tls = Arc::clone(tls);
+    Some(tokio::spawn(async move {
+        let mut tick = tokio::time::interval(tls::CRL_CHECK_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            let tls = Arc::clone(&tls);
+            // stat() and, on a change, reading and parsing the CRL: blocking file work.
+            let _ = tokio::task::spawn_blocking(move || tls.reload_crls_if_changed()).await;
+        }
+    }))
 }
 
 /// Pending connections the kernel queues for us (capped by `net.core.somaxconn`). Larger than
@@ -319,6 +478,7 @@ impl RateLimited {
 #[derive(Debug)]
 pub struct RunningServer {
     local_addr: SocketAddr,
+    reload: Option<ReloadHandle>,
     task: JoinHandle<ShutdownOutcome>,
 }
 
@@ -326,6 +486,11 @@ impl RunningServer {
     /// The bound address.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Reloads the TLS files on demand; `None` without TLS.
+    pub fn reload_handle(&self) -> Option<ReloadHandle> {
+        self.reload.clone()
     }
 
     /// Waits until the server has shut down (after the shutdown future completed).
@@ -342,6 +507,11 @@ where
 {
     let server = Server::bind(config).await?;
     let local_addr = server.local_addr();
+    let reload = server.reload_handle();
     let task = tokio::spawn(server.run(shutdown));
-    Ok(RunningServer { local_addr, task })
+    Ok(RunningServer {
+        local_addr,
+        reload,
+        task,
+    })
 }
