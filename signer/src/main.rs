@@ -17,38 +17,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// A command line clap refuses (or `--help`/`--version`). When the words include `--json`, a
-/// script is reading stdout: it gets the JSON error object (kind `input`, exit 2) too.
+/// A command line clap refuses (or `--help`/`--version`); JSON too when `--json` was given.
 fn usage_error(e: clap::Error) -> ExitCode {
-    use clap::error::ErrorKind;
-    let code = e.exit_code();
-    let wants_json = std::env::args_os()
-        .skip(1)
-        .take_while(|a| a != "--")
-        .any(|a| a == "--json");
-    if code != 0 && wants_json {
-        // clap's message: the lines before the usage, as one line.
-        let detail = e.render().to_string();
-        let message = detail
-            .lines()
-            .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let message = match message.strip_prefix("error: ") {
-            Some(m) => m.to_string(),
-            None if message.is_empty() => "invalid command line".to_string(),
-            None => message,
-        };
-        let hint = match e.kind() {
-            ErrorKind::MissingRequiredArgument | ErrorKind::MissingSubcommand => {
-                "see `ota-sign --help` and `ota-sign COMMAND --help` for the arguments"
-            }
-            _ => "see `ota-sign --help` and `ota-sign COMMAND --help`",
-        };
-        ota_cli::report::print_error_json("input", &message, hint, u8::try_from(code).unwrap_or(2));
-    }
-    // clap's own rendering (usage, help or version) on its usual stream.
-    let _ = e.print();
-    ExitCode::from(u8::try_from(code).unwrap_or(2))
+    ExitCode::from(ota_cli::report::clap_failure(&e, "ota-sign", "input"))
 }

@@ -467,6 +467,18 @@ fn json_errors_plain_logs_and_local_root_damage() {
     assert_eq!(r.json()["error"]["exit_code"], 2, "{r:?}");
     assert!(r.stderr.contains("is a directory"), "{r:?}");
 
+    // A command line clap refuses, with --json: JSON on stdout as well.
+    let r = run("ota-client", &["check", "--json", "--no-such-flag"]);
+    assert_eq!(r.code, 2, "{r:?}");
+    assert_eq!(r.json()["error"]["kind"], "usage", "{r:?}");
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("--no-such-flag"),
+        "{r:?}"
+    );
+
     // The stored root damaged on the device: exit 2 with the remedy, not "attack" (4).
     let root = dev.state.join("metadata/root.json");
     std::fs::write(&root, b"{\"signed\": garbage").unwrap();

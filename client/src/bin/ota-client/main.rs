@@ -84,7 +84,11 @@ impl Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        // A refused command line; JSON too when `--json` was given.
+        Err(e) => return ExitCode::from(ota_cli::report::clap_failure(&e, "ota-client", "usage")),
+    };
     // -v wins over RUST_LOG; without either, only warnings. Colour only on a terminal.
     ota_cli::logging::init(cli.verbose, "warn");
     let json = cli.command.json();
