@@ -314,7 +314,11 @@ impl Ca {
     }
 
     /// [`Ca::init`] as if the time were `now` (tests, reproducible fixtures).
-    pub fn init_at(dir: &Path, opts: &InitOptions, now: Option<DateTime<Utc>>) -> Result<Ca> {
+    pub fn init_at(
+        dir: &Path,
+        opts: &InitOptions,
+        now_override: Option<DateTime<Utc>>,
+    ) -> Result<Ca> {
         x509::validate_ca_name(&opts.name)?;
         if opts.days == 0 {
             return Err(Error::input(
@@ -357,7 +361,7 @@ impl Ca {
             ));
         }
 
-        let now = whole_seconds(now.unwrap_or_else(Utc::now));
+        let now = whole_seconds(now_override.unwrap_or_else(Utc::now));
         let key = opts.key_type.generate()?;
         let mut dn = DistinguishedName::new();
         dn.push(DnType::CommonName, opts.name.as_str());
@@ -404,7 +408,10 @@ impl Ca {
         let index_path = dir.join(INDEX_FILE);
         ota_fs::atomic::write_new(&index_path, b"[]\n", PUBLIC_FILE)
             .map_err(|e| Error::write(&index_path, e))?;
-        Ok(Ca { now: None, ..ca })
+        Ok(Ca {
+            now: now_override,
+            ..ca
+        })
     }
 
     /// Open the CA in `dir`: read its key and certificate and check that they belong
