@@ -1,6 +1,8 @@
 //! Configuration of the [`crate::Updater`].
 use crate::clock::{Clock, SystemClock};
-use crate::transport::{DirTransport, HttpTransport, TransferBounds, Transport, TransportError};
+use crate::transport::{
+    DirTransport, HttpTransport, TlsSettings, TransferBounds, Transport, TransportError,
+};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -166,15 +168,35 @@ impl UpdaterConfig {
         targets_url: &str,
         transfer: &TransferSettings,
     ) -> Result<Self, TransportError> {
+        Self::http_with_tls(
+            metadata_dir,
+            metadata_url,
+            targets_url,
+            transfer,
+            &TlsSettings::default(),
+        )
+    }
+
+    /// Like [`UpdaterConfig::http_with`], connecting as `tls` says (trusted CA or pinned
+    /// key, client certificate, proxy, TLS version).
+    pub fn http_with_tls(
+        metadata_dir: impl Into<PathBuf>,
+        metadata_url: &str,
+        targets_url: &str,
+        transfer: &TransferSettings,
+        tls: &TlsSettings,
+    ) -> Result<Self, TransportError> {
         Ok(Self::new(
             metadata_dir,
-            Box::new(HttpTransport::with_bounds(
+            Box::new(HttpTransport::with_tls(
                 metadata_url,
                 transfer.metadata_bounds(),
+                tls,
             )?),
-            Box::new(HttpTransport::with_bounds(
+            Box::new(HttpTransport::with_tls(
                 targets_url,
                 transfer.target_bounds(),
+                tls,
             )?),
         ))
     }

@@ -22,6 +22,7 @@ pub mod device;
 mod error;
 pub mod metadata_cache;
 pub mod names;
+pub mod pki;
 mod search;
 pub mod target_download;
 pub mod transport;

@@ -2,6 +2,7 @@
 use super::error::{state_io, DeviceError, DeviceResult};
 use super::state::StateDir;
 use crate::config::TransferSettings;
+use crate::transport::{TlsSettings, TransportError};
 use crate::UpdaterConfig;
 use serde::{Deserialize, Serialize};
 
@@ -18,6 +19,11 @@ pub struct DeviceConfig {
     /// Time bounds of downloads (slow retrieval protection); defaults when absent.
     #[serde(default, skip_serializing_if = "TransferSettings::is_default")]
     pub transfer: TransferSettings,
+    /// Which HTTPS servers are trusted, the client certificate, proxy and TLS version;
+    /// defaults (public roots) when absent. Relative paths are relative to the state
+    /// directory.
+    #[serde(default, skip_serializing_if = "TlsSettings::is_default")]
+    pub tls: TlsSettings,
 }
 
 impl DeviceConfig {
@@ -40,6 +46,7 @@ impl DeviceConfig {
             hardware_id: hardware_id.to_string(),
             image_name: image_name.map(str::to_string),
             transfer: TransferSettings::default(),
+            tls: TlsSettings::default(),
         })
     }
 
@@ -76,10 +83,14 @@ impl DeviceConfig {
             reason,
         };
         cfg.transfer.validate().map_err(bad)?;
+        // Values only; the files are read when a transport is built.
+        cfg.tls.pin().map_err(|e| bad(e.to_string()))?;
+        cfg.tls.proxy().map_err(|e| bad(e.to_string()))?;
         let checked = DeviceConfig::new(&cfg.server, &cfg.hardware_id, cfg.image_name.as_deref())
             .map_err(|e| bad(e.to_string()))?;
         Ok(DeviceConfig {
             transfer: cfg.transfer,
+            tls: cfg.tls,
             ..checked
         })
     }
@@ -89,17 +100,27 @@ impl DeviceConfig {
         super::state::write_json(state.config(), self)
     }
 
-    /// An updater configuration for this device's metadata directory and server.
+    /// The TLS settings with their files resolved against the state directory.
+    pub fn tls_settings(&self, state: &StateDir) -> TlsSettings {
+        self.tls.relative_to(state.root())
+    }
+
+    /// An updater configuration for this device's metadata directory and server. Unusable
+    /// TLS files are [`DeviceError::Tls`].
     pub fn updater_config(&self, state: &StateDir) -> DeviceResult<UpdaterConfig> {
-        UpdaterConfig::http_with(
+        UpdaterConfig::http_with_tls(
             state.metadata(),
             &self.metadata_url(),
             &self.targets_url(),
             &self.transfer,
+            &self.tls_settings(state),
         )
-        .map_err(|e| DeviceError::BadState {
-            path: state.config(),
-            reason: e.to_string(),
+        .map_err(|e| match e {
+            TransportError::Settings(e) => DeviceError::Tls(e),
+            other => DeviceError::BadState {
+                path: state.config(),
+                reason: other.to_string(),
+            },
         })
     }
 }

@@ -98,6 +98,20 @@ pub enum DeviceError {
         /// What is wrong.
         reason: String,
     },
+    /// The TLS settings are unusable: a CA bundle, client certificate or key file, the pin,
+    /// or the proxy.
+    #[error(transparent)]
+    Tls(#[from] crate::transport::TlsError),
+    /// A certificate given for the device identity is unusable: not a certificate, expired,
+    /// or issued for another key.
+    #[error(transparent)]
+    Certificate(#[from] crate::pki::PkiError),
+    /// A certificate was given but the device has no identity key to match it against.
+    #[error("{} does not exist: the device has no identity key, so no certificate can be installed", path.display())]
+    NoIdentityKey {
+        /// Where the key was expected.
+        path: PathBuf,
+    },
     /// The TUF client refused or failed (metadata or target download).
     #[error(transparent)]
     Tuf(#[from] crate::Error),
@@ -196,9 +210,14 @@ impl DeviceError {
             | DeviceError::InvalidGroupKey { .. }
             | DeviceError::InstallPathNotRegular { .. }
             | DeviceError::AmbiguousImage { .. }
-            | DeviceError::NoDeviceKey { .. } => Category::State,
+            | DeviceError::NoDeviceKey { .. }
+            | DeviceError::Tls(_)
+            | DeviceError::Certificate(_)
+            | DeviceError::NoIdentityKey { .. } => Category::State,
             DeviceError::Tuf(e) => match e {
                 crate::Error::Transport(TransportError::TooLarge { .. }) => Category::Refused,
+                // Settings are checked when the device is opened; kept for completeness.
+                crate::Error::Transport(TransportError::Settings(_)) => Category::State,
                 // Unreachable, or a server that lacks files its own metadata lists.
                 crate::Error::Transport(_) => Category::Network,
                 crate::Error::Io { .. } => Category::InstallIo,
@@ -227,6 +246,7 @@ impl DeviceError {
 
     /// One line telling the operator what to do.
     pub fn hint(&self) -> String {
+        use crate::transport::TransportError;
         match self {
             DeviceError::NotInitialized { state } => format!(
                 "run `ota-client init --state {} --root ROOT.json --server URL --hardware ID` first",
@@ -247,6 +267,24 @@ impl DeviceError {
             }
             DeviceError::InvalidGroupKey { .. } => {
                 "pass the one-line otasec1... file written by `ota-sign recipients group-create` (KEYS/group-NAME.otasec)".into()
+            }
+            DeviceError::Tls(_) => {
+                "fix the TLS settings: the files named under \"tls\" in config.json must be PEM certificates and keys that belong together, the pin 64 hex digits, the proxy http://HOST:PORT".into()
+            }
+            DeviceError::Certificate(crate::pki::PkiError::KeyMismatch { .. }) => {
+                "install the certificate issued for this device's own certificate signing request (identity.csr); a certificate made for another request or device cannot be used".into()
+            }
+            DeviceError::Certificate(crate::pki::PkiError::Expired { .. }) => {
+                "have the CA issue a new certificate for the device's signing request (or check the device clock)".into()
+            }
+            DeviceError::Certificate(_) => {
+                "pass the PEM certificate (BEGIN CERTIFICATE) the CA issued for this device".into()
+            }
+            DeviceError::NoIdentityKey { .. } => {
+                "create the identity key and its signing request first, then have the CA sign that request".into()
+            }
+            DeviceError::Tuf(crate::Error::Transport(TransportError::Tls { .. })) => {
+                "the TLS connection failed: check the server's certificate against the configured CA bundle or pin, and that this device's certificate is one the server accepts; nothing was changed".into()
             }
             DeviceError::Tuf(crate::Error::Transport(_)) | DeviceError::SlipFetch { .. } => {
                 "check the server URL in config.json and that the server is reachable; nothing was changed".into()

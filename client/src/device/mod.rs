@@ -17,10 +17,13 @@
 mod config;
 mod decompress;
 mod delta;
+mod erase;
 mod error;
+pub mod identity;
 mod install;
 mod installed;
 pub mod keys;
+pub mod ownership;
 mod patch;
 mod select;
 mod session;
@@ -28,15 +31,18 @@ mod sink;
 #[cfg(test)]
 mod slot_listing;
 mod state;
+mod tls_files;
 mod unlock;
 
 pub use config::DeviceConfig;
 pub use decompress::ZSTD_WINDOW_LOG_MAX;
 pub use delta::{choose as choose_delta, deltas_for, CurrentImage, DeltaTarget};
 pub use error::{Category, DeviceError, DeviceResult};
+pub use identity::SigningRequest;
 pub use install::{check_install_path, prepare, Inputs, InstallableImage};
 pub use installed::Installed;
 pub use keys::{GroupKey, Keyring};
+pub use ownership::{reenroll, Reenrolled};
 pub use patch::{prepare_patched, PatchInputs};
 pub use select::{Candidate, Selector};
 pub use session::{Device, Skipped, Transfer, UpdateOutcome};

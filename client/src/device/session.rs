@@ -79,18 +79,24 @@ impl Device {
     /// Initialise `state`: write the configuration and trust `root_bytes` (checked to be a
     /// root signed by its own threshold). Refuses an initialised directory unless `force`,
     /// in which case the old metadata, downloads and installed record are discarded.
+    ///
+    /// The files named in `config.tls` are checked first (nothing changes if one is
+    /// unusable), then copied into the state directory (`ca.pem`, `identity.pem`,
+    /// `identity.key`) and the saved configuration names the copies. An identity already
+    /// installed by `enroll` is used when `config.tls` names no client certificate.
     pub fn init(
         state: &StateDir,
         config: &DeviceConfig,
         root_bytes: &[u8],
         force: bool,
     ) -> DeviceResult<()> {
+        if state.config().exists() && !force {
+            return Err(DeviceError::AlreadyExists {
+                path: state.config(),
+            });
+        }
+        config.tls.validate()?;
         if state.config().exists() {
-            if !force {
-                return Err(DeviceError::AlreadyExists {
-                    path: state.config(),
-                });
-            }
             for dir in [state.metadata(), state.downloads()] {
                 match std::fs::remove_dir_all(&dir) {
                     Ok(()) => {}
@@ -105,7 +111,12 @@ impl Device {
             }
         }
         std::fs::create_dir_all(state.root()).map_err(|e| state_io(state.root(), e))?;
+        // The root is checked before any TLS file is copied in.
         Updater::bootstrap(&state.metadata(), root_bytes)?;
+        let config = DeviceConfig {
+            tls: super::tls_files::import(state, &config.tls, force)?,
+            ..config.clone()
+        };
         config.save(state)
     }
 

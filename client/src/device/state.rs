@@ -2,7 +2,8 @@
 use std::path::{Path, PathBuf};
 
 /// Layout of a device state directory: `config.json`, `metadata/` (TUF cache), `downloads/`,
-/// `installed.json`, `device.key`, `group-keys/`.
+/// `installed.json`, `device.key`, `group-keys/`, and the TLS files `ca.pem`, `identity.key`,
+/// `identity.csr`, `identity.pem`.
 #[derive(Debug, Clone)]
 pub struct StateDir {
     root: PathBuf,
@@ -52,6 +53,32 @@ impl StateDir {
     /// `group-keys/NAME.key`: the secret key of group `name` (0600).
     pub fn group_key(&self, name: &str) -> PathBuf {
         self.group_keys().join(format!("{name}.key"))
+    }
+
+    /// `ca.pem`: the copy of the CA bundle the server must chain to (0644).
+    pub fn ca_bundle(&self) -> PathBuf {
+        self.root.join("ca.pem")
+    }
+
+    /// `identity.key`: the device's TLS client key, PKCS#8 PEM (0600); made on the device by
+    /// `enroll` or copied in by `init`.
+    pub fn identity_key(&self) -> PathBuf {
+        self.root.join("identity.key")
+    }
+
+    /// `identity.csr`: the certificate signing request for `identity.key` (0644).
+    pub fn identity_csr(&self) -> PathBuf {
+        self.root.join("identity.csr")
+    }
+
+    /// `identity.pem`: the device's TLS client certificate (chain) for `identity.key` (0644).
+    pub fn identity_cert(&self) -> PathBuf {
+        self.root.join("identity.pem")
+    }
+
+    /// `path` made absolute (against the current directory), as recorded in `config.json`.
+    pub fn absolute(&self, path: &Path) -> PathBuf {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
     }
 }
 

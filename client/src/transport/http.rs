@@ -1,7 +1,7 @@
 //! Fetching over HTTP and HTTPS (rustls) with ureq.
 use super::{
-    describe_io, root_io, secs, FetchStream, Limited, Paced, TransferBounds, Transport,
-    TransportError,
+    describe_io, root_io, secs, tls, FetchStream, Limited, Paced, TlsSettings, TransferBounds,
+    Transport, TransportError,
 };
 use std::io;
 use std::time::{Duration, Instant};
@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 ///
 /// Paths are appended to the base URL as given: the base is never decoded or normalised,
 /// and a missing trailing `/` is added. Every fetch is held to the transport's
-/// [`TransferBounds`].
+/// [`TransferBounds`]. HTTPS servers are verified as its [`TlsSettings`] say (by default
+/// against the built-in public roots).
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
@@ -26,6 +27,18 @@ impl HttpTransport {
 
     /// A transport for files under `base_url`, every fetch held to `bounds`.
     pub fn with_bounds(base_url: &str, bounds: TransferBounds) -> Result<Self, TransportError> {
+        Self::with_tls(base_url, bounds, &TlsSettings::default())
+    }
+
+    /// A transport for files under `base_url`, every fetch held to `bounds`, connecting as
+    /// `tls` says (trusted CA or pinned key, client certificate, proxy, TLS version). Every
+    /// file `tls` names is read and checked now: [`TransportError::Settings`] names the
+    /// unusable one.
+    pub fn with_tls(
+        base_url: &str,
+        bounds: TransferBounds,
+        tls: &TlsSettings,
+    ) -> Result<Self, TransportError> {
         let parsed = url::Url::parse(base_url).map_err(|e| TransportError::Other {
             location: base_url.to_string(),
             reason: format!("invalid URL: {e}"),
@@ -40,15 +53,22 @@ impl HttpTransport {
         if !base.ends_with('/') {
             base.push('/');
         }
-        let agent = ureq::AgentBuilder::new()
+        let mut builder = ureq::AgentBuilder::new()
             .timeout_connect(Duration::from_secs(30))
             // Every socket read (head and body) waits at most `stall`, so a silent server is
             // noticed quickly and `Paced` checks the rate floor at least that often. A
             // deadline (the request timeout) replaces it where set.
             .timeout_read(bounds.stall.max(Duration::from_millis(1)))
             // Redirects are followed in `get`, to name the URL that failed.
-            .redirects(0)
-            .build();
+            .redirects(0);
+        // Without settings, ureq's own configuration (public roots) stays in place.
+        if let Some(config) = tls.client_config()? {
+            builder = builder.tls_config(config);
+        }
+        if let Some(proxy) = tls.proxy()? {
+            builder = builder.proxy(proxy);
+        }
+        let agent = builder.build();
         Ok(HttpTransport {
             base,
             agent,
@@ -183,6 +203,13 @@ impl HttpTransport {
         start: Instant,
         timeout: Option<Duration>,
     ) -> TransportError {
+        // An untrusted server or a refused client certificate: say which, not "I/O error".
+        if let Some(reason) = std::error::Error::source(t).and_then(tls::describe_failure) {
+            return TransportError::Tls {
+                location: failed,
+                reason: format!("{reason}{note}"),
+            };
+        }
         let timed_out = std::error::Error::source(t)
             .and_then(|s| s.downcast_ref::<io::Error>())
             .is_some_and(|e| {

@@ -6,14 +6,21 @@
 //!
 //! HTTP fetches are also bounded in time ([`TransferBounds`]): a per-file deadline and a
 //! minimum average rate, so a server that trickles bytes (slow retrieval attack) is cut off.
+//!
+//! Which HTTPS servers are trusted, the device certificate for mutual TLS and a proxy are
+//! [`TlsSettings`].
 use std::io::{self, Read};
 use std::time::{Duration, Instant};
 
 mod dir;
 mod http;
+mod pin;
+mod tls;
 
 pub use dir::DirTransport;
 pub use http::HttpTransport;
+pub use pin::{PinMismatch, SpkiPin};
+pub use tls::{TlsError, TlsSettings, TlsVersion};
 
 /// Why a fetch failed. "Not found" and "forbidden" are distinct from other failures: both end
 /// the root chain normally (see [`TransportError::is_missing`]).
@@ -49,6 +56,18 @@ pub enum TransportError {
         /// Which bound was broken, and how much arrived in how long.
         reason: String,
     },
+    /// The TLS handshake failed: the server's certificate or key is not trusted, or the
+    /// server refused this device (no or an unaccepted client certificate).
+    #[error("fetching {location}: TLS handshake failed: {reason}")]
+    Tls {
+        /// URL requested (the final URL after redirects).
+        location: String,
+        /// Why, in one phrase.
+        reason: String,
+    },
+    /// The transport's TLS settings are unusable (a file, the pin, the proxy).
+    #[error(transparent)]
+    Settings(#[from] TlsError),
     /// Any other failure (connection, HTTP status, I/O).
     #[error("fetching {location}: {reason}")]
     Other {

@@ -1,16 +1,23 @@
 //! `ota-client init`: write the configuration and trust the root.
 use crate::{exit_codes, print_json, Failure};
-use ota_client::device::{Device, DeviceConfig, StateDir};
-use std::path::PathBuf;
+use ota_client::device::{Device, DeviceConfig, DeviceError, StateDir};
+use ota_client::transport::{TlsSettings, TlsVersion};
+use std::path::{Path, PathBuf};
 
 /// Arguments of `init`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = concat!(
     "Examples:\n",
     "  ota-client init --state /var/lib/ota --root root.json --server https://updates.example.com --hardware board-a\n",
-    "  ota-client init --state st --root 1.root.json --server http://127.0.0.1:8080 --hardware board-a --name gateway-fw --force\n\n",
+    "  ota-client init --state st --root 1.root.json --server http://127.0.0.1:8080 --hardware board-a --name gateway-fw --force\n",
+    "  ota-client init --state /var/lib/ota --root root.json --server https://10.0.0.5:8443 --hardware board-a \\\n",
+    "      --ca-bundle fleet-ca.pem [--pin-spki SHA256] [--client-cert device.pem --client-key device.key]\n\n",
     "ROOT.json is the repository's trusted root (from the release owner, e.g. metadata/1.root.json);\n",
     "it must be signed by its own threshold of keys.\n\n",
+    "TLS: without --ca-bundle or --pin-spki, https:// servers must chain to the built-in public\n",
+    "roots. The CA bundle, client certificate and key are checked now and copied into DIR\n",
+    "(ca.pem, identity.pem, identity.key mode 0600): the device does not depend on the files\n",
+    "given. A device enrolled with `ota-client enroll` uses its installed certificate.\n\n",
     exit_codes!()
 ))]
 pub struct Args {
@@ -30,12 +37,39 @@ pub struct Args {
     /// install fixes it (and a repository with several images for the hardware is refused).
     #[arg(long, value_name = "IMAGE")]
     pub name: Option<String>,
-    /// Replace an existing state (discards metadata, downloads and the installed record).
+    /// PEM file of the CA certificate(s) the server must chain to, instead of the public
+    /// roots (copied to DIR/ca.pem).
+    #[arg(long, value_name = "PEM")]
+    pub ca_bundle: Option<PathBuf>,
+    /// sha256 (64 hex digits) of the server's public key (SubjectPublicKeyInfo). With
+    /// --ca-bundle both must pass; alone, a self-signed server with this key is accepted.
+    #[arg(long, value_name = "SHA256")]
+    pub pin_spki: Option<String>,
+    /// Client certificate (PEM, leaf first) for servers that require mutual TLS (copied to
+    /// DIR/identity.pem).
+    #[arg(long, value_name = "PEM", requires = "client_key")]
+    pub client_cert: Option<PathBuf>,
+    /// Private key of --client-cert (PEM; copied to DIR/identity.key, mode 0600).
+    #[arg(long, value_name = "PEM", requires = "client_cert")]
+    pub client_key: Option<PathBuf>,
+    /// HTTP proxy for every request (http://HOST:PORT; HTTPS is tunnelled through it).
+    #[arg(long, value_name = "URL")]
+    pub proxy: Option<String>,
+    /// Lowest TLS version accepted: 1.2 or 1.3.
+    #[arg(long, value_name = "VERSION", default_value = "1.2")]
+    pub tls_min: TlsVersion,
+    /// Replace an existing state (discards metadata, downloads and the installed record;
+    /// replaces an identity key that differs from --client-key).
     #[arg(long)]
     pub force: bool,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+/// `path` as an absolute path (it is read now, from the current directory).
+fn absolute(path: &Path) -> PathBuf {
+    std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
@@ -47,16 +81,25 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                 "pass the repository's root metadata file (a regular file) with --root",
             )
         })?;
-    let config = DeviceConfig::new(&a.server, &a.hardware, a.name.as_deref())?;
+    let mut config = DeviceConfig::new(&a.server, &a.hardware, a.name.as_deref())?;
+    config.tls = TlsSettings {
+        ca_bundle: a.ca_bundle.as_deref().map(absolute),
+        pin_spki_sha256: a.pin_spki.clone(),
+        client_cert: a.client_cert.as_deref().map(absolute),
+        client_key: a.client_key.as_deref().map(absolute),
+        proxy: a.proxy.clone(),
+        min_version: a.tls_min,
+    };
     if a.name.is_none() {
         tracing::warn!(
             "no --name: the first image installed fixes which image this device follows"
         );
     }
     let state = StateDir::new(&a.state);
-    Device::init(&state, &config, &root, a.force)?;
+    Device::init(&state, &config, &root, a.force).map_err(tls_hint)?;
     let device = Device::open(state, |_| {})?;
     let root_version = device.updater().trusted().root().version;
+    let tls = &device.config().tls;
     if a.json {
         print_json(&serde_json::json!({
             "state": a.state,
@@ -64,6 +107,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             "hardware_id": config.hardware_id,
             "image_name": config.image_name,
             "root_version": root_version,
+            "tls": tls,
         }));
     } else {
         println!(
@@ -72,6 +116,28 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             config.hardware_id,
             config.server
         );
+        if let Some(ca) = &tls.ca_bundle {
+            println!("trusting the CA bundle {}", ca.display());
+        }
+        if let Some(pin) = &tls.pin_spki_sha256 {
+            println!("pinned server key sha256 {pin}");
+        }
+        if let Some(cert) = &tls.client_cert {
+            println!("client certificate {}", cert.display());
+        }
     }
     Ok(0)
+}
+
+/// The init-specific hint for unusable TLS settings: name the options.
+fn tls_hint(e: DeviceError) -> Failure {
+    let tls = matches!(e, DeviceError::Tls(_) | DeviceError::Certificate(_));
+    let mut f = Failure::from(e);
+    if tls {
+        f.hint = "check --ca-bundle (PEM CA certificates), --client-cert/--client-key (a PEM \
+                  certificate and the key it was issued for), --pin-spki (64 hex digits) and \
+                  --proxy (http://HOST:PORT); nothing was changed"
+            .into();
+    }
+    f
 }

@@ -4,11 +4,13 @@ use clap::Parser;
 use std::process::ExitCode;
 
 mod check;
+mod enroll;
 mod failure;
 mod init;
 mod keygen;
 mod keys;
 mod progress;
+mod reenroll;
 mod status;
 mod update;
 
@@ -39,7 +41,10 @@ pub const UP_TO_DATE: u8 = 100;
     "  ota-client check --state /var/lib/ota\n",
     "  ota-client update --state /var/lib/ota --install-to /data/firmware.img\n",
     "  ota-client keygen --state /var/lib/ota    # encrypted releases: give the otapub1... key to the release owner\n",
-    "  ota-client keys import-group --state /var/lib/ota --name board-a group-board-a.otasec\n\n",
+    "  ota-client keys import-group --state /var/lib/ota --name board-a group-board-a.otasec\n",
+    "  ota-client enroll --state /var/lib/ota --name gw-0042   # mutual TLS: key + CSR for the fleet CA\n",
+    "  ota-client enroll --state /var/lib/ota --cert gw-0042.pem\n",
+    "  ota-client reenroll --state /var/lib/ota                # new owner: new identity and keys\n\n",
     exit_codes!()
 ))]
 struct Cli {
@@ -64,6 +69,10 @@ enum Command {
     Keys(keys::Args),
     /// Show the installed version, trusted root version and server.
     Status(status::Args),
+    /// Make the TLS identity key and signing request, or install the issued certificate.
+    Enroll(enroll::Args),
+    /// New owner: destroy the identity, device and group keys; make new identity and device keys.
+    Reenroll(reenroll::Args),
 }
 
 impl Command {
@@ -79,6 +88,8 @@ impl Command {
                 keys::KeysCommand::List(a) => a.json,
             },
             Command::Status(a) => a.json,
+            Command::Enroll(a) => a.json,
+            Command::Reenroll(a) => a.json,
         }
     }
 }
@@ -99,6 +110,8 @@ fn main() -> ExitCode {
         Command::Keygen(a) => keygen::run(a),
         Command::Keys(a) => keys::run(a),
         Command::Status(a) => status::run(a),
+        Command::Enroll(a) => enroll::run(a),
+        Command::Reenroll(a) => reenroll::run(a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -139,6 +152,8 @@ mod tests {
             "keys",
             "keys import-group",
             "keys list",
+            "enroll",
+            "reenroll",
         ] {
             let mut cmd = super::Cli::command();
             let mut found = &mut cmd;

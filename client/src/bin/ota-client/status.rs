@@ -1,6 +1,6 @@
 //! `ota-client status`: what is installed and whom the device trusts (no network).
 use crate::{exit_codes, print_json, Failure};
-use ota_client::device::{Device, Keyring, StateDir};
+use ota_client::device::{identity, Device, Keyring, StateDir};
 use std::path::PathBuf;
 
 /// Arguments of `status`.
@@ -26,6 +26,11 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     let root_version = device.updater().trusted().root().version;
     let ring = Keyring::load(device.state())?;
     let config = device.config();
+    let cert = identity::certificate(device.state())?;
+    let not_after = |c: &ota_client::pki::CertInfo| {
+        c.not_after
+            .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    };
     if a.json {
         print_json(&serde_json::json!({
             "server": config.server,
@@ -35,6 +40,13 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             "installed": installed,
             "recipient_id": ring.device.as_ref().map(|k| k.id().to_string()),
             "keys": crate::keys::describe(device.state(), &ring),
+            "tls": config.tls,
+            "identity": cert.as_ref().map(|c| serde_json::json!({
+                "certificate": device.state().identity_cert(),
+                "cn": c.subject_cn,
+                "not_after": not_after(c),
+                "spki_sha256": c.spki_sha256(),
+            })),
         }));
     } else {
         println!("server:       {}", config.server);
@@ -59,6 +71,19 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         }
         for g in &ring.groups {
             println!("group key:    {} recipient {}", g.name, g.key.id());
+        }
+        if let Some(ca) = &config.tls.ca_bundle {
+            println!("CA bundle:    {}", ca.display());
+        }
+        if let Some(pin) = &config.tls.pin_spki_sha256 {
+            println!("pinned key:   sha256 {pin}");
+        }
+        if let Some(c) = &cert {
+            println!(
+                "identity:     CN={} until {}",
+                c.subject_cn.as_deref().unwrap_or("-"),
+                not_after(c)
+            );
         }
     }
     Ok(0)
