@@ -88,10 +88,17 @@ impl Error {
     /// CA directory (exit 3), anything else is an I/O failure (exit 4).
     pub fn ca_file(e: UserFileError) -> Self {
         match e {
-            UserFileError::NotFound { path } => Error::ca(
-                format!("{} is missing: not a complete CA directory", path.display()),
-                "point --dir at a directory made by `ota-ca init`; an interrupted init leaves no index.json: if no certificate was ever issued from it, remove the directory and run init again",
-            ),
+            UserFileError::NotFound { path } => {
+                let hint = if path.ends_with(crate::INDEX_FILE) {
+                    "an interrupted `ota-ca init` leaves no index.json: if no certificate was ever issued from this directory, remove it and run init again; otherwise restore index.json from a backup"
+                } else {
+                    "point --dir at a directory made by `ota-ca init`"
+                };
+                Error::ca(
+                    format!("{} is missing: not a complete CA directory", path.display()),
+                    hint,
+                )
+            }
             UserFileError::NotRegular { .. } | UserFileError::TooLarge { .. } | UserFileError::NotText { .. } => Error::ca(
                 format!("CA file {e}"),
                 "the CA directory is corrupt; restore it from a backup",
