@@ -303,7 +303,8 @@ fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => return usage_error(e),
+        // A refused command line (or --help/--version); the JSON error object too with --json.
+        Err(e) => return ExitCode::from(ota_cli::report::clap_failure(&e, "ota-ca", "input")),
     };
     // -v wins over RUST_LOG; without either, only warnings.
     ota_cli::logging::init(cli.verbose, "warn");
@@ -324,40 +325,6 @@ fn main() -> ExitCode {
             ExitCode::from(e.exit_code())
         }
     }
-}
-
-/// A command line clap refuses (or `--help`/`--version`). When the words include `--json`, a
-/// script is reading stdout: it gets the JSON error object (kind `input`, exit 2) too.
-fn usage_error(e: clap::Error) -> ExitCode {
-    let code = e.exit_code();
-    let wants_json = std::env::args_os()
-        .skip(1)
-        .take_while(|a| a != "--")
-        .any(|a| a == "--json");
-    if code != 0 && wants_json {
-        // clap's message: the lines before the usage, as one line.
-        let detail = e.render().to_string();
-        let message = detail
-            .lines()
-            .take_while(|l| !l.trim().is_empty() && !l.starts_with("Usage:"))
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join(" ");
-        let message = match message.strip_prefix("error: ") {
-            Some(m) => m.to_string(),
-            None if message.is_empty() => "invalid command line".to_string(),
-            None => message,
-        };
-        ota_cli::report::print_error_json(
-            "input",
-            &message,
-            "see `ota-ca --help` and `ota-ca COMMAND --help`",
-            u8::try_from(code).unwrap_or(2),
-        );
-    }
-    // clap's own rendering (usage, help or version) on its usual stream.
-    let _ = e.print();
-    ExitCode::from(u8::try_from(code).unwrap_or(2))
 }
 
 fn run(cli: Cli) -> Result<()> {
