@@ -212,6 +212,42 @@ mod tests {
     }
 
     #[test]
+    fn identity_of_a_generated_certificate() {
+        use rcgen::{CertificateParams, DnType, KeyPair, SanType};
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Fleet");
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "device-42");
+        params.subject_alt_names = vec![
+            SanType::DnsName("dev42.example".try_into().unwrap()),
+            SanType::URI("urn:ota:device:42".try_into().unwrap()),
+            SanType::Rfc822Name("ops@example.com".try_into().unwrap()),
+            SanType::IpAddress([10, 0, 0, 42].into()),
+        ];
+        let key = KeyPair::generate().unwrap();
+        let cert = params.self_signed(&key).unwrap();
+        let id = DeviceIdentity::from_leaf_der(cert.der());
+        assert_eq!(id.common_name.as_deref(), Some("device-42"));
+        assert_eq!(
+            id.subject_alt_names,
+            vec![
+                SubjectAltNameEntry::Dns("dev42.example".into()),
+                SubjectAltNameEntry::Uri("urn:ota:device:42".into()),
+                SubjectAltNameEntry::Email("ops@example.com".into()),
+                SubjectAltNameEntry::Ip(IpAddr::from([10, 0, 0, 42])),
+            ]
+        );
+        assert_eq!(
+            id.subject_alt_names_text(),
+            "DNS:dev42.example,URI:urn:ota:device:42,email:ops@example.com,IP:10.0.0.42"
+        );
+        assert_eq!(id.sha256_hex(), hex::encode(Sha256::digest(cert.der())));
+    }
+
+    #[test]
     fn garbage_certificate_still_has_a_fingerprint() {
         let id = DeviceIdentity::from_leaf_der(b"not a certificate");
         assert_eq!(id.common_name, None);

@@ -23,7 +23,7 @@ Example:
 HTTPS and mutual TLS:
   ota-server --repo ./repo --listen 0.0.0.0:8443 --tls-cert server.pem --tls-key server.key
   curl --cacert ca.pem https://repo.example:8443/metadata/timestamp.json
-  ota-server --repo ./repo --listen 0.0.0.0:8443 --tls-cert server.pem --tls-key server.key \
+  ota-server --repo ./repo --listen 0.0.0.0:8443 --tls-cert server.pem --tls-key server.key \\
              --client-ca devices-ca.pem --crl revoked.crl.pem --open-metadata
   curl --cacert ca.pem --cert device.pem --key device.key https://repo.example:8443/targets/x
   kill -HUP $(pidof ota-server)     # re-read certificate, key, client CA and CRLs
@@ -61,7 +61,7 @@ Exit codes:
 
   Example: ota-server --repo /nonexistent; echo $?   # prints the error and hint, then 2";
 
-/// Serve a TUF repository (metadata and targets) read-only over HTTP.
+/// Serve a TUF repository (metadata and targets) read-only over HTTP or HTTPS.
 #[derive(Debug, Parser)]
 #[command(name = "ota-server", version, after_help = AFTER_HELP)]
 struct Cli {

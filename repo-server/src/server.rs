@@ -136,7 +136,7 @@ impl Server {
         // Tells connections still in their TLS handshake that the server is stopping (they are
         // not hyper connections yet, so the graceful-shutdown signal cannot reach them).
         let (stopping_tx, stopping_rx) = watch::channel(false);
-        let crl_watch = tls.as_ref().and_then(|t| spawn_crl_watch(t));
+        let crl_watch = tls.as_ref().and_then(spawn_crl_watch);
         let graceful = GracefulShutdown::new();
         let registry = Arc::new(Registry::default());
         let slots = Arc::new(Semaphore::new(max_connections));
@@ -272,20 +272,35 @@ async fn serve_connection(
     mut stopping: watch::Receiver<bool>,
 ) {
     let state = Arc::clone(registration.state());
+    drive_connection(&shared, stream, peer, &state, watcher, &mut stopping).await;
+    // Unregister before freeing the slot, so the next eviction sees this one gone.
+    drop(registration);
+    drop(permit);
+}
+
+/// The body of [`serve_connection`]; returning closes the connection.
+async fn drive_connection(
+    shared: &Shared,
+    stream: TcpStream,
+    peer: SocketAddr,
+    state: &Arc<ConnState>,
+    watcher: Watcher,
+    stopping: &mut watch::Receiver<bool>,
+) {
     // Below TLS, so handshake bytes count as activity exactly like HTTP bytes do.
-    let io = TrackedIo::new(stream, Arc::clone(&state));
+    let io = TrackedIo::new(stream, Arc::clone(state));
     match &shared.tls {
-        None => serve_http(&shared, TokioIo::new(io), peer, None, &state, watcher).await,
+        None => serve_http(shared, TokioIo::new(io), peer, None, state, watcher).await,
         Some(tls) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(tls.config());
             // The handshake is supervised like a request head: a client that connects and
             // never finishes it is closed after the header timeout, and it can be evicted.
-            let handshake = conn::supervise(acceptor.accept(io), &state, shared.header_timeout);
+            let handshake = conn::supervise(acceptor.accept(io), state, shared.header_timeout);
             let ended = tokio::select! {
                 ended = handshake => ended,
                 _ = stopping.wait_for(|s| *s) => {
                     tracing::debug!(%peer, "server stopping; closed a connection during its TLS handshake");
-                    Ended::Evicted
+                    return;
                 }
             };
             match ended {
@@ -305,7 +320,7 @@ async fn serve_connection(
                             "verified device certificate"
                         );
                     }
-                    serve_http(&shared, TokioIo::new(stream), peer, device, &state, watcher).await;
+                    serve_http(shared, TokioIo::new(stream), peer, device, state, watcher).await;
                 }
                 Ended::Finished(Err(e)) => tls::log_handshake_failure(peer, &e),
                 Ended::TimedOut => {
@@ -317,9 +332,6 @@ async fn serve_connection(
             }
         }
     }
-    // Unregister before freeing the slot, so the next eviction sees this one gone.
-    drop(registration);
-    drop(permit);
 }
 
 /// Serves HTTP/1.1 or HTTP/2 on an established connection (plain or TLS).

@@ -807,6 +807,24 @@ fn tls_handshake_is_bounded_by_the_header_timeout_and_the_connection_limit() {
 }
 
 #[test]
+fn help_documents_tls() {
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let help = String::from_utf8(out.stdout).unwrap();
+    for needle in [
+        "--tls-cert <PEM>",
+        "--tls-key <PEM>",
+        "--client-ca <PEM>",
+        "--crl <PEM>",
+        "--open-metadata",
+        "kill -HUP",
+        "curl --cacert ca.pem --cert device.pem --key device.key https://",
+    ] {
+        assert!(help.contains(needle), "--help lacks {needle:?}");
+    }
+}
+
+#[test]
 fn bad_tls_input_exits_2_with_one_line() {
     let fx = Fixture::new();
     let pki = Pki::new(fx.dir.path());
