@@ -151,6 +151,20 @@ impl HttpTransport {
             }
             let resp = match request.call() {
                 Ok(r) => r,
+                Err(ureq::Error::Status(400, resp)) if url.starts_with("https:") => {
+                    // nginx refuses a missing or unaccepted client certificate with a 400
+                    // page after the handshake; say so instead of "HTTP status 400".
+                    return Err(match tls::client_certificate_refused(resp) {
+                        Some(reason) => TransportError::Tls {
+                            location: url,
+                            reason: format!("{reason}{note}"),
+                        },
+                        None => TransportError::Other {
+                            location: url,
+                            reason: format!("HTTP status 400{note}"),
+                        },
+                    });
+                }
                 Err(ureq::Error::Status(code, _)) => {
                     return Err(match code {
                         404 => TransportError::NotFound { location: url },
@@ -207,7 +221,7 @@ impl HttpTransport {
         if let Some(reason) = std::error::Error::source(t).and_then(tls::describe_failure) {
             return TransportError::Tls {
                 location: failed,
-                reason: format!("{reason}{note}"),
+                reason: format!("TLS handshake failed: {reason}{note}"),
             };
         }
         let timed_out = std::error::Error::source(t)

@@ -56,13 +56,14 @@ pub enum TransportError {
         /// Which bound was broken, and how much arrived in how long.
         reason: String,
     },
-    /// The TLS handshake failed: the server's certificate or key is not trusted, or the
-    /// server refused this device (no or an unaccepted client certificate).
-    #[error("fetching {location}: TLS handshake failed: {reason}")]
+    /// TLS refused the connection: the handshake failed (the server's certificate or key is
+    /// not trusted, no common version) or the server refused this device (no client
+    /// certificate, or one it does not accept).
+    #[error("fetching {location}: {reason}")]
     Tls {
         /// URL requested (the final URL after redirects).
         location: String,
-        /// Why, in one phrase.
+        /// Why, in one phrase (`TLS handshake failed: server certificate not trusted: ...`).
         reason: String,
     },
     /// The transport's TLS settings are unusable (a file, the pin, the proxy).

@@ -317,6 +317,29 @@ pub(crate) fn describe_failure(e: &(dyn std::error::Error + 'static)) -> Option<
     None
 }
 
+/// Why an HTTPS server answered 400, if its page says it is about the client certificate:
+/// nginx with `ssl_verify_client on` completes the handshake without one and answers
+/// "400 No required SSL certificate was sent" (or "The SSL certificate error").
+pub(crate) fn client_certificate_refused(resp: ureq::Response) -> Option<String> {
+    use std::io::Read;
+    // An error page is small; never read more than this of it.
+    let mut page = Vec::new();
+    resp.into_reader().take(2048).read_to_end(&mut page).ok()?;
+    let page = String::from_utf8_lossy(&page);
+    if !page.to_ascii_lowercase().contains("ssl certificate") {
+        return None;
+    }
+    let title = page
+        .split_once("<title>")
+        .and_then(|(_, rest)| rest.split_once("</title>"))
+        .map(|(t, _)| t.trim().trim_start_matches("400").trim())
+        .filter(|t| !t.is_empty() && t.len() <= 200 && !t.contains('<'))
+        .unwrap_or("client certificate refused");
+    Some(format!(
+        "the server requires a client certificate it accepts (HTTP 400: {title})"
+    ))
+}
+
 fn describe_rustls(e: &rustls::Error) -> String {
     use rustls::{AlertDescription as A, CertificateError as C, Error as E};
     let untrusted = |why: String| format!("server certificate not trusted: {why}");
