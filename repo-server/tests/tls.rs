@@ -522,6 +522,7 @@ fn https_with_tls12_tls13_and_h2_only() {
         String::from_utf8_lossy(&got)
     );
     srv.wait_log(&["TLS handshake failed", "InvalidContentType"]);
+    eprintln!("server log:\n{}", srv.log_text());
 }
 
 #[test]
