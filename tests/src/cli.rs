@@ -11,7 +11,8 @@ fn bin_dir() -> PathBuf {
     exe.parent().unwrap().parent().unwrap().to_path_buf()
 }
 
-/// Path of a workspace binary, built if needed (`ota-client`, `ota-sign`, `ota-server`).
+/// Path of a workspace binary, built if needed (`ota-client`, `ota-sign`, `ota-server`,
+/// `ota-ca`).
 pub fn bin(name: &str) -> PathBuf {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
@@ -31,6 +32,14 @@ pub fn bin(name: &str) -> PathBuf {
                 "ota-signer",
                 "--bin",
                 "ota-sign",
+                "-p",
+                "ota-repo-server",
+                "--bin",
+                "ota-server",
+                "-p",
+                "ota-ca",
+                "--bin",
+                "ota-ca",
             ])
             .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
             .status()
