@@ -3,8 +3,10 @@
 //! real `ota-client` is configured with `init --ca-bundle/--pin-spki/--client-cert`, enrolls
 //! (`enroll`, CSR signed here as the CA, `enroll --cert`) and changes owner (`reenroll`).
 //!
-//! nginx stands in for `ota-server --tls-cert --tls-key --client-ca`; the device does not
-//! care which server it talks to.
+//! nginx (`ssl`, `ssl_verify_client on`) is the HTTPS server of most cases: it refuses a
+//! missing client certificate with a 400 page after the handshake. `ota-server` with
+//! `--client-ca` (its library, in process) refuses in the handshake with a TLS alert; both are
+//! covered.
 use ota_tests::cli::{run, Run, SignedRepo};
 use ota_tests::nginx::{Nginx, Tls};
 use ota_tests::RepoHost;
@@ -283,6 +285,11 @@ fn https_with_the_fleet_ca_pin_and_system_roots() {
     let r = public.update();
     assert_fails(&r, 3, "certificate not trusted");
     assert!(r.stderr.contains("TLS handshake failed"), "{r:?}");
+    assert!(
+        r.stderr
+            .contains("hint: the server is not one this device trusts"),
+        "{r:?}"
+    );
     assert!(!public.slot.exists());
 
     // (3) The server key's pin, alone and with the CA; a wrong pin is refused.
@@ -524,6 +531,11 @@ fn mutual_tls_enrollment_and_ownership_transfer() {
     let r = dev.update();
     assert_fails(&r, 3, "the server requires a client certificate");
     assert!(
+        r.stderr
+            .contains("hint: the server requires a client certificate it accepts"),
+        "{r:?}"
+    );
+    assert!(
         r.stderr.contains("No required SSL certificate was sent"),
         "{r:?}"
     );
@@ -664,4 +676,129 @@ fn mutual_tls_enrollment_and_ownership_transfer() {
     let r = dev.update();
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(std::fs::read(&dev.slot).unwrap(), v2);
+}
+
+/// `ota-server` in this process with HTTPS and mutual TLS (its library API, as the binary's
+/// `--tls-cert --tls-key --client-ca` set it up), on its own Tokio runtime.
+struct TlsOtaServer {
+    addr: std::net::SocketAddr,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl TlsOtaServer {
+    fn start(repo: &Path, cert: &Path, key: &Path, client_ca: &Path) -> Self {
+        let tls = ota_repo_server::TlsSettings::from_flags(
+            Some(cert.to_path_buf()),
+            Some(key.to_path_buf()),
+            Some(client_ca.to_path_buf()),
+            Vec::new(),
+            false,
+        )
+        .unwrap();
+        let config = ota_repo_server::Config {
+            tls,
+            ..ota_repo_server::Config::new(repo, "127.0.0.1:0".parse().unwrap())
+        };
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let running = ota_repo_server::serve(config, async {
+                    let _ = stop_rx.await;
+                })
+                .await
+                .unwrap();
+                addr_tx.send(running.local_addr()).unwrap();
+                running.wait().await;
+            });
+        });
+        TlsOtaServer {
+            addr: addr_rx.recv().unwrap(),
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("https://{}", self.addr)
+    }
+}
+
+impl Drop for TlsOtaServer {
+    fn drop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+#[test]
+fn ota_server_with_mutual_tls() {
+    let rel = SignedRepo::init();
+    let v1 = image(7, 150_000);
+    publish(&rel, "1.0.0", &v1);
+    let pki = Pki::new("fleet");
+    let server = pki.server("server", false);
+    let srv = TlsOtaServer::start(&rel.repo, &server.cert, &server.key, &pki.ca_pem);
+    let ca = pki.ca_pem.to_str().unwrap();
+
+    // No client certificate: rustls refuses it in the handshake (an alert, not a 400 page).
+    let dev = Dev::new();
+    assert_eq!(dev.init(&rel, &srv.url(), &["--ca-bundle", ca]).code, 0);
+    let r = dev.update();
+    assert_fails(
+        &r,
+        3,
+        "TLS handshake failed: the server refused the connection: it requires a client certificate",
+    );
+    assert!(
+        r.stderr.contains(
+            "hint: the server requires a client certificate it accepts: `ota-client enroll"
+        ),
+        "{r:?}"
+    );
+
+    // A certificate from another CA: refused too.
+    let stranger_ca = Pki::new("stranger");
+    let stranger = stranger_ca.client("gw-9");
+    let other = Dev::new();
+    let r = other.init(
+        &rel,
+        &srv.url(),
+        &[
+            "--ca-bundle",
+            ca,
+            "--client-cert",
+            stranger.cert.to_str().unwrap(),
+            "--client-key",
+            stranger.key.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_fails(
+        &other.update(),
+        3,
+        "the server refused the connection: it does not accept this device's certificate",
+    );
+
+    // Enrolled with the fleet CA: let in.
+    let r = dev.client(&["enroll", "--name", "gw-0100"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let cert = pki.sign_csr(&dev.file("identity.csr"), "gw-0100.pem", 2999);
+    assert_eq!(
+        dev.client(&["enroll", "--cert", cert.to_str().unwrap()])
+            .code,
+        0
+    );
+    let r = dev.update();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(std::fs::read(&dev.slot).unwrap(), v1);
 }

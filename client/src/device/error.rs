@@ -283,8 +283,14 @@ impl DeviceError {
             DeviceError::NoIdentityKey { .. } => {
                 "create the identity key and its signing request first, then have the CA sign that request".into()
             }
-            DeviceError::Tuf(crate::Error::Transport(TransportError::Tls { .. })) => {
-                "the TLS connection failed: check the server's certificate against the configured CA bundle or pin, and that this device's certificate is one the server accepts; nothing was changed".into()
+            DeviceError::Tuf(crate::Error::Transport(TransportError::Tls { cause, .. })) => {
+                use crate::transport::TlsCause;
+                match cause {
+                    TlsCause::ServerNotTrusted => "the server is not one this device trusts: check the CA bundle or pinned key under \"tls\" in config.json against the server's certificate (and the device clock); nothing was changed",
+                    TlsCause::ClientRefused => "the server requires a client certificate it accepts: install one issued by the fleet CA for this device's identity key; nothing was changed",
+                    TlsCause::Other => "the TLS connection failed: check the minimum TLS version under \"tls\" in config.json and the server's TLS setup; nothing was changed",
+                }
+                .into()
             }
             DeviceError::Tuf(crate::Error::Transport(_)) | DeviceError::SlipFetch { .. } => {
                 "check the server URL in config.json and that the server is reachable; nothing was changed".into()

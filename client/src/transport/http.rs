@@ -157,6 +157,7 @@ impl HttpTransport {
                     return Err(match tls::client_certificate_refused(resp) {
                         Some(reason) => TransportError::Tls {
                             location: url,
+                            cause: tls::TlsCause::ClientRefused,
                             reason: format!("{reason}{note}"),
                         },
                         None => TransportError::Other {
@@ -218,9 +219,11 @@ impl HttpTransport {
         timeout: Option<Duration>,
     ) -> TransportError {
         // An untrusted server or a refused client certificate: say which, not "I/O error".
-        if let Some(reason) = std::error::Error::source(t).and_then(tls::describe_failure) {
+        if let Some((cause, reason)) = std::error::Error::source(t).and_then(tls::describe_failure)
+        {
             return TransportError::Tls {
                 location: failed,
+                cause,
                 reason: format!("TLS handshake failed: {reason}{note}"),
             };
         }

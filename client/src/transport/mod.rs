@@ -20,7 +20,7 @@ mod tls;
 pub use dir::DirTransport;
 pub use http::HttpTransport;
 pub use pin::{PinMismatch, SpkiPin};
-pub use tls::{TlsError, TlsSettings, TlsVersion};
+pub use tls::{TlsCause, TlsError, TlsSettings, TlsVersion};
 
 /// Why a fetch failed. "Not found" and "forbidden" are distinct from other failures: both end
 /// the root chain normally (see [`TransportError::is_missing`]).
@@ -63,6 +63,8 @@ pub enum TransportError {
     Tls {
         /// URL requested (the final URL after redirects).
         location: String,
+        /// Which side the failure is about.
+        cause: TlsCause,
         /// Why, in one phrase (`TLS handshake failed: server certificate not trusted: ...`).
         reason: String,
     },

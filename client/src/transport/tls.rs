@@ -298,9 +298,23 @@ fn webpki_verifier(
         .map_err(|e| TlsError::Rustls(e.to_string()))
 }
 
-/// One phrase for a TLS failure during a connection, if `e` (or an error it wraps) is one:
-/// "server certificate not trusted: ...", a pin mismatch, an alert from the server.
-pub(crate) fn describe_failure(e: &(dyn std::error::Error + 'static)) -> Option<String> {
+/// Which side a refused TLS connection is about, so that callers can say what to fix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsCause {
+    /// This device does not trust the server: certificate not issued by a trusted CA,
+    /// expired, for another host, or its key is not the pinned one.
+    ServerNotTrusted,
+    /// The server refused this device: no client certificate, or one it does not accept.
+    ClientRefused,
+    /// Anything else: no TLS version or parameters in common, a protocol error.
+    Other,
+}
+
+/// The cause and one phrase for a TLS failure during a connection, if `e` (or an error it
+/// wraps) is one: "server certificate not trusted: ...", a pin mismatch, an alert.
+pub(crate) fn describe_failure(
+    e: &(dyn std::error::Error + 'static),
+) -> Option<(TlsCause, String)> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(r) = err.downcast_ref::<rustls::Error>() {
@@ -340,9 +354,14 @@ pub(crate) fn client_certificate_refused(resp: ureq::Response) -> Option<String>
     ))
 }
 
-fn describe_rustls(e: &rustls::Error) -> String {
+fn describe_rustls(e: &rustls::Error) -> (TlsCause, String) {
     use rustls::{AlertDescription as A, CertificateError as C, Error as E};
-    let untrusted = |why: String| format!("server certificate not trusted: {why}");
+    let untrusted = |why: String| {
+        (
+            TlsCause::ServerNotTrusted,
+            format!("server certificate not trusted: {why}"),
+        )
+    };
     match e {
         E::InvalidCertificate(c) => match c {
             C::UnknownIssuer => untrusted("not issued by a trusted CA (unknown issuer)".into()),
@@ -361,31 +380,45 @@ fn describe_rustls(e: &rustls::Error) -> String {
                 untrusted("not issued for TLS servers".into())
             }
             C::Other(other) => match other.0.downcast_ref::<PinMismatch>() {
-                Some(pin) => pin.to_string(),
+                Some(pin) => (TlsCause::ServerNotTrusted, pin.to_string()),
                 None => untrusted(other.to_string()),
             },
             other => untrusted(format!("{other:?}")),
         },
         E::AlertReceived(alert) => {
-            let why = match alert {
-                A::CertificateRequired => "it requires a client certificate (mutual TLS)",
-                A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::AccessDenied => {
-                    "it does not accept this device's certificate"
-                }
-                A::CertificateExpired => "it says this device's certificate expired",
-                A::CertificateRevoked => "it says this device's certificate was revoked",
-                A::ProtocolVersion => "no TLS version in common",
-                A::HandshakeFailure => "no TLS parameters in common",
-                _ => "",
+            let (cause, why) = match alert {
+                A::CertificateRequired => (
+                    TlsCause::ClientRefused,
+                    "it requires a client certificate (mutual TLS)",
+                ),
+                A::BadCertificate | A::UnknownCA | A::CertificateUnknown | A::AccessDenied => (
+                    TlsCause::ClientRefused,
+                    "it does not accept this device's certificate",
+                ),
+                A::CertificateExpired => (
+                    TlsCause::ClientRefused,
+                    "it says this device's certificate expired",
+                ),
+                A::CertificateRevoked => (
+                    TlsCause::ClientRefused,
+                    "it says this device's certificate was revoked",
+                ),
+                A::ProtocolVersion => (TlsCause::Other, "no TLS version in common"),
+                A::HandshakeFailure => (TlsCause::Other, "no TLS parameters in common"),
+                _ => (TlsCause::Other, ""),
             };
-            if why.is_empty() {
+            let text = if why.is_empty() {
                 format!("the server ended the handshake (alert {alert:?})")
             } else {
                 format!("the server refused the connection: {why} (alert {alert:?})")
-            }
+            };
+            (cause, text)
         }
-        E::PeerIncompatible(p) => format!("the server's TLS is incompatible: {p:?}"),
-        other => other.to_string(),
+        E::PeerIncompatible(p) => (
+            TlsCause::Other,
+            format!("the server's TLS is incompatible: {p:?}"),
+        ),
+        other => (TlsCause::Other, other.to_string()),
     }
 }
 
@@ -583,7 +616,8 @@ mod tests {
             std::io::ErrorKind::InvalidData,
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer),
         );
-        let got = describe_failure(&io).unwrap();
+        let (cause, got) = describe_failure(&io).unwrap();
+        assert_eq!(cause, TlsCause::ServerNotTrusted);
         assert!(got.starts_with("server certificate not trusted"), "{got}");
         let pin = rustls::Error::InvalidCertificate(rustls::CertificateError::Other(
             rustls::OtherError(Arc::new(PinMismatch {
@@ -591,12 +625,13 @@ mod tests {
                 found: "bb".into(),
             })),
         ));
-        let got = describe_failure(&pin).unwrap();
+        let (cause, got) = describe_failure(&pin).unwrap();
+        assert_eq!(cause, TlsCause::ServerNotTrusted);
         assert!(got.contains("does not match the pinned"), "{got}");
         let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
-        assert!(describe_failure(&alert)
-            .unwrap()
-            .contains("requires a client certificate"));
+        let (cause, got) = describe_failure(&alert).unwrap();
+        assert_eq!(cause, TlsCause::ClientRefused);
+        assert!(got.contains("requires a client certificate"), "{got}");
         assert!(describe_failure(&std::io::Error::other("plain")).is_none());
     }
 }

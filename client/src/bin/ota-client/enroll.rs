@@ -23,8 +23,8 @@ pub struct Args {
     /// Device state directory.
     #[arg(long, value_name = "DIR")]
     pub state: PathBuf,
-    /// Common name to request, e.g. the device's serial number (1-64 printable ASCII
-    /// characters). Required to make a request: no default is unique per device.
+    /// Common name to request: the device id in the fleet CA, e.g. its serial number (1 to 64
+    /// of A-Z a-z 0-9 . _ -). Required to make a request: no default is unique per device.
     #[arg(
         long,
         value_name = "CN",
