@@ -98,3 +98,108 @@ fn write(path: &Path, bytes: &[u8], mode: u32) -> DeviceResult<()> {
         reason: e.to_string(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::device::identity;
+
+    fn self_signed(dir: &Path, name: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+        let key = rcgen::KeyPair::generate().unwrap();
+        let cert = rcgen::CertificateParams::new(vec![name.into()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let (c, k) = (
+            dir.join(format!("{name}.pem")),
+            dir.join(format!("{name}.key")),
+        );
+        // Comments and a stray key around the certificate are not copied.
+        std::fs::write(
+            &c,
+            format!("comment\n{}{}", cert.pem(), key.serialize_pem()),
+        )
+        .unwrap();
+        std::fs::write(&k, key.serialize_pem()).unwrap();
+        (c, k)
+    }
+
+    #[test]
+    fn files_are_copied_in_and_an_enrolled_identity_is_kept() {
+        let src = tempfile::tempdir().unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let (ca, _) = self_signed(src.path(), "ca");
+        let (cert, key) = self_signed(src.path(), "device");
+        let tls = TlsSettings {
+            ca_bundle: Some(ca.clone()),
+            pin_spki_sha256: Some("AB".repeat(32)),
+            client_cert: Some(cert),
+            client_key: Some(key),
+            ..TlsSettings::default()
+        };
+        let out = import(&state, &tls, false).unwrap();
+        assert_eq!(
+            out.pin_spki_sha256.as_deref(),
+            Some("ab".repeat(32).as_str())
+        );
+        assert_eq!(
+            out.ca_bundle.as_deref(),
+            Some(state.absolute(&state.ca_bundle()).as_path())
+        );
+        assert!(out.client_key.as_deref().unwrap().is_absolute());
+        let copied = std::fs::read_to_string(state.identity_cert()).unwrap();
+        assert!(copied.starts_with("-----BEGIN CERTIFICATE-----") && !copied.contains("PRIVATE"));
+        #[cfg(unix)]
+        assert_eq!(
+            ota_fs::mode::of(&state.identity_key()).unwrap(),
+            Some(0o600)
+        );
+        out.validate().unwrap();
+        // Importing the same key again is fine; another one needs force.
+        import(&state, &tls, false).unwrap();
+        let (cert2, key2) = self_signed(src.path(), "device2");
+        let other = TlsSettings {
+            client_cert: Some(cert2),
+            client_key: Some(key2),
+            ..tls.clone()
+        };
+        assert!(matches!(
+            import(&state, &other, false),
+            Err(DeviceError::AlreadyExists { .. })
+        ));
+        import(&state, &other, true).unwrap();
+
+        // Enrolled before init: init without a client certificate presents the enrolled one.
+        let dir2 = tempfile::tempdir().unwrap();
+        let enrolled_state = StateDir::new(dir2.path());
+        let req = identity::create(&enrolled_state, "gw-1", false).unwrap();
+        let plain = TlsSettings {
+            ca_bundle: Some(ca),
+            ..TlsSettings::default()
+        };
+        assert!(import(&enrolled_state, &plain, false)
+            .unwrap()
+            .client_cert
+            .is_none());
+        let issuer = rcgen::Issuer::new(
+            {
+                let mut p = rcgen::CertificateParams::new(Vec::new()).unwrap();
+                p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+                p
+            },
+            rcgen::KeyPair::generate().unwrap(),
+        );
+        let csr = std::fs::read_to_string(&req.csr).unwrap();
+        let issued = rcgen::CertificateSigningRequestParams::from_pem(&csr)
+            .unwrap()
+            .signed_by(&issuer)
+            .unwrap();
+        let cert_file = src.path().join("issued.pem");
+        std::fs::write(&cert_file, issued.pem()).unwrap();
+        identity::install_certificate(&enrolled_state, &cert_file).unwrap();
+        let out = import(&enrolled_state, &plain, false).unwrap();
+        assert!(out.client_cert.is_some() && out.client_key.is_some());
+        out.validate().unwrap();
+    }
+}
