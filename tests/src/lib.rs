@@ -9,6 +9,7 @@ pub mod nginx;
 pub mod noise;
 pub mod python;
 pub mod server;
+pub mod tls_server;
 
 /// Something serving a repository directory over HTTP (ota-server or nginx).
 pub trait RepoHost {

@@ -6,63 +6,12 @@
 //! encryption key. Afterwards the old certificate is refused by the server, the old
 //! encryption key opens no later release, and the device keeps updating.
 use ota_formats::envelope::{slip_path, EncryptionInfo, KeySlip, RecipientSecretKey};
-use ota_tests::cli::{bin, run, Run, SignedRepo};
-use std::io::{BufRead, BufReader};
+use ota_tests::cli::{run, Run, SignedRepo};
+use ota_tests::tls_server::{FleetCa, TlsServer};
+use ota_tests::RepoHost;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
-
-/// `ota-server` over TLS, killed on drop.
-struct TlsServer {
-    child: Child,
-    url: String,
-}
-
-impl TlsServer {
-    fn start(repo: &Path, ca: &Path, cert: &Path, key: &Path) -> Self {
-        let mut child = Command::new(bin("ota-server"))
-            .arg("--repo")
-            .arg(repo)
-            .args(["--listen", "127.0.0.1:0", "--tls-cert"])
-            .arg(cert)
-            .arg("--tls-key")
-            .arg(key)
-            .arg("--client-ca")
-            .arg(ca.join("ca.pem"))
-            .arg("--crl")
-            .arg(ca.join("crl.pem"))
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"))
-            .to_string();
-        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-        TlsServer { child, url }
-    }
-}
-
-impl Drop for TlsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn ca(dir: &Path, args: &[&str]) -> Run {
-    let mut all: Vec<&str> = vec![args[0], "--dir", dir.to_str().unwrap()];
-    all.extend(&args[1..]);
-    let r = run("ota-ca", &all);
-    assert_eq!(r.code, 0, "ota-ca {args:?}: {r:?}");
-    r
-}
 
 struct Device {
     state: PathBuf,
@@ -169,25 +118,9 @@ fn enroll_update_over_mutual_tls_then_change_owners() {
     }
     let rel = SignedRepo::init();
     let work = rel.work.clone();
-    let ca_dir = work.join("ca");
-    ca(&ca_dir, &["init", "--name", "Test Fleet CA"]);
-    let (server_cert, server_key) = (work.join("server.pem"), work.join("server.key"));
-    ca(
-        &ca_dir,
-        &[
-            "issue-server",
-            "--name",
-            "localhost",
-            "--san",
-            "IP:127.0.0.1",
-            "--out-cert",
-            server_cert.to_str().unwrap(),
-            "--out-key",
-            server_key.to_str().unwrap(),
-        ],
-    );
-    let server = TlsServer::start(&rel.repo, &ca_dir, &server_cert, &server_key);
-    let ca_pem = ca_dir.join("ca.pem");
+    let fleet = FleetCa::create(&work);
+    let server = TlsServer::start(&rel.repo, &fleet, true);
+    let ca_pem = fleet.ca_pem();
 
     // Seller's side at manufacture: provision, make the keys on the device, get certified.
     let dir = tempfile::tempdir().unwrap();
@@ -202,7 +135,7 @@ fn enroll_update_over_mutual_tls_then_change_owners() {
         "--root",
         root.to_str().unwrap(),
         "--server",
-        &server.url,
+        &server.url(),
         "--hardware",
         "board-a",
         "--name",
@@ -218,16 +151,13 @@ fn enroll_update_over_mutual_tls_then_change_owners() {
     let old_public = key["public_key"].as_str().unwrap().to_string();
     dev.ok(&["enroll", "--name", "gw-0001"]);
     let old_cert = work.join("gw-0001.pem");
-    ca(
-        &ca_dir,
-        &[
-            "issue",
-            "--csr",
-            dev.state.join("identity.csr").to_str().unwrap(),
-            "--out",
-            old_cert.to_str().unwrap(),
-        ],
-    );
+    fleet.run(&[
+        "issue",
+        "--csr",
+        dev.state.join("identity.csr").to_str().unwrap(),
+        "--out",
+        old_cert.to_str().unwrap(),
+    ]);
     dev.ok(&["enroll", "--cert", old_cert.to_str().unwrap()]);
     recipients(&rel, &["add", "gw-0001", &old_public]);
     add(&rel, "1.0.0", &image(1), "device:gw-0001");
@@ -242,7 +172,7 @@ fn enroll_update_over_mutual_tls_then_change_owners() {
         std::fs::copy(dev.state.join(f), old.join(f)).unwrap();
     }
     let old_secret = dev.secret();
-    let ts = format!("{}/metadata/timestamp.json", server.url);
+    let ts = format!("{}/metadata/timestamp.json", server.url());
     assert_eq!(
         curl_status(
             &ts,
@@ -267,26 +197,20 @@ fn enroll_update_over_mutual_tls_then_change_owners() {
         std::fs::read(old.join("identity.key")).unwrap()
     );
     let new_cert = work.join("gw-0001-b.pem");
-    ca(
-        &ca_dir,
-        &[
-            "issue",
-            "--csr",
-            dev.state.join("identity.csr").to_str().unwrap(),
-            "--out",
-            new_cert.to_str().unwrap(),
-        ],
-    );
-    ca(
-        &ca_dir,
-        &[
-            "revoke",
-            "--cert",
-            old_cert.to_str().unwrap(),
-            "--reason",
-            "superseded",
-        ],
-    );
+    fleet.run(&[
+        "issue",
+        "--csr",
+        dev.state.join("identity.csr").to_str().unwrap(),
+        "--out",
+        new_cert.to_str().unwrap(),
+    ]);
+    fleet.run(&[
+        "revoke",
+        "--cert",
+        old_cert.to_str().unwrap(),
+        "--reason",
+        "superseded",
+    ]);
     recipients(&rel, &["remove", "gw-0001"]);
     recipients(&rel, &["add", "gw-0001", &new_public]);
     dev.ok(&["enroll", "--cert", new_cert.to_str().unwrap()]);
