@@ -116,6 +116,9 @@ fn hint(e: DeviceError, state: &StateDir) -> Failure {
         DeviceError::Certificate(PkiError::KeyMismatch { .. }) => Some(format!(
             "this certificate was issued for another key: have the CA sign {dir}/identity.csr (e.g. `ota-ca issue --csr {dir}/identity.csr`) and install that certificate"
         )),
+        DeviceError::InvalidSetting { .. } => Some(
+            "pass --name DEVICE-ID: 1 to 64 characters of A-Z a-z 0-9 . _ - (the device id in the fleet CA)".into(),
+        ),
         DeviceError::AlreadyExists { .. } => Some(format!(
             "this device already has an identity key; install its certificate with `ota-client enroll --state {dir} --cert CERT.pem`, or pass --force to replace the key (its certificate stops working)"
         )),

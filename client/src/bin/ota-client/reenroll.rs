@@ -35,16 +35,18 @@ pub struct Args {
 pub fn run(a: Args) -> Result<u8, Failure> {
     let state = StateDir::new(&a.state);
     let done = reenroll(&state, a.name.as_deref()).map_err(|e| {
-        let no_name = matches!(
+        let bad_name = matches!(
             e,
             ota_client::device::DeviceError::InvalidSetting {
                 setting: "common name",
                 ..
             }
-        ) && a.name.is_none();
+        );
         let mut f = Failure::from(e);
-        if no_name {
-            f.hint = "pass --name CN for the new identity".into();
+        if bad_name {
+            f.hint = "pass --name DEVICE-ID for the new identity: 1 to 64 characters of A-Z a-z \
+                      0-9 . _ - (the device id in the fleet CA)"
+                .into();
         }
         f
     })?;
