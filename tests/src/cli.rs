@@ -160,4 +160,39 @@ impl SignedRepo {
             work,
         }
     }
+
+    /// `ota-sign add` the image `data` as `name` `version` for `hardware` (comma-separated),
+    /// with `extra` arguments (e.g. `--encrypt-to`); asserts it succeeded and returns the
+    /// target name (`NAME-VERSION.img.zst`).
+    pub fn add(
+        &self,
+        name: &str,
+        version: &str,
+        hardware: &str,
+        data: &[u8],
+        extra: &[&str],
+    ) -> String {
+        let file = self.work.join(format!("{name}-{version}.img"));
+        std::fs::write(&file, data).unwrap();
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "add".as_ref(),
+            "--repo".as_ref(),
+            self.repo.as_os_str(),
+            "--keys".as_ref(),
+            self.keys.as_os_str(),
+            file.as_os_str(),
+            "--name".as_ref(),
+            name.as_ref(),
+            "--version".as_ref(),
+            version.as_ref(),
+            "--hardware".as_ref(),
+            hardware.as_ref(),
+        ];
+        for a in extra {
+            args.push(a.as_ref());
+        }
+        let r = run("ota-sign", &args);
+        assert_eq!(r.code, 0, "{r:?}");
+        format!("{name}-{version}.img.zst")
+    }
 }

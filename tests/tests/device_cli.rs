@@ -37,27 +37,7 @@ impl Release {
     }
 
     fn add_named(&self, name: &str, version: &str, data: &[u8]) -> String {
-        let file = self.work.join(format!("{name}-{version}.img"));
-        std::fs::write(&file, data).unwrap();
-        let r = run(
-            "ota-sign",
-            &[
-                "add".as_ref(),
-                "--repo".as_ref(),
-                self.repo.as_os_str(),
-                "--keys".as_ref(),
-                self.keys.as_os_str(),
-                file.as_os_str(),
-                "--name".as_ref(),
-                name.as_ref(),
-                "--version".as_ref(),
-                version.as_ref(),
-                "--hardware".as_ref(),
-                "board-a,board-b".as_ref(),
-            ],
-        );
-        assert_eq!(r.code, 0, "{r:?}");
-        format!("{name}-{version}.img.zst")
+        self.0.add(name, version, "board-a,board-b", data, &[])
     }
 
     /// The stored file of a target (`targets/<sha256>.<name>`).

@@ -114,26 +114,7 @@ fn image(seed: u8, len: usize) -> Vec<u8> {
 
 /// `ota-sign add` an image of `gateway-fw` for board-a.
 fn publish(rel: &SignedRepo, version: &str, data: &[u8]) {
-    let file = rel.work.join(format!("fw-{version}.img"));
-    std::fs::write(&file, data).unwrap();
-    let r = run(
-        "ota-sign",
-        &[
-            "add".as_ref(),
-            "--repo".as_ref(),
-            rel.repo.as_os_str(),
-            "--keys".as_ref(),
-            rel.keys.as_os_str(),
-            file.as_os_str(),
-            "--name".as_ref(),
-            "gateway-fw".as_ref(),
-            "--version".as_ref(),
-            version.as_ref(),
-            "--hardware".as_ref(),
-            "board-a".as_ref(),
-        ],
-    );
-    assert_eq!(r.code, 0, "{r:?}");
+    rel.add("gateway-fw", version, "board-a", data, &[]);
 }
 
 /// A device: state dir and install slot in a temp dir.

@@ -73,28 +73,13 @@ fn curl_status(url: &str, ca_pem: &Path, cert: &Path, key: &Path) -> Option<u16>
 }
 
 fn add(rel: &SignedRepo, version: &str, image: &[u8], encrypt_to: &str) {
-    let file = rel.work.join(format!("fw-{version}.img"));
-    std::fs::write(&file, image).unwrap();
-    let r = run(
-        "ota-sign",
-        &[
-            "add".as_ref(),
-            "--repo".as_ref(),
-            rel.repo.as_os_str(),
-            "--keys".as_ref(),
-            rel.keys.as_os_str(),
-            file.as_os_str(),
-            "--name".as_ref(),
-            "fw".as_ref(),
-            "--version".as_ref(),
-            version.as_ref(),
-            "--hardware".as_ref(),
-            "board-a".as_ref(),
-            "--encrypt-to".as_ref(),
-            encrypt_to.as_ref(),
-        ],
+    rel.add(
+        "fw",
+        version,
+        "board-a",
+        image,
+        &["--encrypt-to", encrypt_to],
     );
-    assert_eq!(r.code, 0, "{r:?}");
 }
 
 fn recipients(rel: &SignedRepo, args: &[&str]) {

@@ -112,27 +112,8 @@ impl Device {
 /// A repository offering one 20 KB image for board-a.
 fn release() -> SignedRepo {
     let repo = SignedRepo::init();
-    let file = repo.work.join("fw.img");
     let image: Vec<u8> = (0..20_000u32).map(|i| (i * 7919 % 251) as u8).collect();
-    std::fs::write(&file, image).unwrap();
-    let r = run(
-        "ota-sign",
-        &[
-            "add".as_ref(),
-            "--repo".as_ref(),
-            repo.repo.as_os_str(),
-            "--keys".as_ref(),
-            repo.keys.as_os_str(),
-            file.as_os_str(),
-            "--name".as_ref(),
-            "gateway-fw".as_ref(),
-            "--version".as_ref(),
-            "1.0.0".as_ref(),
-            "--hardware".as_ref(),
-            "board-a".as_ref(),
-        ],
-    );
-    assert_eq!(r.code, 0, "{r:?}");
+    repo.add("gateway-fw", "1.0.0", "board-a", &image, &[]);
     repo
 }
 
