@@ -379,6 +379,14 @@ fn load_all(settings: &TlsSettings, provider: &Arc<CryptoProvider>) -> Result<Cu
 
 /// The rustls configuration: TLS 1.3 and 1.2 only (rustls has no older versions and only AEAD
 /// suites with forward secrecy), ALPN `h2` and `http/1.1`.
+///
+/// Without client authentication, sessions are resumed from stateless tickets (ChaCha20-Poly1305
+/// under a random in-memory key, rotated every 6 hours). rustls' default is only a 256-entry
+/// server-side cache, and with two TLS 1.3 tickets stored per handshake the next ~128 handshakes
+/// evicted a client's session, so in a fleet a device coming back was almost never resumed. The
+/// ticket key belongs to this configuration: a reload (new certificate) starts a new one, so no
+/// session made under the old certificate is resumed, as before. The cache stays for TLS 1.2
+/// clients that do not take tickets.
 fn assemble(
     provider: &Arc<CryptoProvider>,
     key: &Arc<CertifiedKey>,
@@ -399,6 +407,9 @@ fn assemble(
         // after its first handshake could go on resuming. Full handshakes only.
         config.session_storage = Arc::new(NoServerSessionStorage {});
         config.send_tls13_tickets = 0;
+    } else {
+        config.ticketer = rustls::crypto::ring::Ticketer::new()
+            .map_err(|e| TlsError::Config(format!("cannot make a session ticket key: {e}")))?;
     }
     Ok(Arc::new(config))
 }
