@@ -94,21 +94,52 @@ async fn respond(
     };
     let root_owned = root.to_path_buf();
     let lookup = req_path.clone();
-    let opened =
-        match tokio::task::spawn_blocking(move || resolve::open(&root_owned, &lookup)).await {
-            Ok(Ok(f)) => f,
-            Ok(Err(OpenError::NotFound)) => return response::error(StatusCode::NOT_FOUND),
-            Ok(Err(OpenError::Io(e))) => {
-                tracing::error!(path, error = %e, "cannot open file");
-                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
-            }
-            Err(e) => {
-                tracing::error!(path, error = %e, "file lookup task failed");
-                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
-            }
-        };
+    let preload = method == Method::GET;
+    let opened = match tokio::task::spawn_blocking(move || {
+        let mut f = resolve::open(&root_owned, &lookup)?;
+        let small = if preload { read_small(&mut f)? } else { None };
+        Ok::<_, OpenError>((f, small))
+    })
+    .await
+    {
+        Ok(Ok(f)) => f,
+        Ok(Err(OpenError::NotFound)) => return response::error(StatusCode::NOT_FOUND),
+        Ok(Err(OpenError::Io(e))) => {
+            tracing::error!(path, error = %e, "cannot open file");
+            return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+        Err(e) => {
+            tracing::error!(path, error = %e, "file lookup task failed");
+            return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+        }
+    };
+    let (opened, small) = opened;
     tracing::debug!(path, file = %opened.path.display(), "resolved");
-    serve_file(method, headers, &req_path, opened)
+    serve_file(method, headers, &req_path, opened, small)
+}
+
+/// Files up to this size are read whole in the task that opened them.
+const SMALL_FILE: u64 = 64 * 1024;
+
+/// The content of a small file (all metadata, key slips), read in the blocking task that
+/// opened it: one trip to the blocking pool per request instead of two, and headers and body
+/// leave in one write. Published files are replaced by rename, never rewritten in place, so
+/// the open file keeps the length its `fstat` gave.
+fn read_small(f: &mut OpenedFile) -> Result<Option<bytes::Bytes>, OpenError> {
+    use std::io::Read;
+    let len = f.meta.len();
+    if len > SMALL_FILE {
+        return Ok(None);
+    }
+    let mut buf = Vec::with_capacity(usize::try_from(len).unwrap_or(0));
+    (&mut f.file).take(len).read_to_end(&mut buf)?;
+    if buf.len() as u64 != len {
+        return Err(OpenError::Io(std::io::Error::other(format!(
+            "{} changed length while read",
+            f.path.display()
+        ))));
+    }
+    Ok(Some(buf.into()))
 }
 
 fn serve_file(
@@ -116,6 +147,7 @@ fn serve_file(
     headers: &HeaderMap,
     req_path: &RequestPath,
     opened: OpenedFile,
+    small: Option<bytes::Bytes>,
 ) -> Response<ResponseBody> {
     let OpenedFile { mut file, meta, .. } = opened;
     let len = meta.len();
@@ -179,6 +211,12 @@ fn serve_file(
     let body_len = outcome.body_len(len);
     insert(resp.headers_mut(), CONTENT_LENGTH, &body_len.to_string());
     if method == Method::GET && body_len > 0 {
+        if let Some(all) = small {
+            // `start + body_len <= len` (range::evaluate), and `all` holds exactly `len` bytes.
+            let (from, to) = (start as usize, (start + body_len) as usize);
+            *resp.body_mut() = ResponseBody::bytes(all.slice(from..to));
+            return resp;
+        }
         if start > 0 {
             if let Err(e) = file.seek(SeekFrom::Start(start)) {
                 tracing::error!(error = %e, "seek failed");
