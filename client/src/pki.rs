@@ -209,19 +209,7 @@ fn describe_content(bytes: &[u8], sections: &[(SectionKind, Vec<u8>)]) -> String
 /// The certificates of a PEM file, in file order, each checked to parse as X.509. At least
 /// one is required.
 pub fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, PkiError> {
-    let (bytes, sections) = read_sections(path)?;
-    let certs: Vec<CertificateDer<'static>> = sections
-        .iter()
-        .filter(|(kind, _)| *kind == SectionKind::Certificate)
-        .map(|(_, der)| CertificateDer::from(der.clone()))
-        .collect();
-    if certs.is_empty() {
-        return Err(PkiError::Missing {
-            path: path.to_path_buf(),
-            wanted: "PEM certificate (BEGIN CERTIFICATE)",
-            found: describe_content(&bytes, &sections),
-        });
-    }
+    let certs = read_ca_certificates(path)?;
     for (i, der) in certs.iter().enumerate() {
         CertInfo::parse(path, i + 1, der)?;
     }

@@ -76,27 +76,25 @@ impl Selector<'_> {
         }
     }
 
+    /// Whether a release of this hardware (`ota`, `version`) is installable here, given the
+    /// installed version `current`.
+    fn admits(&self, ota: &OtaTarget, version: &Version, current: Option<&Version>) -> bool {
+        // Strictly newer only: equal or older would be a reinstall or a rollback.
+        self.line().is_none_or(|n| n == ota.name) && current.is_none_or(|c| version > c)
+    }
+
     /// Whether `target` is installable here, with its metadata if so.
     pub fn accepts(&self, target: &VerifiedTarget) -> DeviceResult<Option<Candidate>> {
-        let Some((ota, version)) = self.release_for_hardware(target) else {
-            return Ok(None);
-        };
-        if self.line().is_some_and(|n| n != ota.name) {
-            return Ok(None);
-        }
-        // Strictly newer only: equal or older would be a reinstall or a rollback.
-        if self
-            .installed_version()?
-            .is_some_and(|current| version <= current)
-        {
-            return Ok(None);
-        }
-        Ok(Some(Candidate {
-            target: target.clone(),
-            ota,
-            version,
-            deltas: Vec::new(),
-        }))
+        let current = self.installed_version()?;
+        Ok(self
+            .release_for_hardware(target)
+            .filter(|(ota, version)| self.admits(ota, version, current.as_ref()))
+            .map(|(ota, version)| Candidate {
+                target: target.clone(),
+                ota,
+                version,
+                deltas: Vec::new(),
+            }))
     }
 
     /// Every acceptable target, newest first (ties broken by target path, for determinism),
@@ -107,26 +105,31 @@ impl Selector<'_> {
         &self,
         targets: impl IntoIterator<Item = &'t VerifiedTarget>,
     ) -> DeviceResult<Vec<Candidate>> {
-        let targets: Vec<&VerifiedTarget> = targets.into_iter().collect();
+        let current = self.installed_version()?;
+        // Each target's `custom.ota` is parsed (and a bad one logged) once.
+        let releases: Vec<(&VerifiedTarget, OtaTarget, Version)> = targets
+            .into_iter()
+            .filter_map(|t| self.release_for_hardware(t).map(|(o, v)| (t, o, v)))
+            .collect();
         if self.line().is_none() {
-            let names: BTreeSet<String> = targets
-                .iter()
-                .filter_map(|t| self.release_for_hardware(t))
-                .map(|(ota, _)| ota.name)
-                .collect();
+            let names: BTreeSet<&str> = releases.iter().map(|(_, o, _)| o.name.as_str()).collect();
             if names.len() > 1 {
                 return Err(DeviceError::AmbiguousImage {
                     hardware_id: self.hardware_id.to_string(),
-                    names: names.into_iter().collect(),
+                    names: names.into_iter().map(str::to_string).collect(),
                 });
             }
         }
-        let mut out = Vec::new();
-        for t in &targets {
-            if let Some(c) = self.accepts(t)? {
-                out.push(c);
-            }
-        }
+        let mut out: Vec<Candidate> = releases
+            .into_iter()
+            .filter(|(_, ota, version)| self.admits(ota, version, current.as_ref()))
+            .map(|(t, ota, version)| Candidate {
+                target: t.clone(),
+                ota,
+                version,
+                deltas: Vec::new(),
+            })
+            .collect();
         out.sort_by(|a, b| {
             b.version
                 .cmp(&a.version)
