@@ -51,6 +51,16 @@ pub fn bin(name: &str) -> PathBuf {
     p
 }
 
+/// Run `ota-client COMMAND --state STATE ARGS...` (`args[0]` is the command).
+pub fn client(state: &Path, args: &[&str]) -> Run {
+    let mut all: Vec<&std::ffi::OsStr> =
+        vec![args[0].as_ref(), "--state".as_ref(), state.as_os_str()];
+    for a in &args[1..] {
+        all.push(a.as_ref());
+    }
+    run("ota-client", &all)
+}
+
 /// Output of one command.
 #[derive(Debug)]
 pub struct Run {

@@ -78,9 +78,7 @@ impl Dev {
     }
 
     fn client(&self, args: &[&str]) -> Run {
-        let mut all: Vec<&str> = vec![args[0], "--state", self.state.to_str().unwrap()];
-        all.extend(&args[1..]);
-        run("ota-client", &all)
+        ota_tests::cli::client(&self.state, args)
     }
 
     fn observable(&self) -> (Vec<(PathBuf, Vec<u8>)>, Vec<u8>) {

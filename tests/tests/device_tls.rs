@@ -135,9 +135,7 @@ impl Dev {
     }
 
     fn client(&self, args: &[&str]) -> Run {
-        let mut all: Vec<&str> = vec![args[0], "--state", self.state.to_str().unwrap()];
-        all.extend(&args[1..]);
-        run("ota-client", &all)
+        ota_tests::cli::client(&self.state, args)
     }
 
     /// `init` against `server` with `extra` options; the result (not asserted).

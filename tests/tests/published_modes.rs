@@ -5,7 +5,7 @@
 //! Before, targets (0600 temp files) and the `metadata/`, `targets/` and slip directories
 //! (created under the umask) were 403 for nginx. Private keys stay 0600 in a 0700 directory.
 use ota_formats::envelope::RecipientSecretKey;
-use ota_tests::cli::{bin, run, Run};
+use ota_tests::cli::{bin, Run};
 use ota_tests::noise::noise;
 use std::ffi::OsStr;
 use std::io::{Read, Write};
@@ -231,9 +231,7 @@ struct Device {
 
 impl Device {
     fn client(&self, args: &[&str]) -> Run {
-        let mut all: Vec<&str> = vec![args[0], "--state", self.state.to_str().unwrap()];
-        all.extend(&args[1..]);
-        run("ota-client", &all)
+        ota_tests::cli::client(&self.state, args)
     }
 
     fn update(&self, nginx: &UserNginx) -> serde_json::Value {

@@ -1,7 +1,7 @@
 //! Slow retrieval and network error messages through the real `ota-client` binary: a
 //! repository made by `ota-sign`, served by a loopback server that can trickle files, and a
 //! device whose `config.json` sets short transfer bounds.
-use ota_tests::cli::{run, tree, Run, SignedRepo};
+use ota_tests::cli::{tree, Run, SignedRepo};
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -94,9 +94,7 @@ impl Device {
     }
 
     fn client(&self, args: &[&str]) -> Run {
-        let mut all: Vec<&str> = vec![args[0], "--state", self.state.to_str().unwrap()];
-        all.extend(&args[1..]);
-        run("ota-client", &all)
+        ota_tests::cli::client(&self.state, args)
     }
 
     /// Set `config.json`'s `"transfer"` object.
