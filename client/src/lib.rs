@@ -17,6 +17,7 @@
 
 pub mod clock;
 pub mod config;
+pub mod crash_point;
 mod delegation_index;
 pub mod device;
 mod error;
