@@ -15,6 +15,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod clock;
 pub mod config;
 pub mod crash_point;
@@ -24,6 +25,7 @@ mod error;
 pub mod metadata_cache;
 pub mod names;
 pub mod pki;
+pub mod storage;
 mod search;
 pub mod target_download;
 pub mod transport;
