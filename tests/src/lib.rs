@@ -2,6 +2,7 @@
 //! code with `ota-formats`, written in the on-disk layout that `ota-server` and nginx serve.
 #![allow(clippy::missing_panics_doc)]
 
+pub mod ab;
 pub mod cli;
 pub mod device;
 pub mod fixture;

@@ -24,6 +24,62 @@ pub struct DeviceConfig {
     /// directory.
     #[serde(default, skip_serializing_if = "TlsSettings::is_default")]
     pub tls: TlsSettings,
+    /// A/B slot mode: the two slots and the boot environment; absent in single-file mode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slots: Option<SlotConfig>,
+}
+
+/// The A/B slots of a device and how its boot loader is told which one to boot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SlotConfig {
+    /// Slot `a`: a regular file or a block device (links such as
+    /// `/dev/disk/by-partlabel/rootfs_a` are followed).
+    pub a: std::path::PathBuf,
+    /// Slot `b`.
+    pub b: std::path::PathBuf,
+    /// The boot environment (`uboot[:FW_ENV_CONFIG]`, `grub:ENVFILE`, `file:ENVFILE`).
+    pub boot_control: crate::boot::BootSpec,
+    /// Capacity of a regular-file slot in bytes (a block device has its own size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot_size: Option<u64>,
+}
+
+impl SlotConfig {
+    /// The path of `slot`.
+    pub fn path(&self, slot: crate::boot::Slot) -> &std::path::Path {
+        match slot {
+            crate::boot::Slot::A => &self.a,
+            crate::boot::Slot::B => &self.b,
+        }
+    }
+
+    /// Refuse a missing slot, and two names for one slot (the running system would be
+    /// overwritten).
+    pub fn validate(&self) -> DeviceResult<()> {
+        for (name, path) in [("a", &self.a), ("b", &self.b)] {
+            let meta = std::fs::metadata(path).map_err(|e| DeviceError::InvalidSetting {
+                setting: "slots",
+                reason: format!("slot {name} ({}): {e}", path.display()),
+            })?;
+            if meta.is_dir() {
+                return Err(DeviceError::InvalidSetting {
+                    setting: "slots",
+                    reason: format!("slot {name} ({}) is a directory", path.display()),
+                });
+            }
+        }
+        if super::slot_installer::same_file(&self.a, &self.b) {
+            return Err(DeviceError::InvalidSetting {
+                setting: "slots",
+                reason: format!(
+                    "slot a ({}) and slot b ({}) are the same file or device",
+                    self.a.display(),
+                    self.b.display()
+                ),
+            });
+        }
+        Ok(())
+    }
 }
 
 impl DeviceConfig {
@@ -47,6 +103,7 @@ impl DeviceConfig {
             image_name: image_name.map(str::to_string),
             transfer: TransferSettings::default(),
             tls: TlsSettings::default(),
+            slots: None,
         })
     }
 
@@ -91,6 +148,7 @@ impl DeviceConfig {
         Ok(DeviceConfig {
             transfer: cfg.transfer,
             tls: cfg.tls,
+            slots: cfg.slots,
             ..checked
         })
     }

@@ -1,20 +1,42 @@
 //! Delta targets: patches that turn the image installed at the install path into the chosen
 //! release. A patch is used only when its signed base (`custom.ota.delta.base`) has exactly
 //! the length and sha256 of the file at the install path, hashed just before.
+use super::image::Encryption;
 use crate::VerifiedTarget;
 use ota_formats::target_meta::{DeltaInfo, OtaTarget, DELTA_FORMAT_PATCH_V1};
 use std::io;
 use std::path::Path;
 
-/// A verified patch target for a release, with its signed metadata.
+/// A verified patch target for a release, with its signed metadata typed. Made only from
+/// verified targets ([`deltas_for`]).
 #[derive(Debug, Clone)]
 pub struct DeltaTarget {
+    target: VerifiedTarget,
+    ota: OtaTarget,
+    info: DeltaInfo,
+    encryption: Encryption,
+}
+
+impl DeltaTarget {
     /// The verified patch target entry.
-    pub target: VerifiedTarget,
+    pub fn target(&self) -> &VerifiedTarget {
+        &self.target
+    }
+
     /// Its signed `custom.ota` (image = the resulting image).
-    pub ota: OtaTarget,
+    pub fn ota(&self) -> &OtaTarget {
+        &self.ota
+    }
+
     /// Its typed `custom.ota.delta`.
-    pub info: DeltaInfo,
+    pub fn info(&self) -> &DeltaInfo {
+        &self.info
+    }
+
+    /// Its typed `custom.ota.encryption`.
+    pub fn encryption(&self) -> &Encryption {
+        &self.encryption
+    }
 }
 
 /// Length and sha256 of the image currently at the install path.
@@ -74,6 +96,7 @@ pub fn deltas_for<'t>(
         }
         out.push(DeltaTarget {
             target: t.clone(),
+            encryption: Encryption::of(&ota),
             ota,
             info,
         });

@@ -186,6 +186,52 @@ pub enum DeviceError {
         /// The image names offered for it.
         names: Vec<String>,
     },
+    /// An A/B slot cannot take the image: missing, not a file or block device, the running
+    /// slot, too small, or not writable. Found before anything is written.
+    #[error("slot {}: {reason}", slot.display())]
+    SlotUnusable {
+        /// The slot.
+        slot: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The slot, read back after the write and fsync, does not hold the signed image.
+    #[error("slot {} does not hold what was written: expected {expected}, read {actual}", slot.display())]
+    SlotReadBack {
+        /// The slot.
+        slot: PathBuf,
+        /// The signed image.
+        expected: String,
+        /// What was read.
+        actual: String,
+    },
+    /// The boot environment could not be read or written.
+    #[error(transparent)]
+    Boot(#[from] crate::boot::BootError),
+    /// Another process holds the state directory's lock.
+    #[error("another ota-client is running on this state directory (it holds {})", lock.display())]
+    Busy {
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// The install hook failed.
+    #[error("install hook {} {stage}: {reason}", command.display())]
+    Hook {
+        /// The hook.
+        command: PathBuf,
+        /// `check`, `write`, `commit` or `abort`.
+        stage: &'static str,
+        /// What happened.
+        reason: String,
+    },
+    /// An A/B command on a device set up for single-file installs (or the reverse).
+    #[error("{}: {what}", state.display())]
+    NotSlotMode {
+        /// The state directory.
+        state: PathBuf,
+        /// What was asked of it.
+        what: String,
+    },
     /// Writing or replacing the install path failed.
     #[error("installing to {}: {source}", path.display())]
     InstallIo {
@@ -213,7 +259,12 @@ impl DeviceError {
             | DeviceError::NoDeviceKey { .. }
             | DeviceError::Tls(_)
             | DeviceError::Certificate(_)
-            | DeviceError::NoIdentityKey { .. } => Category::State,
+            | DeviceError::NoIdentityKey { .. }
+            | DeviceError::SlotUnusable { .. }
+            | DeviceError::Boot(_)
+            | DeviceError::Busy { .. }
+            | DeviceError::NotSlotMode { .. } => Category::State,
+            DeviceError::SlotReadBack { .. } | DeviceError::Hook { .. } => Category::InstallIo,
             DeviceError::Tuf(e) => match e {
                 crate::Error::Transport(TransportError::TooLarge { .. }) => Category::Refused,
                 // Settings are checked when the device is opened; kept for completeness.
@@ -241,84 +292,6 @@ impl DeviceError {
             } => Category::InstallIo,
             DeviceError::Patch { .. } => Category::Refused,
             DeviceError::InstallIo { .. } => Category::InstallIo,
-        }
-    }
-
-    /// One line telling the operator what to do.
-    pub fn hint(&self) -> String {
-        use crate::transport::TransportError;
-        match self {
-            DeviceError::NotInitialized { state } => format!(
-                "run `ota-client init --state {} --root ROOT.json --server URL --hardware ID` first",
-                state.display()
-            ),
-            DeviceError::AlreadyExists { .. } => {
-                "pass --force to replace it (this discards the existing state)".into()
-            }
-            DeviceError::InvalidSetting { setting, .. } => format!(
-                "pass a valid {setting} (see `ota-client init --help`)"
-            ),
-            DeviceError::BadState { path, .. } | DeviceError::StateIo { path, .. } => format!(
-                "check {} (permissions, disk space, or re-run `ota-client init --force`)",
-                path.display()
-            ),
-            DeviceError::NoDeviceKey { .. } => {
-                "run `ota-client keygen --state DIR` and have the release encrypted to the printed public key, or import the group's key with `ota-client keys import-group`".into()
-            }
-            DeviceError::InvalidGroupKey { .. } => {
-                "pass the one-line otasec1... file written by `ota-sign recipients group-create` (KEYS/group-NAME.otasec)".into()
-            }
-            DeviceError::Tls(_) => {
-                "fix the TLS settings: the files named under \"tls\" in config.json must be PEM certificates and keys that belong together, the pin 64 hex digits, the proxy http://HOST:PORT".into()
-            }
-            DeviceError::Certificate(crate::pki::PkiError::KeyMismatch { .. }) => {
-                "install the certificate issued for this device's own certificate signing request (identity.csr); a certificate made for another request or device cannot be used".into()
-            }
-            DeviceError::Certificate(crate::pki::PkiError::Expired { .. }) => {
-                "have the CA issue a new certificate for the device's signing request (or check the device clock)".into()
-            }
-            DeviceError::Certificate(_) => {
-                "pass the PEM certificate (BEGIN CERTIFICATE) the CA issued for this device".into()
-            }
-            DeviceError::NoIdentityKey { .. } => {
-                "create the identity key and its signing request first, then have the CA sign that request".into()
-            }
-            DeviceError::Tuf(crate::Error::Transport(TransportError::Tls { cause, .. })) => {
-                use crate::transport::TlsCause;
-                match cause {
-                    TlsCause::ServerNotTrusted => "the server is not one this device trusts: check the CA bundle or pinned key under \"tls\" in config.json against the server's certificate (and the device clock); nothing was changed",
-                    TlsCause::ClientRefused => "the server requires a client certificate it accepts: install one issued by the fleet CA for this device's identity key; nothing was changed",
-                    TlsCause::Other => "the TLS connection failed: check the minimum TLS version under \"tls\" in config.json and the server's TLS setup; nothing was changed",
-                }
-                .into()
-            }
-            DeviceError::Tuf(crate::Error::Transport(_)) | DeviceError::SlipFetch { .. } => {
-                "check the server URL in config.json and that the server is reachable; nothing was changed".into()
-            }
-            DeviceError::Tuf(crate::Error::Io { path, .. }) => {
-                format!("check {} (permissions, disk space)", path.display())
-            }
-            DeviceError::Tuf(crate::Error::CorruptTrustedRoot { .. }) => {
-                "the device's own copy of the trusted root is damaged (storage or a hand edit), not an attack: re-provision it with `ota-client init --force --root ROOT.json` using the root you shipped".into()
-            }
-            DeviceError::Tuf(crate::Error::ExpiredMetadata { .. }) => {
-                "check this device's clock first (`date -u`): a clock far in the future makes valid metadata look expired; if the clock is right, the repository was not re-signed in time: report it to the release owner. Nothing was installed".into()
-            }
-            DeviceError::InstallPathNotRegular { .. } => {
-                "--install-to replaces a regular file; block devices and partitions need an A/B slot installer, and links or special files are refused so that they are never replaced".into()
-            }
-            DeviceError::AmbiguousImage { .. } => {
-                "a device follows one image line: choose it with `ota-client init --force --name NAME` (or edit image_name in config.json)".into()
-            }
-            DeviceError::Decrypt {
-                source: EnvelopeError::NoSlipForRecipient(_),
-                ..
-            } => "this device is not a recipient of the release: encrypt it to this device (`ota-client keys list` shows its key ids) or to a group whose key it holds".into(),
-            DeviceError::InstallIo { path, .. } => format!(
-                "check that {} is writable and has free space; the old image was left in place",
-                path.display()
-            ),
-            _ => "the update was refused for security reasons and nothing was installed; report it to the release owner".into(),
         }
     }
 }

@@ -1,131 +1,83 @@
 //! The install pipeline: verified download → decrypt (if encrypted) → decompress → check the
-//! signed image length and sha256 → temp file beside the install path → fsync → rename →
-//! fsync directory. Streaming throughout: memory stays bounded by a chunk and the zstd window.
+//! signed image length and sha256 while the bytes stream into an [`InstallTarget`]'s writer.
+//! Streaming throughout: memory stays bounded by a chunk and the zstd window.
 //!
-//! The image reaches the install path only through [`InstallableImage::install`], and only
-//! [`prepare`] constructs an [`InstallableImage`], after the last check passed.
+//! The image is completed (renamed into place, or fsync'd and read back in a slot) only
+//! through [`InstallableImage::install`], and only this crate's pipelines construct an
+//! [`InstallableImage`], after the last check passed.
 use super::decompress::Decompressor;
 use super::error::{state_io, DeviceError, DeviceResult};
-use super::keys::Keyring;
+use super::image::VerifiedImage;
+use super::install_target::{ImageWriter, InstallTarget};
 use super::sink::{ImageSink, SinkFailure};
+use super::unlock::Unlock;
 use super::Candidate;
-use crate::transport::Transport;
-use ota_formats::envelope::{decrypt_stream_checked, EncryptionInfo, EnvelopeError};
-use ota_fs::atomic::PendingFile;
-use std::io::{self, Read, Write};
-use std::path::{Path, PathBuf};
+use ota_formats::envelope::{decrypt_stream_checked, EnvelopeError};
+use std::io::{self, Write};
+use std::path::Path;
 
-/// A fully verified image in a temp file beside its destination: decrypted, decompressed,
-/// and matching the signed length and sha256. Dropping it deletes the temp file.
+/// A fully verified image in its destination's writer (a temp file beside the install path,
+/// the inactive slot, a hook's stdin): decrypted, decompressed, and matching the signed length
+/// and sha256. Dropping it discards the image (the temp file deleted, the hook aborted).
 pub struct InstallableImage {
-    file: PendingFile,
-    dest: PathBuf,
+    writer: Box<dyn ImageWriter>,
+    image: VerifiedImage,
 }
 
 impl InstallableImage {
-    /// The destination it will replace.
-    pub fn dest(&self) -> &Path {
-        &self.dest
-    }
-
-    /// fsync the image, rename it over the destination, fsync the directory. The new file
-    /// keeps the permissions of the file it replaces (0644 for a new file).
-    pub fn install(self) -> DeviceResult<()> {
-        let InstallableImage { mut file, dest } = self;
-        if let Ok(Some(mode)) = ota_fs::mode::of(&dest) {
-            file.set_mode(mode);
-        }
-        file.commit()
-            .map_err(|source| DeviceError::InstallIo { path: dest, source })
-    }
-}
-
-impl InstallableImage {
-    /// Wrap a temp file whose content was checked against the signed image (by
-    /// [`ImageSink::finish`]); for the patch pipeline.
-    pub(super) fn verified(file: PendingFile, dest: &Path) -> Self {
+    /// Wrap a writer whose every byte was checked against the signed `image` (by
+    /// [`ImageSink::finish`]).
+    pub(super) fn verified(writer: Box<dyn ImageWriter>, image: &VerifiedImage) -> Self {
         InstallableImage {
-            file,
-            dest: dest.to_path_buf(),
+            writer,
+            image: image.clone(),
         }
     }
-}
 
-/// Refuse an install path that is anything but a regular file (or nothing yet): the file
-/// installer replaces the file by a rename, which would turn a device node into a regular
-/// file (the image in RAM instead of on the partition), replace a link instead of what it
-/// points to, or fail late on a directory or a FIFO.
-pub fn check_install_path(dest: &Path) -> DeviceResult<()> {
-    match std::fs::symlink_metadata(dest) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(source) => Err(DeviceError::InstallIo {
-            path: dest.to_path_buf(),
-            source,
-        }),
-        Ok(m) if m.file_type().is_file() => Ok(()),
-        Ok(m) => Err(DeviceError::InstallPathNotRegular {
-            path: dest.to_path_buf(),
-            kind: ota_fs::user_file::describe(m.file_type()),
-        }),
+    /// The image.
+    pub fn image(&self) -> &VerifiedImage {
+        &self.image
+    }
+
+    /// Complete the install: rename into place, or fsync and read back a slot, or commit a
+    /// hook.
+    pub fn install(self) -> DeviceResult<()> {
+        self.writer.complete(&self.image)
     }
 }
 
-/// What the pipeline needs besides the downloaded file.
-pub struct Inputs<'a> {
-    /// The chosen target.
-    pub candidate: &'a Candidate,
-    /// The verified downloaded target file (wire bytes).
-    pub downloaded: &'a Path,
-    /// The device's keys (device key and group keys).
-    pub keys: &'a Keyring,
-    /// Where `device.key` lives (for messages).
-    pub device_key_path: &'a Path,
-    /// Where per-device slips are fetched from (the targets base).
-    pub targets: &'a dyn Transport,
-}
-
-/// Run the pipeline up to (not including) the rename over `dest`.
-pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
-    check_install_path(dest)?;
-    let target = inputs.candidate.target.path();
-    let ota = &inputs.candidate.ota;
-    let bad_meta = |reason: String| DeviceError::BadTargetMeta {
+/// Run the full-image pipeline from the verified download `downloaded` of `candidate` into
+/// `dest`, up to (not including) [`InstallableImage::install`].
+pub(crate) fn prepare(
+    candidate: &Candidate,
+    downloaded: &Path,
+    unlock: &Unlock,
+    dest: &dyn InstallTarget,
+) -> DeviceResult<InstallableImage> {
+    let target = candidate.target().path();
+    let image = candidate.image();
+    dest.check(image)?;
+    // The data key first: a device that may not decrypt never touches the destination.
+    let encryption = unlock.key_for(target, candidate.encryption())?;
+    let input = std::fs::File::open(downloaded).map_err(|e| state_io(downloaded, e))?;
+    let writer = dest.begin(image)?;
+    let phase = if encryption.is_some() {
+        "decrypt"
+    } else {
+        "decompress"
+    };
+    let sink = ImageSink::new(image, writer, phase).map_err(|e| DeviceError::BadTargetMeta {
         target: target.to_string(),
-        reason,
-    };
-    // The data key first: a device that may not decrypt never touches the install directory.
-    let encryption = match &ota.encryption {
-        None => None,
-        Some(value) => {
-            let info: EncryptionInfo = serde_json::from_value(value.clone())
-                .map_err(|e| bad_meta(format!("custom.ota.encryption: {e}")))?;
-            if inputs.keys.is_empty() {
-                return Err(DeviceError::NoDeviceKey {
-                    target: target.to_string(),
-                    key: inputs.device_key_path.to_path_buf(),
-                });
-            }
-            let key = super::unlock::data_key(target, &info, inputs.keys, inputs.targets)?;
-            Some((info, key))
-        }
-    };
-    let input =
-        std::fs::File::open(inputs.downloaded).map_err(|e| state_io(inputs.downloaded, e))?;
-    let pending = PendingFile::new(dest, ota_fs::mode::PUBLIC_FILE).map_err(|source| {
-        DeviceError::InstallIo {
-            path: dest.to_path_buf(),
-            source,
-        }
+        reason: e.to_string(),
     })?;
-    let sink = ImageSink::new(&ota.image, pending).map_err(|e| bad_meta(e.to_string()))?;
+    let decompress_error = |source| DeviceError::Decompress {
+        target: target.to_string(),
+        source,
+    };
     let mut stage =
-        Decompressor::new(ota.compression, sink).map_err(|e| DeviceError::Decompress {
-            target: target.to_string(),
-            source: e,
-        })?;
-
+        Decompressor::new(candidate.ota().compression, sink).map_err(decompress_error)?;
     let result = match &encryption {
-        None => copy_plain(input, &mut stage, inputs.downloaded),
+        None => copy_plain(input, &mut stage, downloaded),
         Some((info, key)) => {
             decrypt_stream_checked(io::BufReader::new(input), &mut stage, key, info)
                 .map(|_| ())
@@ -138,22 +90,16 @@ pub fn prepare(inputs: &Inputs, dest: &Path) -> DeviceResult<InstallableImage> {
                 })
         }
     };
-    let finished = result.and_then(|()| stage_finish(&mut stage));
+    let finished = result.and_then(|()| stage.flush().map_err(Stage::Write));
     if let Err(e) = finished {
         return Err(classify(e, stage.sink_mut(), target, dest));
     }
-    let sink = stage.finish().map_err(|e| DeviceError::Decompress {
-        target: target.to_string(),
-        source: e,
-    })?;
-    let file = sink.finish().map_err(|source| DeviceError::ImageMismatch {
+    let sink = stage.finish().map_err(decompress_error)?;
+    let writer = sink.finish().map_err(|source| DeviceError::ImageMismatch {
         target: target.to_string(),
         source,
     })?;
-    Ok(InstallableImage {
-        file,
-        dest: dest.to_path_buf(),
-    })
+    Ok(InstallableImage::verified(writer, image))
 }
 
 /// Where a pipeline step failed.
@@ -166,11 +112,7 @@ enum Stage {
     Refused(DeviceError),
 }
 
-fn stage_finish(stage: &mut Decompressor<ImageSink>) -> Result<(), Stage> {
-    stage.flush().map_err(Stage::Write)
-}
-
-fn classify(e: Stage, sink: &mut ImageSink, target: &str, dest: &Path) -> DeviceError {
+fn classify(e: Stage, sink: &mut ImageSink, target: &str, dest: &dyn InstallTarget) -> DeviceError {
     // The sink's own failure is the precise one; the layers above only carried an io::Error.
     match (e, sink.take_failure()) {
         (_, Some(SinkFailure::Image(source))) => DeviceError::ImageMismatch {
@@ -178,7 +120,7 @@ fn classify(e: Stage, sink: &mut ImageSink, target: &str, dest: &Path) -> Device
             source,
         },
         (_, Some(SinkFailure::Io(source))) => DeviceError::InstallIo {
-            path: dest.to_path_buf(),
+            path: dest.describe().into(),
             source,
         },
         (Stage::Read(e) | Stage::Refused(e), None) => e,
@@ -189,27 +131,33 @@ fn classify(e: Stage, sink: &mut ImageSink, target: &str, dest: &Path) -> Device
     }
 }
 
-fn copy_plain(mut input: std::fs::File, out: &mut impl Write, path: &Path) -> Result<(), Stage> {
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match input.read(&mut buf) {
-            Ok(0) => return Ok(()),
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(Stage::Read(state_io(path, e))),
-        };
-        out.write_all(&buf[..n]).map_err(Stage::Write)?;
+fn copy_plain(input: std::fs::File, out: &mut impl Write, path: &Path) -> Result<(), Stage> {
+    let mut write_failed = None;
+    let read = ota_formats::hash::read_chunks(input, |chunk| {
+        out.write_all(chunk).map_err(|e| {
+            let copy = io::Error::new(e.kind(), e.to_string());
+            write_failed = Some(e);
+            copy
+        })
+    });
+    match (read, write_failed) {
+        (Ok(_), _) => Ok(()),
+        (Err(_), Some(e)) => Err(Stage::Write(e)),
+        (Err(e), None) => Err(Stage::Read(state_io(path, e))),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::keys::Keyring;
+    use crate::device::FileInstaller;
     use crate::transport::DirTransport;
     use crate::VerifiedTarget;
     use ota_formats::hash::sha256_hex;
     use ota_formats::metadata::TargetFile;
     use ota_formats::target_meta::{Compression, ImageInfo, OtaTarget};
+    use std::path::PathBuf;
 
     struct Case {
         dir: tempfile::TempDir,
@@ -233,26 +181,30 @@ mod tests {
 
     fn candidate(wire: &[u8], image: ImageInfo, compression: Compression) -> Candidate {
         let ota = OtaTarget::new("fw", "1.0.0", vec!["b".into()], image, compression).unwrap();
+        candidate_of(wire, ota)
+    }
+
+    fn candidate_of(wire: &[u8], ota: OtaTarget) -> Candidate {
         let mut file = TargetFile::from_bytes(wire);
         file.custom = Some(ota.to_custom(None).unwrap());
-        Candidate {
-            target: VerifiedTarget::new("fw-1.0.0.img.zst", file, "targets"),
-            ota,
-            version: ota_formats::version::Version::parse("1.0.0").unwrap(),
-            deltas: Vec::new(),
-        }
+        let target = VerifiedTarget::new("fw-1.0.0.img.zst", file, "targets");
+        let sel = crate::device::Selector {
+            hardware_id: "b",
+            image_name: None,
+            installed: None,
+        };
+        sel.accepts(&target).unwrap().unwrap()
     }
 
     fn run(c: &Case, cand: &Candidate) -> DeviceResult<InstallableImage> {
         let transport = DirTransport::new(c.dir.path());
-        let inputs = Inputs {
-            candidate: cand,
-            downloaded: &c.downloaded,
-            keys: &Keyring::default(),
+        let keys = Keyring::default();
+        let unlock = Unlock {
+            keys: &keys,
             device_key_path: Path::new("device.key"),
             targets: &transport,
         };
-        prepare(&inputs, &c.dest)
+        prepare(cand, &c.downloaded, &unlock, &FileInstaller::new(&c.dest))
     }
 
     fn slot_files(c: &Case) -> Vec<String> {
@@ -354,8 +306,16 @@ mod tests {
     #[test]
     fn encrypted_target_without_device_key_is_a_state_error() {
         let c = case(b"x");
-        let mut cand = candidate(b"x", ImageInfo::new(1, sha256_hex(b"x")), Compression::None);
-        cand.ota.encryption = Some(serde_json::json!({"format": "ota-envelope-v1"}));
+        let mut ota = OtaTarget::new(
+            "fw",
+            "1.0.0",
+            vec!["b".into()],
+            ImageInfo::new(1, sha256_hex(b"x")),
+            Compression::None,
+        )
+        .unwrap();
+        ota.encryption = Some(serde_json::json!({"format": "ota-envelope-v1"}));
+        let cand = candidate_of(b"x", ota);
         let err = run(&c, &cand).err().unwrap();
         // Malformed encryption info is refused before the key is even looked for.
         assert!(matches!(err, DeviceError::BadTargetMeta { .. }), "{err}");

@@ -1,69 +1,58 @@
 //! The patch pipeline: verified patch download → decrypt (if encrypted, into a temp file) →
-//! decompress (if the patch target is compressed) → apply against the image at the install
-//! path (read by seeks) → check the signed image length and sha256 → temp file beside the
-//! install path. Like the full pipeline, nothing reaches the install path before
-//! [`InstallableImage::install`].
+//! decompress (if the patch target is compressed) → apply against the current image (the
+//! [`Base`]: the install file, or the committed slot's first `base.length` bytes, read by
+//! seeks) → check the signed image length and sha256 while streaming into the destination's
+//! writer. Like the full pipeline, nothing is completed before [`InstallableImage::install`].
+use super::base::Base;
 use super::decompress::ZSTD_WINDOW_LOG_MAX;
 use super::delta::DeltaTarget;
 use super::error::{state_io, DeviceError, DeviceResult};
+use super::image::VerifiedImage;
 use super::install::InstallableImage;
-use super::keys::Keyring;
+use super::install_target::InstallTarget;
 use super::sink::{ImageSink, SinkFailure};
-use crate::transport::Transport;
-use ota_formats::envelope::{decrypt_stream_checked, EncryptionInfo, EnvelopeError};
+use super::unlock::Unlock;
+use ota_formats::envelope::{decrypt_stream_checked, EnvelopeError};
 use ota_formats::patch::apply;
-use ota_formats::target_meta::{Compression, ImageInfo};
-use ota_fs::atomic::PendingFile;
+use ota_formats::target_meta::Compression;
 use std::fs::File;
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::Path;
 
 /// What the patch pipeline needs.
-pub struct PatchInputs<'a> {
+pub(crate) struct PatchInputs<'a> {
     /// The chosen patch target.
     pub delta: &'a DeltaTarget,
     /// The signed image of the release (what the result must be).
-    pub image: &'a ImageInfo,
+    pub image: &'a VerifiedImage,
     /// The verified downloaded patch target file (wire bytes).
     pub downloaded: &'a Path,
     /// Directory for the decrypted patch (the downloads directory).
     pub scratch: &'a Path,
-    /// The device's keys.
-    pub keys: &'a Keyring,
-    /// Where `device.key` lives (for messages).
-    pub device_key_path: &'a Path,
-    /// Where per-device slips are fetched from.
-    pub targets: &'a dyn Transport,
+    /// How to open an encrypted patch.
+    pub unlock: &'a Unlock<'a>,
 }
 
-/// Apply the patch with the file at `dest` as base, up to (not including) the rename.
-pub fn prepare_patched(inputs: &PatchInputs, dest: &Path) -> DeviceResult<InstallableImage> {
-    super::install::check_install_path(dest)?;
-    let target = inputs.delta.target.path();
-    let ota = &inputs.delta.ota;
+/// Apply the patch to `base` into `dest`, up to (not including) the install.
+pub(crate) fn prepare_patched(
+    inputs: &PatchInputs,
+    base: &Base,
+    dest: &dyn InstallTarget,
+) -> DeviceResult<InstallableImage> {
+    let target = inputs.delta.target().path();
+    let ota = inputs.delta.ota();
+    dest.check(inputs.image)?;
     // Decrypted into a temp file: the applier reads the patch as a stream, the envelope
     // decrypts into a writer, and a patch is small.
-    let decrypted = match &ota.encryption {
+    let decrypted = match inputs.unlock.key_for(target, inputs.delta.encryption())? {
         None => None,
-        Some(value) => {
-            let info: EncryptionInfo =
-                serde_json::from_value(value.clone()).map_err(|e| DeviceError::BadTargetMeta {
-                    target: target.to_string(),
-                    reason: format!("custom.ota.encryption: {e}"),
-                })?;
-            if inputs.keys.is_empty() {
-                return Err(DeviceError::NoDeviceKey {
-                    target: target.to_string(),
-                    key: inputs.device_key_path.to_path_buf(),
-                });
-            }
-            let key = super::unlock::data_key(target, &info, inputs.keys, inputs.targets)?;
+        Some((info, key)) => {
             let tmp = tempfile::NamedTempFile::new_in(inputs.scratch)
                 .map_err(|e| state_io(inputs.scratch, e))?;
             let input =
                 File::open(inputs.downloaded).map_err(|e| state_io(inputs.downloaded, e))?;
             let mut out = BufWriter::new(tmp.as_file());
-            decrypt_stream_checked(BufReader::new(input), &mut out, &key, &info).map_err(
+            decrypt_stream_checked(BufReader::new(input), &mut out, &key, info).map_err(
                 |source| match source {
                     EnvelopeError::Io(e) => state_io(tmp.path(), e),
                     source => DeviceError::Decrypt {
@@ -79,39 +68,39 @@ pub fn prepare_patched(inputs: &PatchInputs, dest: &Path) -> DeviceResult<Instal
     };
     let patch_path = decrypted.as_ref().map_or(inputs.downloaded, |t| t.path());
     let patch_file = File::open(patch_path).map_err(|e| state_io(patch_path, e))?;
+    let decompress_error = |source| DeviceError::Decompress {
+        target: target.to_string(),
+        source,
+    };
     let patch: Box<dyn Read> = match ota.compression {
         Compression::None => Box::new(BufReader::new(patch_file)),
         Compression::Zstd => {
-            let mut d = zstd::stream::read::Decoder::new(patch_file).map_err(|source| {
-                DeviceError::Decompress {
-                    target: target.to_string(),
-                    source,
-                }
-            })?;
+            let mut d = zstd::stream::read::Decoder::new(patch_file).map_err(decompress_error)?;
             d.window_log_max(ZSTD_WINDOW_LOG_MAX)
-                .map_err(|source| DeviceError::Decompress {
-                    target: target.to_string(),
-                    source,
-                })?;
+                .map_err(decompress_error)?;
             Box::new(d)
         }
     };
-    let base = File::open(dest).map_err(|source| DeviceError::InstallIo {
-        path: dest.to_path_buf(),
+    let base_io = |source| DeviceError::InstallIo {
+        path: base.path().to_path_buf(),
         source,
-    })?;
-    let pending = PendingFile::new(dest, ota_fs::mode::PUBLIC_FILE).map_err(|source| {
-        DeviceError::InstallIo {
-            path: dest.to_path_buf(),
-            source,
-        }
-    })?;
+    };
+    let window = base
+        .open(inputs.delta.info().base.length)
+        .map_err(base_io)?
+        .ok_or_else(|| {
+            base_io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "the base image is not the patch's base",
+            ))
+        })?;
+    let writer = dest.begin(inputs.image)?;
     let mut sink =
-        ImageSink::new(inputs.image, pending).map_err(|e| DeviceError::BadTargetMeta {
+        ImageSink::new(inputs.image, writer, "patch").map_err(|e| DeviceError::BadTargetMeta {
             target: target.to_string(),
             reason: e.to_string(),
         })?;
-    let applied = apply(BufReader::new(base), patch, &mut sink);
+    let applied = apply(BufReader::new(window), patch, &mut sink);
     if let Err(source) = applied {
         // The sink's own failure is the precise one (the applier only saw an io::Error).
         return Err(match (sink.take_failure(), source) {
@@ -120,7 +109,7 @@ pub fn prepare_patched(inputs: &PatchInputs, dest: &Path) -> DeviceResult<Instal
                 source,
             },
             (Some(SinkFailure::Io(source)), _) => DeviceError::InstallIo {
-                path: dest.to_path_buf(),
+                path: dest.describe().into(),
                 source,
             },
             (None, source) => DeviceError::Patch {
@@ -129,22 +118,23 @@ pub fn prepare_patched(inputs: &PatchInputs, dest: &Path) -> DeviceResult<Instal
             },
         });
     }
-    let file = sink.finish().map_err(|source| DeviceError::ImageMismatch {
+    let writer = sink.finish().map_err(|source| DeviceError::ImageMismatch {
         target: target.to_string(),
         source,
     })?;
-    Ok(InstallableImage::verified(file, dest))
+    Ok(InstallableImage::verified(writer, inputs.image))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::device::keys::Keyring;
     use crate::transport::DirTransport;
     use crate::VerifiedTarget;
     use ota_formats::hash::sha256_hex;
     use ota_formats::metadata::TargetFile;
     use ota_formats::patch::{Codec, Filter, Method, PatchHeader};
-    use ota_formats::target_meta::{DeltaInfo, OtaTarget};
+    use ota_formats::target_meta::{DeltaInfo, ImageInfo, OtaTarget};
     use std::path::PathBuf;
 
     const BASE: &[u8] = b"old firmware";
@@ -159,7 +149,7 @@ mod tests {
     }
 
     fn delta(image: &[u8], compression: Compression) -> DeltaTarget {
-        let mut ota = OtaTarget::new(
+        let full = OtaTarget::new(
             "fw",
             "1.1.0",
             vec!["b".into()],
@@ -167,15 +157,15 @@ mod tests {
             compression,
         )
         .unwrap();
+        let mut ota = full.clone();
         let info = DeltaInfo::patch_v1("1.0.0", BASE.len() as u64, sha256_hex(BASE), "full");
         ota.delta = Some(info.to_value().unwrap());
         let mut file = TargetFile::from_bytes(b"x");
         file.custom = Some(ota.to_custom(None).unwrap());
-        DeltaTarget {
-            target: VerifiedTarget::new("fw-1.1.0.from-1.0.0.patch", file, "targets"),
-            ota,
-            info,
-        }
+        let t = VerifiedTarget::new("fw-1.1.0.from-1.0.0.patch", file, "targets");
+        let mut found = crate::device::deltas_for(&full, "b", [&t]);
+        assert_eq!(found.len(), 1);
+        found.remove(0)
     }
 
     struct Case {
@@ -200,16 +190,23 @@ mod tests {
 
     fn run(c: &Case, d: &DeltaTarget) -> DeviceResult<InstallableImage> {
         let transport = DirTransport::new(c.dir.path());
-        let inputs = PatchInputs {
-            delta: d,
-            image: &d.ota.image,
-            downloaded: &c.downloaded,
-            scratch: c.dir.path(),
-            keys: &Keyring::default(),
+        let keys = Keyring::default();
+        let unlock = Unlock {
+            keys: &keys,
             device_key_path: Path::new("device.key"),
             targets: &transport,
         };
-        prepare_patched(&inputs, &c.slot)
+        let version = ota_formats::version::Version::parse(&d.ota().version).unwrap();
+        let image = VerifiedImage::signed(d.target(), d.ota(), &version);
+        let inputs = PatchInputs {
+            delta: d,
+            image: &image,
+            downloaded: &c.downloaded,
+            scratch: c.dir.path(),
+            unlock: &unlock,
+        };
+        let dest = crate::device::FileInstaller::new(&c.slot);
+        prepare_patched(&inputs, &Base::File(c.slot.clone()), &dest)
     }
 
     fn slot_files(c: &Case) -> Vec<String> {

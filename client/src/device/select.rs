@@ -3,23 +3,67 @@
 //! [`ota_formats::version::Version`] (semantic-versioning precedence).
 use super::delta::{deltas_for, DeltaTarget};
 use super::error::{DeviceError, DeviceResult};
+use super::image::{Encryption, VerifiedImage};
 use super::installed::Installed;
 use crate::VerifiedTarget;
 use ota_formats::target_meta::OtaTarget;
 use ota_formats::version::Version;
 use std::collections::BTreeSet;
 
-/// A target this device may install, with its signed `custom.ota`.
+/// A target this device may install, with its signed `custom.ota` parsed and typed. Only
+/// [`Selector`] makes one, from a verified target: the fields are private so that what an
+/// installer receives always is what was signed.
 #[derive(Debug, Clone)]
 pub struct Candidate {
+    target: VerifiedTarget,
+    ota: OtaTarget,
+    version: Version,
+    image: VerifiedImage,
+    encryption: Encryption,
+    deltas: Vec<DeltaTarget>,
+}
+
+impl Candidate {
+    fn signed(target: &VerifiedTarget, ota: OtaTarget, version: Version) -> Self {
+        Candidate {
+            image: VerifiedImage::signed(target, &ota, &version),
+            encryption: Encryption::of(&ota),
+            target: target.clone(),
+            ota,
+            version,
+            deltas: Vec::new(),
+        }
+    }
+
     /// The verified target entry.
-    pub target: VerifiedTarget,
+    pub fn target(&self) -> &VerifiedTarget {
+        &self.target
+    }
+
     /// Its signed `custom.ota` object.
-    pub ota: OtaTarget,
+    pub fn ota(&self) -> &OtaTarget {
+        &self.ota
+    }
+
     /// Its parsed version.
-    pub version: Version,
+    pub fn version(&self) -> &Version {
+        &self.version
+    }
+
+    /// The image it installs.
+    pub fn image(&self) -> &VerifiedImage {
+        &self.image
+    }
+
+    /// Its typed `custom.ota.encryption`.
+    pub fn encryption(&self) -> &Encryption {
+        &self.encryption
+    }
+
     /// Patch targets producing this release from some earlier image (see [`super::delta`]).
-    pub deltas: Vec<DeltaTarget>,
+    pub fn deltas(&self) -> &[DeltaTarget] {
+        &self.deltas
+    }
 }
 
 /// What a device filters on.
@@ -89,12 +133,7 @@ impl Selector<'_> {
         Ok(self
             .release_for_hardware(target)
             .filter(|(ota, version)| self.admits(ota, version, current.as_ref()))
-            .map(|(ota, version)| Candidate {
-                target: target.clone(),
-                ota,
-                version,
-                deltas: Vec::new(),
-            }))
+            .map(|(ota, version)| Candidate::signed(target, ota, version)))
     }
 
     /// Every acceptable target, newest first (ties broken by target path, for determinism),
@@ -123,12 +162,7 @@ impl Selector<'_> {
         let mut out: Vec<Candidate> = releases
             .into_iter()
             .filter(|(_, ota, version)| self.admits(ota, version, current.as_ref()))
-            .map(|(t, ota, version)| Candidate {
-                target: t.clone(),
-                ota,
-                version,
-                deltas: Vec::new(),
-            })
+            .map(|(t, ota, version)| Candidate::signed(t, ota, version))
             .collect();
         out.sort_by(|a, b| {
             b.version

@@ -1,24 +1,44 @@
 //! A device bound to its state directory: check for and install updates.
+use super::base::Base;
 use super::config::DeviceConfig;
 use super::delta::{choose, CurrentImage, DeltaTarget};
 use super::error::{state_io, DeviceError, DeviceResult};
-use super::install::{prepare, Inputs, InstallableImage};
+use super::file_installer::FileInstaller;
+use super::image::Encryption;
+use super::install::{prepare, InstallableImage};
+use super::install_target::InstallTarget;
 use super::installed::Installed;
 use super::keys::{self, Keyring};
+use super::lock::StateLock;
 use super::patch::{prepare_patched, PatchInputs};
 use super::select::{Candidate, Selector};
 use super::state::StateDir;
+use super::unlock::Unlock;
+use crate::storage::Storage;
 use crate::{Updater, UpdaterConfig};
-use ota_formats::envelope::EncryptionInfo;
 use std::path::Path;
+use std::sync::Arc;
 
 /// An initialised device: its configuration, installed record and TUF client.
 pub struct Device {
-    state: StateDir,
-    config: DeviceConfig,
-    updater: Updater,
+    pub(super) state: StateDir,
+    pub(super) config: DeviceConfig,
+    pub(super) updater: Updater,
+    pub(super) storage: Arc<dyn Storage>,
     last_transfer: Option<Transfer>,
     skipped: Vec<Skipped>,
+}
+
+/// Where an install stands, reported to the caller of [`Device::install_into`] so that the
+/// A/B flow can persist it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum InstallStep {
+    /// About to fetch a target (a patch, or the full image).
+    Downloading,
+    /// The target matched its signed hashes.
+    Downloaded,
+    /// About to write the destination.
+    Writing,
 }
 
 /// A release newer than the installed one that the last [`Device::check`] passed over
@@ -71,9 +91,17 @@ impl Device {
             state,
             config,
             updater,
+            storage: crate::storage::os(),
             last_transfer: None,
             skipped: Vec::new(),
         })
+    }
+
+    /// Send slot writes, the A/B state and a `file:` boot environment through `storage`
+    /// instead of the file system directly (a crash simulation records them).
+    pub fn with_storage(mut self, storage: Arc<dyn Storage>) -> Self {
+        self.storage = storage;
+        self
     }
 
     /// Initialise `state`: write the configuration and trust `root_bytes` (checked to be a
@@ -96,6 +124,12 @@ impl Device {
             });
         }
         config.tls.validate()?;
+        // Slots and boot environment are checked before anything is written.
+        let slot_state = config
+            .slots
+            .as_ref()
+            .map(super::ab::prepare_slots)
+            .transpose()?;
         if state.config().exists() {
             for dir in [state.metadata(), state.downloads()] {
                 match std::fs::remove_dir_all(&dir) {
@@ -117,6 +151,14 @@ impl Device {
             tls: super::tls_files::import(state, &config.tls, force)?,
             ..config.clone()
         };
+        match slot_state {
+            Some(s) => s.save(&state.slots(), &crate::storage::OsStorage)?,
+            None => match std::fs::remove_file(state.slots()) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(state_io(state.slots(), e)),
+            },
+        }
         config.save(state)
     }
 
@@ -140,30 +182,36 @@ impl Device {
         self.last_transfer.as_ref()
     }
 
-    /// The patch target of `candidate` whose base is the image now at `install_to`, if any.
-    /// Hashes the file (installed.json is not trusted for this).
-    pub fn delta_for<'c>(
-        &self,
-        candidate: &'c Candidate,
-        install_to: &Path,
-    ) -> Option<&'c DeltaTarget> {
-        if candidate.deltas.is_empty() {
-            return None;
-        }
-        let current = match CurrentImage::measure(install_to) {
-            Ok(Some(c)) => c,
-            Ok(None) => return None,
-            Err(e) => {
-                tracing::warn!("cannot read {} to pick a delta: {e}", install_to.display());
-                return None;
+    /// The patch target of `candidate` whose base is the image at `base` (hashed now over
+    /// each patch's signed base length; no record is trusted for this), the smallest when
+    /// several are.
+    pub fn delta_for<'c>(&self, candidate: &'c Candidate, base: &Base) -> Option<&'c DeltaTarget> {
+        let mut lengths: Vec<u64> = candidate
+            .deltas()
+            .iter()
+            .map(|d| d.info().base.length)
+            .collect();
+        lengths.sort_unstable();
+        lengths.dedup();
+        let mut found: Option<&DeltaTarget> = None;
+        for length in lengths {
+            let sha256 = match base.sha256_of(length) {
+                Ok(Some(h)) => h,
+                Ok(None) => continue,
+                Err(e) => {
+                    tracing::warn!("cannot read {} to pick a delta: {e}", base.path().display());
+                    return None;
+                }
+            };
+            let current = CurrentImage { length, sha256 };
+            if let Some(d) = choose(candidate.deltas(), &current) {
+                if found.is_none_or(|f| d.target().length() < f.target().length()) {
+                    found = Some(d);
+                }
             }
-        };
-        let found = choose(&candidate.deltas, &current);
-        if found.is_none() {
-            tracing::info!(
-                sha256 = %current.sha256,
-                "no patch has the installed image as its base; using the full image"
-            );
+        }
+        if found.is_none() && !candidate.deltas().is_empty() {
+            tracing::info!("no patch has the current image as its base; using the full image");
         }
         found
     }
@@ -193,31 +241,43 @@ impl Device {
         })
     }
 
-    /// Build the image from `delta` (download, decrypt, apply against `install_to`).
+    /// Build the image from `delta` (download, decrypt, apply against `base`) into `dest`.
     fn patched_image(
         &self,
         candidate: &Candidate,
-        delta: &DeltaTarget,
-        install_to: &Path,
-        keys: &Keyring,
+        (base, delta): (&Base, &DeltaTarget),
+        dest: &dyn InstallTarget,
+        unlock: &Unlock,
         transfer: &mut Transfer,
+        step: &mut dyn FnMut(InstallStep) -> DeviceResult<()>,
     ) -> DeviceResult<InstallableImage> {
-        let downloaded = self.fetch(&delta.target, transfer)?;
+        step(InstallStep::Downloading)?;
+        let downloaded = self.fetch(delta.target(), transfer)?;
+        step(InstallStep::Downloaded)?;
         let inputs = PatchInputs {
             delta,
-            image: &candidate.ota.image,
+            image: candidate.image(),
             downloaded: &downloaded,
             scratch: &self.state.downloads(),
-            keys,
-            device_key_path: &self.state.device_key(),
-            targets: self.updater.targets.as_ref(),
+            unlock,
         };
-        let image = prepare_patched(&inputs, install_to);
+        step(InstallStep::Writing)?;
+        let image = prepare_patched(&inputs, base, dest);
         // The patch is only good for this one base; keep the device's disk use bounded.
         if let Err(e) = std::fs::remove_file(&downloaded) {
             tracing::debug!("removing {}: {e}", downloaded.display());
         }
         image
+    }
+
+    /// What an update must be newer than: in A/B mode the committed slot's image (from
+    /// `slots.json`), else `installed.json`.
+    fn floor(&self) -> DeviceResult<Option<Installed>> {
+        match &self.config.slots {
+            None => self.installed(),
+            Some(slots) => Ok(super::slot_state::SlotState::load(&self.state.slots())?
+                .and_then(|s| s.committed_image(slots.path(s.committed)))),
+        }
     }
 
     /// The installed record, if any.
@@ -237,7 +297,7 @@ impl Device {
     /// over (see [`Device::skipped`]) and an older release that is for it may be chosen.
     pub fn check(&mut self) -> DeviceResult<Option<Candidate>> {
         self.skipped.clear();
-        let installed = self.installed()?;
+        let installed = self.floor()?;
         self.updater.refresh()?;
         let targets = self.updater.all_targets()?;
         let selector = Selector {
@@ -246,14 +306,20 @@ impl Device {
             installed: installed.as_ref(),
         };
         let keys = Keyring::load(&self.state)?;
+        let failed = self.failed_versions()?;
         for candidate in selector.candidates(&targets)? {
-            match self.not_for_this_device(&candidate, &keys)? {
+            let reason = if failed.iter().any(|v| *v == candidate.ota().version) {
+                Some("failed to boot on this device before; a newer release will be tried".into())
+            } else {
+                self.not_for_this_device(&candidate, &keys)?
+            };
+            match reason {
                 None => return Ok(Some(selector.with_deltas(candidate, &targets))),
                 Some(reason) => {
-                    tracing::info!(target = candidate.target.path(), "skipped: {reason}");
+                    tracing::info!(target = candidate.target().path(), "skipped: {reason}");
                     self.skipped.push(Skipped {
-                        target: candidate.target.path().to_string(),
-                        version: candidate.ota.version.clone(),
+                        target: candidate.target().path().to_string(),
+                        version: candidate.ota().version.clone(),
                         reason,
                     });
                 }
@@ -268,25 +334,24 @@ impl Device {
         candidate: &Candidate,
         keys: &Keyring,
     ) -> DeviceResult<Option<String>> {
-        let Some(value) = &candidate.ota.encryption else {
-            return Ok(None);
-        };
-        if keys.is_empty() {
-            tracing::warn!(
-                target = candidate.target.path(),
-                "an encrypted release exists and this device holds no decryption key"
-            );
-            return Ok(Some(
-                "encrypted, and this device holds no decryption key".into(),
-            ));
-        }
-        // Malformed encryption metadata is not skipped: installing refuses it by name.
-        let Ok(info) = serde_json::from_value::<EncryptionInfo>(value.clone()) else {
-            return Ok(None);
+        let info = match candidate.encryption() {
+            Encryption::None => return Ok(None),
+            // Malformed encryption metadata is not skipped: installing refuses it by name.
+            Encryption::Malformed(_) if !keys.is_empty() => return Ok(None),
+            Encryption::Sealed(info) if !keys.is_empty() => info,
+            _ => {
+                tracing::warn!(
+                    target = candidate.target().path(),
+                    "an encrypted release exists and this device holds no decryption key"
+                );
+                return Ok(Some(
+                    "encrypted, and this device holds no decryption key".into(),
+                ));
+            }
         };
         let addressed = super::unlock::addressed_to(
-            candidate.target.path(),
-            &info,
+            candidate.target().path(),
+            info,
             keys,
             self.updater.targets.as_ref(),
         )?;
@@ -296,46 +361,135 @@ impl Device {
     /// Check, and install the update to `install_to` if there is one. A failure leaves
     /// `install_to` and `installed.json` untouched and no temp file behind.
     pub fn update(&mut self, install_to: &Path) -> DeviceResult<UpdateOutcome> {
-        super::install::check_install_path(install_to)?;
+        self.update_with(&FileInstaller::new(install_to), install_to)
+    }
+
+    /// Check, and install the update into `dest` (a single-image destination: a file or an
+    /// install hook) if there is one; `recorded_as` is the path `installed.json` names.
+    pub fn update_with(
+        &mut self,
+        dest: &dyn InstallTarget,
+        recorded_as: &Path,
+    ) -> DeviceResult<UpdateOutcome> {
+        let _lock = StateLock::acquire(&self.state)?;
+        self.refuse_slot_mode("single-file update")?;
         let Some(candidate) = self.check()? else {
             return Ok(UpdateOutcome::UpToDate(self.installed()?));
         };
-        self.install(&candidate, install_to)
-            .map(UpdateOutcome::Installed)
+        // Before any download: a device node, a link or a directory is never replaced.
+        dest.check(candidate.image())?;
+        let transfer = self.install_into(&candidate, dest, &mut |_| Ok(()))?;
+        let record = self.record_installed(&candidate, recorded_as)?;
+        self.last_transfer = Some(transfer);
+        Ok(UpdateOutcome::Installed(record))
     }
 
-    /// Install `candidate`: from a patch when one has the image at `install_to` as its base
-    /// (any failure of that path falls back to the full image), else from the full target
-    /// (downloaded, or a verified cached copy).
+    /// Install `candidate` to the file `install_to` (see [`Device::update`]).
     pub fn install(&mut self, candidate: &Candidate, install_to: &Path) -> DeviceResult<Installed> {
-        // Before any download: a device node, a link or a directory is never replaced.
-        super::install::check_install_path(install_to)?;
-        let target = &candidate.target;
+        let _lock = StateLock::acquire(&self.state)?;
+        self.refuse_slot_mode("single-file install")?;
+        let dest = FileInstaller::new(install_to);
+        dest.check(candidate.image())?;
+        let transfer = self.install_into(candidate, &dest, &mut |_| Ok(()))?;
+        let record = self.record_installed(candidate, install_to)?;
+        self.last_transfer = Some(transfer);
+        Ok(record)
+    }
+
+    /// A device set up with A/B slots installs only through the A/B flow.
+    fn refuse_slot_mode(&self, what: &str) -> DeviceResult<()> {
+        if self.config.slots.is_some() {
+            return Err(DeviceError::NotSlotMode {
+                state: self.state.root().to_path_buf(),
+                what: format!("{what} asked of a device set up with A/B slots"),
+            });
+        }
+        Ok(())
+    }
+
+    /// Write `installed.json` for `candidate` at `path`, and fix the image line on the first
+    /// install.
+    pub(super) fn record_installed(
+        &mut self,
+        candidate: &Candidate,
+        path: &Path,
+    ) -> DeviceResult<Installed> {
+        let image = candidate.image();
+        let record = Installed {
+            name: image.name().to_string(),
+            version: candidate.ota().version.clone(),
+            target: image.target().to_string(),
+            image_sha256: image.sha256().to_string(),
+            image_length: image.length(),
+            install_path: path.to_path_buf(),
+            installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        };
+        crate::crash_point::reached("state");
+        record.save(&self.state)?;
+        if self.config.image_name.is_none() {
+            // The first install fixes the device's image line; it never switches after.
+            self.config.image_name = Some(record.name.clone());
+            self.config.save(&self.state)?;
+        }
+        tracing::info!(name = %record.name, version = %record.version, "installed");
+        Ok(record)
+    }
+
+    /// Install `candidate` into `dest`: from a patch when one has `dest`'s base as its base
+    /// (any failure of that path falls back to the full image), else from the full target
+    /// (downloaded, or a verified cached copy). `step` hears where the install stands.
+    pub(super) fn install_into(
+        &self,
+        candidate: &Candidate,
+        dest: &dyn InstallTarget,
+        step: &mut dyn FnMut(InstallStep) -> DeviceResult<()>,
+    ) -> DeviceResult<Transfer> {
+        let target = candidate.target();
         let keys = keys::Keyring::load(&self.state)?;
         let key_path = self.state.device_key();
         // Fail before downloading what this device could never decrypt.
-        if candidate.ota.encryption.is_some() && keys.is_empty() {
+        if candidate.encryption().is_encrypted() && keys.is_empty() {
             return Err(DeviceError::NoDeviceKey {
                 target: target.path().to_string(),
                 key: key_path,
             });
         }
+        let unlock = Unlock {
+            keys: &keys,
+            device_key_path: &key_path,
+            targets: self.updater.targets.as_ref(),
+        };
         let mut transfer = Transfer::default();
         let mut downloaded = None;
-        let patched = match self.delta_for(candidate, install_to) {
+        let base = dest.base();
+        let delta = base
+            .as_ref()
+            .and_then(|b| self.delta_for(candidate, b).map(|d| (b, d)));
+        let patched = match delta {
             None => None,
-            Some(delta) => {
-                tracing::info!(patch = delta.target.path(), base = %delta.info.base.version, "using a delta update");
-                match self.patched_image(candidate, delta, install_to, &keys, &mut transfer) {
+            Some((base, delta)) => {
+                tracing::info!(patch = delta.target().path(), base = %delta.info().base.version, "using a delta update");
+                match self.patched_image(
+                    candidate,
+                    (base, delta),
+                    dest,
+                    &unlock,
+                    &mut transfer,
+                    step,
+                ) {
                     Ok(image) => {
-                        transfer.delta = Some(delta.target.path().to_string());
-                        transfer.delta_base_version = Some(delta.info.base.version.clone());
+                        transfer.delta = Some(delta.target().path().to_string());
+                        transfer.delta_base_version = Some(delta.info().base.version.clone());
                         Some(image)
+                    }
+                    // The A/B flow's own state write failing is not a reason to fall back.
+                    Err(e @ (DeviceError::StateIo { .. } | DeviceError::BadState { .. })) => {
+                        return Err(e)
                     }
                     Err(e) => {
                         tracing::warn!(
                             "delta update from {} failed, falling back to the full image: {e}",
-                            delta.target.path()
+                            delta.target().path()
                         );
                         transfer.delta_fallback = Some(e.to_string());
                         None
@@ -346,43 +500,27 @@ impl Device {
         let image = match patched {
             Some(image) => image,
             None => {
+                step(InstallStep::Downloading)?;
                 let path = self.fetch(target, &mut transfer)?;
-                let inputs = Inputs {
-                    candidate,
-                    downloaded: &path,
-                    keys: &keys,
-                    device_key_path: &key_path,
-                    targets: self.updater.targets.as_ref(),
-                };
-                let image = prepare(&inputs, install_to)?;
+                step(InstallStep::Downloaded)?;
+                step(InstallStep::Writing)?;
+                let image = prepare(candidate, &path, &unlock, dest)?;
                 downloaded = Some(path);
                 image
             }
         };
         image.install()?;
-        let record = Installed {
-            name: candidate.ota.name.clone(),
-            version: candidate.ota.version.clone(),
-            target: target.path().to_string(),
-            image_sha256: candidate.ota.image.sha256.clone(),
-            image_length: candidate.ota.image.length,
-            install_path: install_to.to_path_buf(),
-            installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
-        record.save(&self.state)?;
-        if self.config.image_name.is_none() {
-            // The first install fixes the device's image line; it never switches after.
-            self.config.image_name = Some(record.name.clone());
-            self.config.save(&self.state)?;
-        }
-        tracing::info!(name = %record.name, version = %record.version, "installed");
         // The download is no longer needed; keep the device's disk use bounded.
         if let Some(downloaded) = downloaded {
             if let Err(e) = std::fs::remove_file(&downloaded) {
                 tracing::debug!("removing {}: {e}", downloaded.display());
             }
         }
+        Ok(transfer)
+    }
+
+    /// Remember how the last install got its image.
+    pub(super) fn set_last_transfer(&mut self, transfer: Transfer) {
         self.last_transfer = Some(transfer);
-        Ok(record)
     }
 }

@@ -2,7 +2,7 @@
 use std::path::{Path, PathBuf};
 
 /// Layout of a device state directory: `config.json`, `metadata/` (TUF cache), `downloads/`,
-/// `installed.json`, `device.key`, `group-keys/`, and the TLS files `ca.pem`, `identity.key`,
+/// `installed.json`, `slots.json` (A/B mode), `lock`, `device.key`, `group-keys/`, and the TLS files `ca.pem`, `identity.key`,
 /// `identity.csr`, `identity.pem`.
 #[derive(Debug, Clone)]
 pub struct StateDir {
@@ -38,6 +38,16 @@ impl StateDir {
     /// `installed.json`.
     pub fn installed(&self) -> PathBuf {
         self.root.join("installed.json")
+    }
+
+    /// `slots.json`: the A/B update state (slot mode only).
+    pub fn slots(&self) -> PathBuf {
+        self.root.join("slots.json")
+    }
+
+    /// `lock`: locked (`flock`) by the running `ota-client`.
+    pub fn lock(&self) -> PathBuf {
+        self.root.join("lock")
     }
 
     /// `device.key`: the device's secret recipient key (0600).

@@ -78,6 +78,49 @@ pub(crate) fn addressed_to(
     Ok(find_slip(target, info, keys, targets)?.is_some())
 }
 
+/// What opening an encrypted payload needs: the held keys and where slips come from.
+pub(crate) struct Unlock<'a> {
+    /// The device's keys (device key and group keys).
+    pub keys: &'a Keyring,
+    /// Where `device.key` lives (for messages).
+    pub device_key_path: &'a std::path::Path,
+    /// Where per-device slips are fetched from (the targets base).
+    pub targets: &'a dyn Transport,
+}
+
+impl Unlock<'_> {
+    /// The parameters and data key of payload `target` encrypted as `encryption`; `None`
+    /// when it is not encrypted. Malformed parameters and a device without keys are refused
+    /// before anything is read or written.
+    pub(crate) fn key_for<'e>(
+        &self,
+        target: &str,
+        encryption: &'e super::image::Encryption,
+    ) -> DeviceResult<Option<(&'e EncryptionInfo, DataKey)>> {
+        use super::image::Encryption;
+        let info = match encryption {
+            Encryption::None => return Ok(None),
+            Encryption::Malformed(reason) => {
+                return Err(DeviceError::BadTargetMeta {
+                    target: target.to_string(),
+                    reason: reason.clone(),
+                })
+            }
+            Encryption::Sealed(info) => info.as_ref(),
+        };
+        if self.keys.is_empty() {
+            return Err(DeviceError::NoDeviceKey {
+                target: target.to_string(),
+                key: self.device_key_path.to_path_buf(),
+            });
+        }
+        Ok(Some((
+            info,
+            data_key(target, info, self.keys, self.targets)?,
+        )))
+    }
+}
+
 /// The data key of `target`, or why this device cannot have it.
 ///
 /// A slip that names a held key but does not open (wrong key, other target, altered) is

@@ -1,6 +1,6 @@
 //! `ota-client check`: refresh metadata and show the update for this device.
 use crate::{exit_codes, print_json, Failure, UP_TO_DATE};
-use ota_client::device::{Candidate, Device, StateDir};
+use ota_client::device::{Base, Candidate, Device, StateDir};
 use std::path::PathBuf;
 
 /// Arguments of `check`.
@@ -27,18 +27,18 @@ pub struct Args {
 /// JSON description of a candidate.
 pub fn describe(c: &Candidate) -> serde_json::Value {
     serde_json::json!({
-        "target": c.target.path(),
-        "name": c.ota.name,
-        "version": c.ota.version,
-        "length": c.target.length(),
-        "image_length": c.ota.image.length,
-        "image_sha256": c.ota.image.sha256,
-        "encrypted": c.ota.encryption.is_some(),
-        "deltas": c.deltas.iter().map(|d| serde_json::json!({
-            "target": d.target.path(),
-            "length": d.target.length(),
-            "base_version": d.info.base.version,
-            "base_sha256": d.info.base.sha256,
+        "target": c.target().path(),
+        "name": c.image().name(),
+        "version": c.ota().version,
+        "length": c.target().length(),
+        "image_length": c.image().length(),
+        "image_sha256": c.image().sha256(),
+        "encrypted": c.encryption().is_encrypted(),
+        "deltas": c.deltas().iter().map(|d| serde_json::json!({
+            "target": d.target().path(),
+            "length": d.target().length(),
+            "base_version": d.info().base.version,
+            "base_sha256": d.info().base.sha256,
         })).collect::<Vec<_>>(),
     })
 }
@@ -47,20 +47,26 @@ pub fn run(a: Args) -> Result<u8, Failure> {
     let mut device = Device::open(StateDir::new(&a.state), |_| {})?;
     let installed = device.installed()?;
     let found = device.check()?;
-    // Which file would be downloaded by `update --install-to PATH`.
-    let delta = match (&found, &a.install_to) {
-        (Some(c), Some(p)) => device.delta_for(c, p),
+    // Which file `update` would download: a patch when one has the running image as its
+    // base (the committed slot in A/B mode, else the file at --install-to).
+    let base = match (&device.config().slots, &a.install_to) {
+        (Some(_), _) => device.running_slot_base()?,
+        (None, Some(p)) => Some(Base::File(p.clone())),
+        (None, None) => None,
+    };
+    let delta = match (&found, &base) {
+        (Some(c), Some(b)) => device.delta_for(c, b),
         _ => None,
     };
     let download = found.as_ref().map(|c| match delta {
-        Some(d) => (d.target.path(), d.target.length()),
-        None => (c.target.path(), c.target.length()),
+        Some(d) => (d.target().path(), d.target().length()),
+        None => (c.target().path(), c.target().length()),
     });
     if a.json {
         print_json(&serde_json::json!({
             "installed": installed.as_ref().map(|i| &i.version),
             "update": found.as_ref().map(describe),
-            "delta": delta.map(|d| d.target.path()),
+            "delta": delta.map(|d| d.target().path()),
             "download": download.map(|(t, _)| t),
             "download_bytes": download.map(|(_, n)| n),
             "skipped": device.skipped(),
@@ -70,16 +76,16 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             Some(c) => {
                 println!(
                     "update available: {} {} ({}, {} bytes)",
-                    c.ota.name,
-                    c.ota.version,
-                    c.target.path(),
-                    c.target.length()
+                    c.image().name(),
+                    c.ota().version,
+                    c.target().path(),
+                    c.target().length()
                 );
                 if let Some(d) = delta {
                     println!(
                         "delta from the installed image: {} ({} bytes)",
-                        d.target.path(),
-                        d.target.length()
+                        d.target().path(),
+                        d.target().length()
                     );
                 }
             }

@@ -30,25 +30,9 @@ impl From<DeviceError> for Failure {
     fn from(e: DeviceError) -> Self {
         Failure {
             message: e.to_string(),
-            hint: cli_hint(&e).unwrap_or_else(|| e.hint()),
+            hint: crate::hints::hint(&e),
             code: e.category().exit_code(),
             kind: e.category().kind(),
         }
-    }
-}
-
-/// Hints that name the commands to run, where the library's hint can only describe the fix.
-fn cli_hint(e: &DeviceError) -> Option<String> {
-    use ota_client::transport::{TlsCause, TransportError};
-    match e {
-        DeviceError::Tuf(ota_client::Error::Transport(TransportError::Tls { cause, .. })) => {
-            Some(match cause {
-                TlsCause::ServerNotTrusted => "the server is not one this device trusts: compare the CA bundle and pinned key it was initialised with (`ota-client status`; --ca-bundle, --pin-spki) with the server's certificate, and check the device clock; nothing was changed",
-                TlsCause::ClientRefused => "the server requires a client certificate it accepts: `ota-client enroll --state DIR --name DEVICE-ID`, have the fleet CA sign DIR/identity.csr (`ota-ca issue`), then `ota-client enroll --state DIR --cert CERT.pem`; nothing was changed",
-                TlsCause::Other => "the TLS connection failed: check --tls-min (config.json \"tls\".min_version) and the server's TLS setup; nothing was changed",
-            }
-            .into())
-        }
-        _ => None,
     }
 }

@@ -6,11 +6,14 @@ use std::process::ExitCode;
 mod check;
 mod enroll;
 mod failure;
+mod hints;
 mod init;
 mod keygen;
 mod keys;
+mod mark_good;
 mod progress;
 mod reenroll;
+mod simulate_boot;
 mod status;
 mod update;
 
@@ -20,8 +23,9 @@ use failure::Failure;
 macro_rules! exit_codes {
     () => {
         "Exit codes:
-  0    success (check: an update is available; update: it was installed)
-  100  nothing to do: up to date
+  0    success (check: an update is available; update: it was installed, or written to
+       the inactive slot and a reboot is needed)
+  100  nothing to do: up to date, or a trial boot is pending (update)
   2    usage, configuration or state directory problem
   3    network error or server unreachable
   4    verification refused (signatures, rollback, expiry, hashes, decryption)
@@ -40,6 +44,8 @@ pub const UP_TO_DATE: u8 = 100;
     "  ota-client init --state /var/lib/ota --root root.json --server https://updates.example.com --hardware board-a\n",
     "  ota-client check --state /var/lib/ota\n",
     "  ota-client update --state /var/lib/ota --install-to /data/firmware.img\n",
+    "  ota-client update --state /var/lib/ota     # A/B: write the inactive slot, reboot, then:\n",
+    "  ota-client mark-good --state /var/lib/ota  # from the health check after boot\n",
     "  ota-client keygen --state /var/lib/ota    # encrypted releases: give the otapub1... key to the release owner\n",
     "  ota-client keys import-group --state /var/lib/ota --name board-a group-board-a.otasec\n",
     "  ota-client enroll --state /var/lib/ota --name gw-0042   # mutual TLS: key + CSR for the fleet CA\n",
@@ -58,11 +64,16 @@ struct Cli {
 #[derive(Debug, clap::Subcommand)]
 enum Command {
     /// Create a device state directory: configuration and trusted root.
-    Init(init::Args),
+    Init(Box<init::Args>),
     /// Refresh metadata and show the update for this device, if any.
     Check(check::Args),
     /// Download, verify, decrypt, decompress and install the update.
     Update(update::Args),
+    /// Commit the running slot after a good boot (A/B devices).
+    MarkGood(mark_good::Args),
+    /// Apply the boot loader's slot rule to the boot environment, as a reboot would (A/B
+    /// development and tests).
+    SimulateBoot(simulate_boot::Args),
     /// Create this device's decryption key pair.
     Keygen(keygen::Args),
     /// Import group secret keys and list the decryption keys held.
@@ -82,6 +93,8 @@ impl Command {
             Command::Init(a) => a.json,
             Command::Check(a) => a.json,
             Command::Update(a) => a.json,
+            Command::MarkGood(a) => a.json,
+            Command::SimulateBoot(a) => a.json,
             Command::Keygen(a) => a.json,
             Command::Keys(a) => match &a.command {
                 keys::KeysCommand::ImportGroup(a) => a.json,
@@ -104,9 +117,11 @@ fn main() -> ExitCode {
     ota_cli::logging::init(cli.verbose, "warn");
     let json = cli.command.json();
     let result = match cli.command {
-        Command::Init(a) => init::run(a),
+        Command::Init(a) => init::run(*a),
         Command::Check(a) => check::run(a),
         Command::Update(a) => update::run(a),
+        Command::MarkGood(a) => mark_good::run(a),
+        Command::SimulateBoot(a) => simulate_boot::run(a),
         Command::Keygen(a) => keygen::run(a),
         Command::Keys(a) => keys::run(a),
         Command::Status(a) => status::run(a),
@@ -147,6 +162,8 @@ mod tests {
             "init",
             "check",
             "update",
+            "mark-good",
+            "simulate-boot",
             "keygen",
             "status",
             "keys",

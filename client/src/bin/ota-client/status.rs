@@ -31,8 +31,17 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         c.not_after
             .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
     };
+    let slots = match config.slots {
+        Some(_) => Some(device.slot_status()?),
+        None => None,
+    };
     if a.json {
-        print_json(&serde_json::json!({
+        // A/B devices: the slot status first, in its documented shape; then the rest.
+        let mut out = match &slots {
+            Some(s) => serde_json::to_value(s).unwrap_or_default(),
+            None => serde_json::json!({}),
+        };
+        let rest = serde_json::json!({
             "server": config.server,
             "hardware_id": config.hardware_id,
             "image_name": config.image_name,
@@ -47,7 +56,11 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                 "not_after": not_after(c),
                 "spki_sha256": c.spki_sha256(),
             })),
-        }));
+        });
+        if let (Some(map), serde_json::Value::Object(rest)) = (out.as_object_mut(), rest) {
+            map.extend(rest);
+        }
+        print_json(&out);
     } else {
         println!("server:       {}", config.server);
         println!("hardware id:  {}", config.hardware_id);
@@ -61,6 +74,9 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                 i.image_sha256
             ),
             None => println!("installed:    nothing yet"),
+        }
+        if let Some(s) = &slots {
+            print_slots(s);
         }
         match &ring.device {
             Some(k) => println!("device key:   recipient {}", k.id()),
@@ -87,4 +103,32 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         }
     }
     Ok(0)
+}
+
+/// The A/B part of the human-readable status.
+fn print_slots(s: &ota_client::device::SlotStatus) {
+    println!(
+        "booted slot:  {} (committed: {}), update state: {}",
+        s.booted, s.committed, s.update_state
+    );
+    for (name, slot) in [("a", &s.slots.a), ("b", &s.slots.b)] {
+        println!(
+            "slot {name}:       {:?} version {}",
+            slot.state,
+            slot.version.as_deref().unwrap_or("unknown")
+        );
+    }
+    println!(
+        "boot env:     ota_slot={} upgrade_available={} bootcount={} bootlimit={}",
+        s.boot.ota_slot, s.boot.upgrade_available, s.boot.bootcount, s.boot.bootlimit
+    );
+    if !s.failed_versions.is_empty() {
+        println!(
+            "failed:       {} (not retried)",
+            s.failed_versions.join(", ")
+        );
+    }
+    if let Some(e) = &s.last_error {
+        println!("last error:   {e}");
+    }
 }

@@ -1,28 +1,37 @@
-//! `ota-client update`: install the update for this device, atomically.
+//! `ota-client update`: install the update for this device: into the inactive A/B slot with
+//! a trial boot, to a single file atomically, or through an install hook.
 use crate::{exit_codes, print_json, progress, Failure, UP_TO_DATE};
-use ota_client::device::{Device, StateDir, UpdateOutcome};
+use ota_client::device::{Device, HookInstaller, SlotOutcome, StateDir, Transfer, UpdateOutcome};
 use std::path::PathBuf;
 
 /// Arguments of `update`.
 #[derive(Debug, clap::Args)]
 #[command(after_help = concat!(
     "Examples:\n",
+    "  ota-client update --state /var/lib/ota                 # A/B device (init --slot ...)\n",
     "  ota-client update --state /var/lib/ota --install-to /data/firmware.img\n",
-    "  ota-client update --state /var/lib/ota --install-to /data/firmware.img --json -v\n\n",
-    "The image is decrypted (if encrypted), decompressed and checked against its signed sha256\n",
-    "in a temp file beside PATH, then renamed over PATH. On any failure PATH and installed.json\n",
-    "are left untouched. When the release has a delta patch whose base is the image at PATH\n",
-    "(hashed first), only the patch is downloaded and applied to PATH; if anything about it\n",
-    "fails, the full image is downloaded instead.\n\n",
+    "  ota-client update --state /var/lib/ota --install-hook /usr/libexec/flash-mcu --json -v\n\n",
+    "A/B devices: the image is written to the inactive slot, fsync'd, read back and compared\n",
+    "with its signed sha256; only then is the boot loader told to try it (ota_slot=<new>,\n",
+    "upgrade_available=1, bootcount=0). Exit 0 means: reboot to try it, then run\n",
+    "`ota-client mark-good` once the new system is healthy. While a trial is pending nothing is\n",
+    "installed (exit 100). A delta patch is applied against the committed slot when one fits.\n\n",
+    "--install-to PATH: the image is checked in a temp file beside PATH, then renamed over it.\n",
+    "--install-hook CMD: the image is streamed to `CMD write` on stdin, then `CMD commit` runs\n",
+    "once it matched its signed sha256 (`CMD abort` otherwise); see client/README.md.\n",
+    "On any failure the running image and the recorded state stay as they were.\n\n",
     exit_codes!()
 ))]
 pub struct Args {
     /// Device state directory (see `ota-client init`).
     #[arg(long, value_name = "DIR")]
     pub state: PathBuf,
-    /// File to replace with the new image.
-    #[arg(long, value_name = "PATH")]
-    pub install_to: PathBuf,
+    /// File to replace with the new image (single-file devices).
+    #[arg(long, value_name = "PATH", conflicts_with = "install_hook")]
+    pub install_to: Option<PathBuf>,
+    /// Executable that receives the image (`write` on stdin, then `commit` or `abort`).
+    #[arg(long, value_name = "CMD")]
+    pub install_hook: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -31,7 +40,26 @@ pub struct Args {
 pub fn run(a: Args) -> Result<u8, Failure> {
     let json = a.json;
     let mut device = Device::open(StateDir::new(&a.state), |c| progress::attach(c, !json))?;
-    match device.update(&a.install_to)? {
+    if device.config().slots.is_some() {
+        if a.install_to.is_some() || a.install_hook.is_some() {
+            return Err(Failure::usage(
+                "this device was set up with A/B slots; --install-to and --install-hook do not apply",
+                format!("run `ota-client update --state {}`", a.state.display()),
+            ));
+        }
+        return slots(device, json);
+    }
+    let outcome = match (&a.install_to, &a.install_hook) {
+        (Some(path), _) => device.update(path)?,
+        (None, Some(hook)) => device.update_with(&HookInstaller::new(hook), hook)?,
+        (None, None) => {
+            return Err(Failure::usage(
+                "nowhere to install: this device has no A/B slots",
+                "pass --install-to PATH or --install-hook CMD, or set up slots with `ota-client init --slot a=PATH --slot b=PATH --boot-control ...`",
+            ))
+        }
+    };
+    match outcome {
         UpdateOutcome::Installed(i) => {
             let transfer = device.last_transfer().cloned().unwrap_or_default();
             if json {
@@ -45,15 +73,12 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                     "downloaded_bytes": transfer.downloaded_bytes,
                 }));
             } else {
-                let how = match &transfer.delta {
-                    Some(d) => format!(" from the delta {d}"),
-                    None => String::new(),
-                };
                 println!(
-                    "installed {} {} to {}{how} ({} bytes downloaded)",
+                    "installed {} {} to {}{} ({} bytes downloaded)",
                     i.name,
                     i.version,
                     i.install_path.display(),
+                    how(&transfer),
                     transfer.downloaded_bytes
                 );
             }
@@ -67,13 +92,89 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                     "skipped": device.skipped(),
                 }));
             } else {
-                println!("up to date, nothing installed");
-                for s in device.skipped() {
-                    println!(
-                        "not for this device: {} ({}): {}",
-                        s.version, s.target, s.reason
-                    );
-                }
+                up_to_date(&device);
+            }
+            Ok(UP_TO_DATE)
+        }
+    }
+}
+
+fn how(transfer: &Transfer) -> String {
+    match &transfer.delta {
+        Some(d) => format!(" from the delta {d}"),
+        None => String::new(),
+    }
+}
+
+fn up_to_date(device: &Device) {
+    println!("up to date, nothing installed");
+    for s in device.skipped() {
+        println!(
+            "not for this device: {} ({}): {}",
+            s.version, s.target, s.reason
+        );
+    }
+}
+
+/// The A/B update.
+fn slots(mut device: Device, json: bool) -> Result<u8, Failure> {
+    match device.update_slots()? {
+        SlotOutcome::RebootNeeded { release, transfer } => {
+            if json {
+                print_json(&serde_json::json!({
+                    "result": "reboot-needed",
+                    "release": release,
+                    "slot": release.slot,
+                    "delta_used": transfer.delta.is_some(),
+                    "delta": transfer.delta,
+                    "delta_base_version": transfer.delta_base_version,
+                    "delta_fallback": transfer.delta_fallback,
+                    "downloaded_bytes": transfer.downloaded_bytes,
+                }));
+            } else {
+                println!(
+                    "wrote {} {} to slot {}{} ({} bytes downloaded); reboot to try it, then run `ota-client mark-good` once it is healthy",
+                    release.name,
+                    release.version,
+                    release.slot,
+                    how(&transfer),
+                    transfer.downloaded_bytes
+                );
+            }
+            Ok(0)
+        }
+        SlotOutcome::TrialPending { release, phase } => {
+            let why = match phase.as_str() {
+                "trial" => format!(
+                    "version {} is on trial in slot {}: run `ota-client mark-good` when it is healthy (the boot loader rolls it back otherwise)",
+                    release.version, release.slot
+                ),
+                _ => format!(
+                    "version {} is written to slot {} and waits for a reboot",
+                    release.version, release.slot
+                ),
+            };
+            if json {
+                print_json(&serde_json::json!({
+                    "result": "trial-pending",
+                    "update_state": phase.as_str(),
+                    "release": release,
+                    "reason": why,
+                }));
+            } else {
+                println!("nothing installed: {why}");
+            }
+            Ok(UP_TO_DATE)
+        }
+        SlotOutcome::UpToDate => {
+            if json {
+                print_json(&serde_json::json!({
+                    "result": "up-to-date",
+                    "installed": device.installed()?,
+                    "skipped": device.skipped(),
+                }));
+            } else {
+                up_to_date(&device);
             }
             Ok(UP_TO_DATE)
         }
