@@ -123,6 +123,14 @@ impl Nginx {
     }
 }
 
+impl Nginx {
+    /// The access log so far: one line per finished request in nginx's `combined` format
+    /// (`... "GET /path HTTP/1.1" STATUS BYTES ...`), e.g. to see a `206` for a range.
+    pub fn access_log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
 impl crate::RepoHost for Nginx {
     fn url(&self) -> String {
         format!("{}://127.0.0.1:{}", self.scheme, self.port)

@@ -1,6 +1,7 @@
 //! Fetching from a local directory, e.g. a repository copied to removable media.
-use super::{FetchStream, Limited, Transport, TransportError};
+use super::{FetchStream, Limited, RangedFetch, Transport, TransportError, Validator};
 use percent_encoding::percent_decode_str;
+use std::io::{Seek, SeekFrom};
 use std::path::{Path, PathBuf};
 
 /// A repository laid out as files under a directory.
@@ -11,6 +12,10 @@ use std::path::{Path, PathBuf};
 ///
 /// No [`super::TransferBounds`] apply: local files cannot be trickled by a remote server
 /// (a slow medium is the operator's own).
+///
+/// [`Transport::fetch_range`] seeks. Its validator is an ETag made of the file's length and
+/// modification time (`"LEN-MTIME"` in hex, as nginx makes them), so a file replaced on the
+/// medium is read again from byte 0.
 pub struct DirTransport {
     base: PathBuf,
 }
@@ -45,8 +50,13 @@ impl DirTransport {
     }
 }
 
-impl Transport for DirTransport {
-    fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError> {
+impl DirTransport {
+    /// The open file of `relative`, no larger than `max_len`, its validator and location.
+    fn open(
+        &self,
+        relative: &str,
+        max_len: u64,
+    ) -> Result<(std::fs::File, Validator, String), TransportError> {
         let path = self.resolve(relative)?;
         let location = path.display().to_string();
         let file = std::fs::File::open(&path).map_err(|e| match e.kind() {
@@ -58,6 +68,7 @@ impl Transport for DirTransport {
                 reason: e.to_string(),
             },
         })?;
+        let mut validator = Validator::default();
         if let Ok(meta) = file.metadata() {
             if !meta.is_file() {
                 return Err(TransportError::NotFound { location });
@@ -68,8 +79,54 @@ impl Transport for DirTransport {
                     limit: max_len,
                 });
             }
+            if let Ok(mtime) = meta.modified() {
+                let nanos = mtime
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos());
+                validator.etag = Some(format!("\"{:x}-{nanos:x}\"", meta.len()));
+            }
         }
+        Ok((file, validator, location))
+    }
+}
+
+impl Transport for DirTransport {
+    fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError> {
+        let (file, _, _) = self.open(relative, max_len)?;
         Ok(Box::new(Limited::new(file, max_len)))
+    }
+
+    fn fetch_range(
+        &self,
+        relative: &str,
+        offset: u64,
+        validator: Option<&Validator>,
+        max_len: u64,
+    ) -> Result<RangedFetch, TransportError> {
+        let (mut file, current, location) = self.open(relative, max_len)?;
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Without a validator the caller's final hash check is what catches a change.
+        let same = match validator.and_then(|v| v.etag.as_ref()) {
+            Some(etag) => current.etag.as_ref() == Some(etag),
+            None => true,
+        };
+        if offset > 0 && offset < len && same {
+            file.seek(SeekFrom::Start(offset))
+                .map_err(|e| TransportError::Other {
+                    location,
+                    reason: e.to_string(),
+                })?;
+            return Ok(RangedFetch {
+                stream: Box::new(Limited::new(file, max_len - offset)),
+                offset,
+                validator: current,
+            });
+        }
+        Ok(RangedFetch {
+            stream: Box::new(Limited::new(file, max_len)),
+            offset: 0,
+            validator: current,
+        })
     }
 
     fn location(&self, relative: &str) -> String {
@@ -103,6 +160,44 @@ mod tests {
         ));
         assert!(matches!(
             fetch_bytes(&t, "big.json", 5),
+            Err(TransportError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn ranged_fetch_seeks_and_starts_over_on_another_version() {
+        use std::io::Read;
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("fw.bin"), b"0123456789").unwrap();
+        let t = DirTransport::new(dir.path());
+        let read = |r: RangedFetch| {
+            let mut out = Vec::new();
+            let mut s = r.stream;
+            s.read_to_end(&mut out).map(|_| out)
+        };
+        let first = t.fetch_range("fw.bin", 0, None, 10).unwrap();
+        assert_eq!(first.offset, 0);
+        let v = first.validator.clone();
+        assert!(v.etag.is_some());
+        assert_eq!(read(first).unwrap(), b"0123456789");
+        let rest = t.fetch_range("fw.bin", 4, Some(&v), 10).unwrap();
+        assert_eq!(rest.offset, 4);
+        assert_eq!(read(rest).unwrap(), b"456789");
+        // Past the end: the whole file.
+        assert_eq!(t.fetch_range("fw.bin", 10, Some(&v), 10).unwrap().offset, 0);
+        // Another version: the whole file.
+        let other = Validator {
+            etag: Some("\"other\"".into()),
+            last_modified: None,
+        };
+        let whole = t.fetch_range("fw.bin", 4, Some(&other), 10).unwrap();
+        assert_eq!(whole.offset, 0);
+        assert_eq!(read(whole).unwrap(), b"0123456789");
+        // The cap counts from the start of the file.
+        let capped = t.fetch_range("fw.bin", 4, None, 10).unwrap();
+        assert_eq!(read(capped).unwrap().len(), 6);
+        assert!(matches!(
+            t.fetch_range("fw.bin", 4, None, 9),
             Err(TransportError::TooLarge { .. })
         ));
     }

@@ -1,7 +1,7 @@
 //! Fetching over HTTP and HTTPS (rustls) with ureq.
 use super::{
-    describe_io, root_io, secs, tls, FetchStream, Limited, Paced, TlsSettings, TransferBounds,
-    Transport, TransportError,
+    describe_io, root_io, secs, tls, FetchStream, Limited, Paced, RangedFetch, TlsSettings,
+    TransferBounds, Transport, TransportError, Validator,
 };
 use std::io;
 use std::time::{Duration, Instant};
@@ -12,6 +12,11 @@ use std::time::{Duration, Instant};
 /// and a missing trailing `/` is added. Every fetch is held to the transport's
 /// [`TransferBounds`]. HTTPS servers are verified as its [`TlsSettings`] say (by default
 /// against the built-in public roots).
+///
+/// [`Transport::fetch_range`] sends `Range: bytes=N-` with `If-Range` (the strong ETag, else
+/// the `Last-Modified` date) and accepts a `206` only with a `Content-Range` starting at
+/// exactly `N` (and an ETag, if any, equal to the one sent); a `200`, a `416` or any other
+/// range is answered with the whole file from byte 0.
 pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
@@ -132,17 +137,27 @@ fn describe_transport(t: &ureq::Transport) -> String {
 impl HttpTransport {
     /// GET `location`, following redirects here rather than in ureq: ureq 2 reports a failed
     /// redirect under the first URL, and the operator needs the one that failed.
+    ///
+    /// With `range` (`Range` and optional `If-Range` values, sent to every hop), a `416`
+    /// answer is returned as a response, not an error: the caller starts over.
     fn get(
         &self,
         location: &str,
         start: Instant,
         timeout: Option<Duration>,
+        range: Option<(&str, Option<&str>)>,
     ) -> Result<ureq::Response, TransportError> {
         let mut url = location.to_string();
         let mut hops = 0;
         loop {
             let note = redirect_note(&url, location);
             let mut request = self.agent.get(&url);
+            if let Some((bytes, if_range)) = range {
+                request = request.set("Range", bytes);
+                if let Some(v) = if_range {
+                    request = request.set("If-Range", v);
+                }
+            }
             if let Some(t) = timeout {
                 // Bounds the response head and every socket read, across redirects: ureq
                 // sets the socket timeout to the time left before each read, so a silent
@@ -166,6 +181,7 @@ impl HttpTransport {
                         },
                     });
                 }
+                Err(ureq::Error::Status(416, resp)) if range.is_some() => return Ok(resp),
                 Err(ureq::Error::Status(code, _)) => {
                     return Err(match code {
                         404 => TransportError::NotFound { location: url },
@@ -258,31 +274,193 @@ impl HttpTransport {
     }
 }
 
-impl Transport for HttpTransport {
-    fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError> {
-        let location = self.location(relative);
-        tracing::debug!(url = %location, "GET");
-        let start = Instant::now();
-        let timeout = self.bounds.request_timeout();
-        let resp = self.get(&location, start, timeout)?;
+impl HttpTransport {
+    /// The capped, paced body of `resp` (the answer to a request sent at `start`), of which at
+    /// most `cap` bytes are accepted.
+    fn body(
+        &self,
+        resp: ureq::Response,
+        start: Instant,
+        cap: u64,
+    ) -> Result<FetchStream, TransportError> {
         let final_url = resp.get_url().to_string();
         // Refuse early when the server announces more than allowed; the stream is capped anyway.
         if let Some(len) = resp
             .header("Content-Length")
             .and_then(|v| v.trim().parse::<u64>().ok())
         {
-            if len > max_len {
+            if len > cap {
                 return Err(TransportError::TooLarge {
                     location: final_url,
-                    limit: max_len,
+                    limit: cap,
                 });
             }
         }
         let paced = Paced::new(resp.into_reader(), final_url, self.bounds, start);
-        Ok(Box::new(Limited::new(paced, max_len)))
+        Ok(Box::new(Limited::new(paced, cap)))
+    }
+
+    /// The whole file, for [`Transport::fetch_range`]: a new request without `Range`.
+    fn whole(&self, relative: &str, max_len: u64) -> Result<RangedFetch, TransportError> {
+        let location = self.location(relative);
+        tracing::debug!(url = %location, "GET");
+        let start = Instant::now();
+        let resp = self.get(&location, start, self.bounds.request_timeout(), None)?;
+        let validator = validator_of(&resp);
+        Ok(RangedFetch {
+            stream: self.body(resp, start, max_len)?,
+            offset: 0,
+            validator,
+        })
+    }
+}
+
+/// The validator of a response: its strong `ETag` and its `Last-Modified`.
+fn validator_of(resp: &ureq::Response) -> Validator {
+    Validator::from_headers(resp.header("ETag"), resp.header("Last-Modified"))
+}
+
+/// `Content-Range: bytes FIRST-LAST/TOTAL` (TOTAL may be `*`): `(first, last, total)`.
+fn content_range(value: &str) -> Option<(u64, u64, Option<u64>)> {
+    let (unit, rest) = value.trim().split_once(' ')?;
+    if !unit.eq_ignore_ascii_case("bytes") {
+        return None;
+    }
+    let (span, total) = rest.trim().split_once('/')?;
+    let (first, last) = span.trim().split_once('-')?;
+    let first: u64 = first.trim().parse().ok()?;
+    let last: u64 = last.trim().parse().ok()?;
+    let total = match total.trim() {
+        "*" => None,
+        t => Some(t.parse::<u64>().ok()?),
+    };
+    if last < first || total.is_some_and(|t| last >= t) {
+        return None;
+    }
+    Some((first, last, total))
+}
+
+impl Transport for HttpTransport {
+    fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError> {
+        let location = self.location(relative);
+        tracing::debug!(url = %location, "GET");
+        let start = Instant::now();
+        let timeout = self.bounds.request_timeout();
+        let resp = self.get(&location, start, timeout, None)?;
+        self.body(resp, start, max_len)
+    }
+
+    fn fetch_range(
+        &self,
+        relative: &str,
+        offset: u64,
+        validator: Option<&Validator>,
+        max_len: u64,
+    ) -> Result<RangedFetch, TransportError> {
+        if offset == 0 || offset >= max_len {
+            return self.whole(relative, max_len);
+        }
+        let location = self.location(relative);
+        let range = format!("bytes={offset}-");
+        let if_range = validator.and_then(Validator::if_range);
+        tracing::debug!(url = %location, range = %range, if_range = ?if_range, "GET");
+        let start = Instant::now();
+        let resp = self.get(
+            &location,
+            start,
+            self.bounds.request_timeout(),
+            Some((&range, if_range)),
+        )?;
+        let served = validator_of(&resp);
+        let restart = |why: &str| {
+            tracing::info!(url = %location, offset, "{why}: downloading the whole file again");
+        };
+        match resp.status() {
+            206 => {}
+            416 => {
+                restart("range not satisfiable (416)");
+                return self.whole(relative, max_len);
+            }
+            _ => {
+                // 200: the server ignores ranges, or If-Range says the file changed.
+                restart("server sent the whole file");
+                return Ok(RangedFetch {
+                    stream: self.body(resp, start, max_len)?,
+                    offset: 0,
+                    validator: served,
+                });
+            }
+        }
+        let range = resp.header("Content-Range").and_then(content_range);
+        let Some((_, last, total)) = range.filter(|(first, ..)| *first == offset) else {
+            restart("206 with another range than the one asked for");
+            return self.whole(relative, max_len);
+        };
+        if total.is_some_and(|t| t > max_len) || last >= max_len {
+            return Err(TransportError::TooLarge {
+                location: resp.get_url().to_string(),
+                limit: max_len,
+            });
+        }
+        // A 206 carries the ETag of the version it comes from: it must be the one we hold.
+        let sent = validator.and_then(|v| v.etag.as_ref());
+        if let (Some(sent), Some(got)) = (sent, served.etag.as_ref()) {
+            if sent != got {
+                restart("206 of another version (ETag changed)");
+                return self.whole(relative, max_len);
+            }
+        }
+        let mut kept = validator.cloned().unwrap_or_default();
+        if served.etag.is_some() {
+            kept.etag = served.etag;
+        }
+        if served.last_modified.is_some() {
+            kept.last_modified = served.last_modified;
+        }
+        Ok(RangedFetch {
+            stream: self.body(resp, start, max_len - offset)?,
+            offset,
+            validator: kept,
+        })
     }
 
     fn location(&self, relative: &str) -> String {
         format!("{}{}", self.base, relative)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn content_range_is_parsed_strictly() {
+        assert_eq!(
+            content_range("bytes 100-199/200"),
+            Some((100, 199, Some(200)))
+        );
+        assert_eq!(content_range("bytes 5-9/*"), Some((5, 9, None)));
+        assert_eq!(content_range("BYTES  0-0/1"), Some((0, 0, Some(1))));
+        for bad in [
+            "bytes */200",
+            "bytes 9-5/200",
+            "bytes 0-200/200",
+            "items 0-1/2",
+            "bytes 0-1",
+            "bytes a-1/2",
+            "",
+        ] {
+            assert_eq!(content_range(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn weak_etags_are_not_validators() {
+        let v = Validator::from_headers(Some("W/\"abc\""), None);
+        assert!(v.is_empty());
+        let v = Validator::from_headers(Some("\"abc\""), Some("Sat, 01 Jan 2000 00:00:00 GMT"));
+        assert_eq!(v.if_range(), Some("\"abc\""));
+        let v = Validator::from_headers(None, Some("Sat, 01 Jan 2000 00:00:00 GMT"));
+        assert_eq!(v.if_range(), Some("Sat, 01 Jan 2000 00:00:00 GMT"));
     }
 }

@@ -95,11 +95,103 @@ impl TransportError {
 /// A bounded byte stream of one remote file.
 pub type FetchStream = Box<dyn Read + Send>;
 
+/// What identifies one version of a remote file, so that a download can be resumed only
+/// while the file is still that version (HTTP `If-Range`).
+///
+/// Saved beside a partial download (see [`crate::target_download`]); both fields are the
+/// header values exactly as the server sent them.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Validator {
+    /// The strong entity tag (`"..."`; weak `W/` tags are never kept: `If-Range` compares
+    /// strongly), if the server sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+    /// The `Last-Modified` date, if the server sent one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_modified: Option<String>,
+}
+
+impl Validator {
+    /// A validator from the `ETag` and `Last-Modified` header values of a response (a weak
+    /// ETag is dropped).
+    pub fn from_headers(etag: Option<&str>, last_modified: Option<&str>) -> Self {
+        let etag = etag
+            .map(str::trim)
+            .filter(|e| e.starts_with('"') && e.ends_with('"') && e.len() >= 2);
+        Validator {
+            etag: etag.map(str::to_string),
+            last_modified: last_modified
+                .map(str::trim)
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
+        }
+    }
+
+    /// Whether neither field is known.
+    pub fn is_empty(&self) -> bool {
+        self.etag.is_none() && self.last_modified.is_none()
+    }
+
+    /// The `If-Range` value: the strong ETag, else the `Last-Modified` date.
+    pub fn if_range(&self) -> Option<&str> {
+        self.etag.as_deref().or(self.last_modified.as_deref())
+    }
+}
+
+/// The answer to [`Transport::fetch_range`]: a stream of the file from [`RangedFetch::offset`]
+/// on, and the validator of the version served.
+pub struct RangedFetch {
+    /// The bytes, from `offset` to the end of the file, capped so that no more than the
+    /// `max_len` of the whole file can be read.
+    pub stream: FetchStream,
+    /// Where in the file the stream starts: the offset asked for (the rest of the same
+    /// version, HTTP 206), or 0: the whole file, because the transport cannot resume, the
+    /// server ignored the range, the file changed (`If-Range` mismatch), the range was not
+    /// satisfiable (416) or the server answered another range than the one asked for.
+    pub offset: u64,
+    /// The validator of the version served; empty when the transport has none.
+    pub validator: Validator,
+}
+
+impl std::fmt::Debug for RangedFetch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangedFetch")
+            .field("offset", &self.offset)
+            .field("validator", &self.validator)
+            .finish_non_exhaustive()
+    }
+}
+
 /// A source of repository files, relative to a base location.
 pub trait Transport: Send + Sync {
     /// Open `relative` (already percent-encoded, `/`-separated) for reading at most `max_len`
     /// bytes: reading past `max_len` fails with an error whose inner error is [`TooLong`].
     fn fetch(&self, relative: &str, max_len: u64) -> Result<FetchStream, TransportError>;
+
+    /// Open `relative` from byte `offset` on, to resume a download of which the caller holds
+    /// the first `offset` bytes, of the version `validator` names (`None`: no validator is
+    /// known; the rest is served whatever the version, and the caller's final hash check
+    /// catches a change). `max_len` caps the whole file: the stream fails (with [`TooLong`])
+    /// once more than `max_len - offset` bytes follow the offset.
+    ///
+    /// The answer may start at 0 instead (see [`RangedFetch::offset`]); the caller must then
+    /// start over with that stream. The default implementation always does: it is a plain
+    /// [`Transport::fetch`], so any transport works with resumable downloads, only without
+    /// resuming. Each call is one request, held to the transport's time bounds on its own.
+    fn fetch_range(
+        &self,
+        relative: &str,
+        offset: u64,
+        validator: Option<&Validator>,
+        max_len: u64,
+    ) -> Result<RangedFetch, TransportError> {
+        let _ = (offset, validator);
+        Ok(RangedFetch {
+            stream: self.fetch(relative, max_len)?,
+            offset: 0,
+            validator: Validator::default(),
+        })
+    }
 
     /// Human-readable location of `relative`, for messages.
     fn location(&self, relative: &str) -> String;
