@@ -34,29 +34,44 @@ impl Signed {
     }
 }
 
-/// Power on: the boot loader applies its rule; returns the slot that boots.
-fn power_on(dev: &AbDevice) -> String {
+/// Power on: the boot loader applies its rule; returns the slot that boots and whether it
+/// boots it on trial.
+fn power_on(dev: &AbDevice) -> (String, bool) {
     let env = EnvFile::new(&dev.env);
     let vars = env.read().expect("the boot environment is always readable");
     let (slot, after) = vars.boot();
     if after != vars {
         env.write(&after).unwrap();
     }
-    slot.to_string()
+    (slot.to_string(), after.upgrade_available)
 }
 
-fn check_booted(dev: &AbDevice, signed: &Signed, booted: &str, what: &str) {
+/// The booted slot holds a complete signed image; a trial boot boots exactly `trial_image`
+/// (the release being installed), never an older image left in that slot.
+fn check_booted(
+    dev: &AbDevice,
+    signed: &Signed,
+    (booted, trial): &(String, bool),
+    trial_image: &[u8],
+    what: &str,
+) {
     let content = std::fs::read(dev.slot(booted)).unwrap();
     assert!(
         signed.holds_complete_image(&content),
         "{what}: the boot loader boots slot {booted}, which holds no complete signed image"
     );
+    if *trial {
+        assert!(
+            content.len() >= trial_image.len() && content[..trial_image.len()] == *trial_image,
+            "{what}: a trial boot of slot {booted}, which does not hold the release on trial"
+        );
+    }
 }
 
 /// Run the device's service loop from whatever state it is in until it runs `want`
 /// committed: update, reboot into the trial, mark good. Checks the boot invariant at every
 /// reboot. Returns how many steps it took.
-fn carry_on(dev: &AbDevice, signed: &Signed, want: &str, what: &str) -> usize {
+fn carry_on(dev: &AbDevice, signed: &Signed, want: &[u8], version: &str, what: &str) -> usize {
     for step in 0..12 {
         let mut device = Device::open(StateDir::new(&dev.state), |_| {}).unwrap();
         let status = device.slot_status().unwrap();
@@ -73,14 +88,23 @@ fn carry_on(dev: &AbDevice, signed: &Signed, want: &str, what: &str) -> usize {
                 .clone()
                 .filter(|_| status.committed.as_str() == "b"));
         match status.update_state {
-            "idle" if committed.as_deref() == Some(want) => return step,
+            "idle" if committed.as_deref() == Some(version) => {
+                // What is recorded as committed is what the committed slot holds.
+                let slot = std::fs::read(dev.slot(status.committed.as_str())).unwrap();
+                assert!(
+                    slot.len() >= want.len() && slot[..want.len()] == *want,
+                    "{what}: slot {} is recorded as {version} but holds another image",
+                    status.committed
+                );
+                return step;
+            }
             "idle" | "slot-verified" => match device.update_slots() {
                 Ok(SlotOutcome::RebootNeeded { .. }) | Ok(SlotOutcome::TrialPending { .. }) => {}
                 other => panic!("{what}: update from {status:?}: {other:?}"),
             },
             "pending-reboot" => {
                 let booted = power_on(dev);
-                check_booted(dev, signed, &booted, what);
+                check_booted(dev, signed, &booted, want, what);
             }
             "trial" => {
                 device.mark_good().unwrap();
@@ -88,7 +112,7 @@ fn carry_on(dev: &AbDevice, signed: &Signed, want: &str, what: &str) -> usize {
             other => panic!("{what}: unexpected state {other}"),
         }
     }
-    panic!("{what}: the device did not reach {want} by itself");
+    panic!("{what}: the device did not reach {version} by itself");
 }
 
 #[test]
@@ -104,7 +128,7 @@ fn every_power_cut_point_leaves_a_bootable_device_that_finishes_the_update() {
     let signed = Signed {
         images: vec![v1.clone(), v2.clone()],
     };
-    carry_on(&dev, &signed, "1.0.0", "provisioning");
+    carry_on(&dev, &signed, &v1, "1.0.0", "provisioning");
     repo.add("gateway-fw", "2.0.0", "board-a", &v2, &[]);
 
     let paths: Vec<PathBuf> = vec![
@@ -157,8 +181,8 @@ fn every_power_cut_point_leaves_a_bootable_device_that_finishes_the_update() {
             ops.get(k.wrapping_sub(1)).map(op_name)
         );
         let booted = power_on(&dev);
-        check_booted(&dev, &signed, &booted, &what);
-        carry_on(&dev, &signed, "2.0.0", &what);
+        check_booted(&dev, &signed, &booted, &v2, &what);
+        carry_on(&dev, &signed, &v2, "2.0.0", &what);
         checked += 1;
     }
     println!(

@@ -234,8 +234,8 @@ impl Device {
                     length = target.length(),
                     "downloading"
                 );
-                let p = self.updater.download_target(target, &downloads)?;
-                transfer.downloaded_bytes += target.length();
+                let (p, bytes) = self.updater.download_target_counted(target, &downloads)?;
+                transfer.downloaded_bytes += bytes;
                 p
             }
         })
@@ -510,13 +510,32 @@ impl Device {
             }
         };
         image.install()?;
-        // The download is no longer needed; keep the device's disk use bounded.
+        // The download is no longer needed, nor are partial downloads of releases that were
+        // superseded; keep the device's disk use bounded.
         if let Some(downloaded) = downloaded {
             if let Err(e) = std::fs::remove_file(&downloaded) {
                 tracing::debug!("removing {}: {e}", downloaded.display());
             }
         }
+        self.remove_partials();
         Ok(transfer)
+    }
+
+    /// Delete every partial download (`*.part`, `*.part.json`) in `downloads/`.
+    fn remove_partials(&self) {
+        let dir = self.state.downloads();
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.ends_with(".part") || name.ends_with(".part.json") {
+                if let Err(err) = std::fs::remove_file(e.path()) {
+                    tracing::debug!("removing {}: {err}", e.path().display());
+                }
+            }
+        }
     }
 
     /// Remember how the last install got its image.

@@ -1,7 +1,7 @@
 //! A download progress bar on stderr, shown only when stderr is a terminal: a transport
 //! wrapper that counts the bytes of each target as they stream in.
 use indicatif::ProgressBar;
-use ota_client::transport::{FetchStream, Transport, TransportError};
+use ota_client::transport::{FetchStream, RangedFetch, Transport, TransportError, Validator};
 use ota_client::UpdaterConfig;
 use std::io::{IsTerminal, Read};
 
@@ -37,6 +37,29 @@ impl Transport for ProgressTransport {
         }
         let bar = ota_cli::progress::bytes_bar(max_len, "downloading");
         Ok(Box::new(ProgressReader { inner: stream, bar }))
+    }
+
+    fn fetch_range(
+        &self,
+        relative: &str,
+        offset: u64,
+        validator: Option<&Validator>,
+        max_len: u64,
+    ) -> Result<RangedFetch, TransportError> {
+        // Forwarded, so that resuming works with the bar on; the bar starts where the
+        // transfer resumes.
+        let mut ranged = self
+            .inner
+            .fetch_range(relative, offset, validator, max_len)?;
+        if max_len >= MIN_LEN_FOR_BAR {
+            let bar = ota_cli::progress::bytes_bar(max_len, "downloading");
+            bar.set_position(ranged.offset);
+            ranged.stream = Box::new(ProgressReader {
+                inner: ranged.stream,
+                bar,
+            });
+        }
+        Ok(ranged)
     }
 
     fn location(&self, relative: &str) -> String {
