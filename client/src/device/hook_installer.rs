@@ -17,6 +17,9 @@ use std::io::{self, Write};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdin, Command, Stdio};
 
+/// How long an aborted `write` may take to end after its stdin closed.
+const WRITE_GRACE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Stream images to an integrator command.
 #[derive(Debug, Clone)]
 pub struct HookInstaller {
@@ -162,8 +165,14 @@ impl Drop for HookWriter {
             return;
         }
         self.settled = true;
+        // EOF, then give `write` time to end on its own (it may be mid-way through what it
+        // received); a hook that does not end is killed.
         drop(self.stdin.take());
         if let Some(mut child) = self.child.take() {
+            let deadline = std::time::Instant::now() + WRITE_GRACE;
+            while matches!(child.try_wait(), Ok(None)) && std::time::Instant::now() < deadline {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }

@@ -322,3 +322,124 @@ mod tests {
         assert_eq!(slot_files(&c), ["image"]);
     }
 }
+
+#[cfg(all(test, unix))]
+mod hook_tests {
+    use super::*;
+    use crate::device::keys::Keyring;
+    use crate::device::HookInstaller;
+    use crate::transport::DirTransport;
+    use crate::VerifiedTarget;
+    use ota_formats::hash::sha256_hex;
+    use ota_formats::metadata::TargetFile;
+    use ota_formats::target_meta::{Compression, ImageInfo, OtaTarget};
+    use std::os::unix::fs::PermissionsExt;
+
+    /// A hook that logs each call with its image sha256 and keeps what `write` received.
+    fn hook(dir: &Path, fail_on: &str) -> std::path::PathBuf {
+        let path = dir.join("hook.sh");
+        let script = format!(
+            "#!/bin/sh\necho \"$1 $OTA_IMAGE_VERSION $OTA_IMAGE_SHA256\" >> {log}\n\
+             if [ \"$1\" = write ]; then cat > {got}; fi\n\
+             if [ \"$1\" = {fail_on} ]; then echo 'hook says no' >&2; exit 3; fi\nexit 0\n",
+            log = dir.join("log").display(),
+            got = dir.join("received").display(),
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        path
+    }
+
+    fn run(dir: &Path, image: &[u8], signed_sha: &str, fail_on: &str) -> DeviceResult<()> {
+        let ota = OtaTarget::new(
+            "fw",
+            "1.2.0",
+            vec!["b".into()],
+            ImageInfo::new(image.len() as u64, signed_sha),
+            Compression::None,
+        )
+        .unwrap();
+        let mut file = TargetFile::from_bytes(image);
+        file.custom = Some(ota.to_custom(None).unwrap());
+        let target = VerifiedTarget::new("fw-1.2.0.img", file, "targets");
+        let sel = crate::device::Selector {
+            hardware_id: "b",
+            image_name: None,
+            installed: None,
+        };
+        let cand = sel.accepts(&target).unwrap().unwrap();
+        let downloaded = dir.join("download");
+        std::fs::write(&downloaded, image).unwrap();
+        let transport = DirTransport::new(dir);
+        let keys = Keyring::default();
+        let unlock = Unlock {
+            keys: &keys,
+            device_key_path: Path::new("device.key"),
+            targets: &transport,
+        };
+        let dest = HookInstaller::new(hook(dir, fail_on));
+        prepare(&cand, &downloaded, &unlock, &dest)?.install()
+    }
+
+    fn log(dir: &Path) -> Vec<String> {
+        std::fs::read_to_string(dir.join("log"))
+            .unwrap_or_default()
+            .lines()
+            .map(|l| l.split(' ').next().unwrap_or("").to_string())
+            .collect()
+    }
+
+    #[test]
+    fn the_hook_gets_write_then_commit_with_the_signed_facts() {
+        let d = tempfile::tempdir().unwrap();
+        let image = b"firmware for the MCU".to_vec();
+        run(d.path(), &image, &sha256_hex(&image), "never").unwrap();
+        assert_eq!(log(d.path()), ["write", "commit"]);
+        let line = std::fs::read_to_string(d.path().join("log")).unwrap();
+        assert!(
+            line.contains(&format!("write 1.2.0 {}", sha256_hex(&image))),
+            "{line}"
+        );
+        assert_eq!(std::fs::read(d.path().join("received")).unwrap(), image);
+    }
+
+    #[test]
+    fn an_image_that_does_not_match_is_aborted_never_committed() {
+        let d = tempfile::tempdir().unwrap();
+        let err = run(
+            d.path(),
+            b"tampered image",
+            &sha256_hex(b"signed image!!"),
+            "never",
+        )
+        .unwrap_err();
+        assert!(matches!(err, DeviceError::ImageMismatch { .. }), "{err}");
+        assert_eq!(log(d.path()), ["write", "abort"]);
+    }
+
+    #[test]
+    fn a_failing_hook_is_an_install_error_and_aborted() {
+        let d = tempfile::tempdir().unwrap();
+        let image = b"img".to_vec();
+        let err = run(d.path(), &image, &sha256_hex(&image), "write").unwrap_err();
+        assert!(
+            matches!(err, DeviceError::Hook { stage: "write", .. }),
+            "{err}"
+        );
+        assert_eq!(err.category().exit_code(), 5);
+        assert_eq!(log(d.path()), ["write", "abort"]);
+        let d = tempfile::tempdir().unwrap();
+        let err = run(d.path(), &image, &sha256_hex(&image), "commit").unwrap_err();
+        assert!(
+            matches!(
+                err,
+                DeviceError::Hook {
+                    stage: "commit",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(log(d.path()), ["write", "commit", "abort"]);
+    }
+}
