@@ -277,3 +277,64 @@ fn init_small(dev: &AbDevice, repo: &SignedRepo, server: &str) -> ota_tests::cli
         "1KiB",
     ])
 }
+
+#[test]
+fn a_read_only_slot_is_refused_before_anything_is_downloaded() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = SignedRepo::init();
+    let v1 = image(1, LEN);
+    repo.add("gateway-fw", "1.0.0", "board-a", &v1, &[]);
+    let server = TestServer::start(&repo.repo);
+    let dev = AbDevice::new(&v1);
+    std::fs::set_permissions(&dev.slot_b, std::fs::Permissions::from_mode(0o444)).unwrap();
+    // root ignores file modes: then use a read-only sysfs attribute, which nobody can open
+    // for writing.
+    let writable = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&dev.slot_b)
+        .is_ok();
+    let slot_b = if writable {
+        std::path::PathBuf::from("/sys/kernel/uevent_seqnum")
+    } else {
+        dev.slot_b.clone()
+    };
+    assert!(std::fs::OpenOptions::new()
+        .write(true)
+        .open(&slot_b)
+        .is_err());
+    let root = repo.repo.join("metadata/1.root.json");
+    let spec = format!("file:{}", dev.env.display());
+    let r = dev.client(&[
+        "init",
+        "--root",
+        root.to_str().unwrap(),
+        "--server",
+        &server.url(),
+        "--hardware",
+        "board-a",
+        &format!("--slot=a={}", dev.slot_a.display()),
+        &format!("--slot=b={}", slot_b.display()),
+        "--boot-control",
+        &spec,
+        "--slot-size",
+        "8MiB",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let env_before = std::fs::read(&dev.env).unwrap();
+    let out = dev.json(&["update"], 2);
+    let msg = out["error"]["message"].as_str().unwrap();
+    assert!(msg.contains("not writable"), "{out}");
+    assert!(
+        !dev.state.join("downloads").exists()
+            || std::fs::read_dir(dev.state.join("downloads"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "nothing downloaded"
+    );
+    assert_eq!(std::fs::read(&dev.env).unwrap(), env_before);
+    assert_eq!(dev.slot_image("a", LEN), v1);
+    let s = dev.status();
+    assert_eq!(s["boot"]["ota_slot"], "a");
+    assert_eq!(s["update_state"], "idle");
+}

@@ -218,10 +218,21 @@ impl Device {
                 phase: state.update_state,
             });
         }
+        let target_slot = state.committed.other();
+        // Before the network: a slot that can take no image at all.
+        {
+            use super::install_target::InstallTarget;
+            SlotInstaller::new(
+                slots.path(target_slot),
+                slots.path(state.committed),
+                slots.slot_size,
+                self.storage.clone(),
+            )
+            .check_destination()?;
+        }
         let Some(candidate) = self.check()? else {
             return Ok(SlotOutcome::UpToDate);
         };
-        let target_slot = state.committed.other();
         let release = ReleaseRecord::of(candidate.image(), target_slot);
         let dest = SlotInstaller::new(
             slots.path(target_slot),

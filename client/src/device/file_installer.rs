@@ -31,6 +31,10 @@ impl InstallTarget for FileInstaller {
         self.dest.display().to_string()
     }
 
+    fn check_destination(&self) -> DeviceResult<()> {
+        check_install_path(&self.dest)
+    }
+
     fn check(&self, _image: &VerifiedImage) -> DeviceResult<()> {
         check_install_path(&self.dest)
     }

@@ -75,6 +75,10 @@ impl InstallTarget for HookInstaller {
     }
 
     fn check(&self, _image: &VerifiedImage) -> DeviceResult<()> {
+        self.check_destination()
+    }
+
+    fn check_destination(&self) -> DeviceResult<()> {
         let meta = std::fs::metadata(&self.command)
             .map_err(|e| hook_error(&self.command, "check", e.to_string()))?;
         #[cfg(unix)]

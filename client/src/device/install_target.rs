@@ -14,8 +14,12 @@ pub trait InstallTarget {
     /// The destination, for messages.
     fn describe(&self) -> String;
 
-    /// Refuse, before anything is downloaded or written, an image that cannot go here (too
-    /// large, read-only, not a file or block device, ...).
+    /// Refuse, before anything else (even the metadata refresh), a destination that can take
+    /// no image at all (not a file or block device, read-only, the running slot, ...).
+    fn check_destination(&self) -> DeviceResult<()>;
+
+    /// Refuse, before anything is downloaded or written, an image that cannot go here: the
+    /// destination checks, and whether this image fits.
     fn check(&self, image: &VerifiedImage) -> DeviceResult<()>;
 
     /// The image a delta patch may use as its base, if this target has one.

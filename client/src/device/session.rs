@@ -373,6 +373,8 @@ impl Device {
     ) -> DeviceResult<UpdateOutcome> {
         let _lock = StateLock::acquire(&self.state)?;
         self.refuse_slot_mode("single-file update")?;
+        // Before the network: a device node, a link or a directory is never replaced.
+        dest.check_destination()?;
         let Some(candidate) = self.check()? else {
             return Ok(UpdateOutcome::UpToDate(self.installed()?));
         };

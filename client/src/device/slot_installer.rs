@@ -106,7 +106,47 @@ impl InstallTarget for SlotInstaller {
         format!("slot {}", self.path.display())
     }
 
+    fn check_destination(&self) -> DeviceResult<()> {
+        self.usable().map(|_| ())
+    }
+
     fn check(&self, image: &VerifiedImage) -> DeviceResult<()> {
+        let meta = self.usable()?;
+        if let Some(cap) = self.capacity(&meta)? {
+            if image.length() > cap {
+                return Err(self.unusable(format!(
+                    "is too small: it holds {cap} bytes and the image of {} {} is {} bytes",
+                    image.name(),
+                    image.version(),
+                    image.length()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn base(&self) -> Option<Base> {
+        Some(Base::Slot(self.running.clone()))
+    }
+
+    fn begin(&self, image: &VerifiedImage) -> DeviceResult<Box<dyn ImageWriter>> {
+        self.check(image)?;
+        let file = self
+            .storage
+            .open_slot(&self.path)
+            .map_err(|e| self.unusable(format!("is not writable: {e}")))?;
+        Ok(Box::new(SlotWriter {
+            file,
+            path: self.path.clone(),
+            buf: Vec::with_capacity(CHUNK),
+        }))
+    }
+}
+
+impl SlotInstaller {
+    /// The checks that need no image: a writable file or block device that is not the
+    /// running slot. Returns its metadata.
+    fn usable(&self) -> DeviceResult<std::fs::Metadata> {
         // Links are followed: /dev/disk/by-partlabel/... names are links to the device.
         let meta = match std::fs::metadata(&self.path) {
             Ok(m) => m,
@@ -127,38 +167,11 @@ impl InstallTarget for SlotInstaller {
                 self.running.display()
             )));
         }
-        if let Some(cap) = self.capacity(&meta)? {
-            if image.length() > cap {
-                return Err(self.unusable(format!(
-                    "is too small: it holds {cap} bytes and the image of {} {} is {} bytes",
-                    image.name(),
-                    image.version(),
-                    image.length()
-                )));
-            }
-        }
         std::fs::OpenOptions::new()
             .write(true)
             .open(&self.path)
             .map_err(|e| self.unusable(format!("is not writable: {e}")))?;
-        Ok(())
-    }
-
-    fn base(&self) -> Option<Base> {
-        Some(Base::Slot(self.running.clone()))
-    }
-
-    fn begin(&self, image: &VerifiedImage) -> DeviceResult<Box<dyn ImageWriter>> {
-        self.check(image)?;
-        let file = self
-            .storage
-            .open_slot(&self.path)
-            .map_err(|e| self.unusable(format!("is not writable: {e}")))?;
-        Ok(Box::new(SlotWriter {
-            file,
-            path: self.path.clone(),
-            buf: Vec::with_capacity(CHUNK),
-        }))
+        Ok(meta)
     }
 }
 

@@ -45,6 +45,11 @@ pub fn describe(c: &Candidate) -> serde_json::Value {
 
 pub fn run(a: Args) -> Result<u8, Failure> {
     let mut device = Device::open(StateDir::new(&a.state), |_| {})?;
+    if device.config().slots.is_some() {
+        // Like every command: learn first what the boot loader did since the last run (a
+        // fallback makes a version failed, which check must not offer).
+        device.slot_status()?;
+    }
     let installed = device.installed()?;
     let found = device.check()?;
     // Which file `update` would download: a patch when one has the running image as its
