@@ -280,6 +280,14 @@ impl Setup {
         updater(&self.md, &self.server.base, targets)
     }
 
+    /// A server for `data`, an updater with the default target bounds, and the target.
+    fn ready(data: &[u8]) -> (Setup, Updater, VerifiedTarget) {
+        let s = Setup::new(data);
+        let mut up = s.updater(TransferBounds::TARGETS);
+        let t = s.target(&mut up);
+        (s, up, t)
+    }
+
     fn target(&self, up: &mut Updater) -> VerifiedTarget {
         up.get_target_info("fw.bin").unwrap().unwrap()
     }
@@ -352,9 +360,7 @@ fn mode(path: &Path) -> u32 {
 #[test]
 fn reset_mid_body_is_resumed_with_a_range_request_in_the_same_call() {
     let data = image(1);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     s.server.plan(&[(Step::ResetAfter(300_000), None)]);
     let transferred = download_ok(&up, &t, &s.dl, &data);
     let (seen, sent) = s.server.take();
@@ -372,9 +378,7 @@ fn reset_mid_body_is_resumed_with_a_range_request_in_the_same_call() {
 #[test]
 fn truncated_body_is_resumed_in_the_same_call() {
     let data = image(2);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     // Cut twice: each attempt makes progress, so both are resumed.
     s.server.plan(&[
         (Step::CutAfter(200_000), None),
@@ -397,9 +401,7 @@ fn truncated_body_is_resumed_in_the_same_call() {
 #[test]
 fn server_ignoring_ranges_gets_a_full_download() {
     let data = image(3);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     s.server
         .plan(&[(Step::CutAfter(300_000), None), (Step::IgnoreRange, None)]);
     let transferred = download_ok(&up, &t, &s.dl, &data);
@@ -412,9 +414,7 @@ fn server_ignoring_ranges_gets_a_full_download() {
 #[test]
 fn retries_without_progress_are_bounded_and_the_partial_is_kept() {
     let data = image(4);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     // Ignores ranges and breaks at the same point every time: no progress after the first.
     s.server
         .plan(&[(Step::IgnoreRangeCutAfter(100_000), None); 10]);
@@ -445,9 +445,7 @@ fn retries_without_progress_are_bounded_and_the_partial_is_kept() {
 #[test]
 fn changed_etag_means_if_range_mismatch_and_a_full_download() {
     let data = image(5);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     // The file is re-deployed between the two attempts: same bytes, new ETag.
     s.server.plan(&[
         (Step::CutAfter(300_000), None),
@@ -465,9 +463,7 @@ fn changed_etag_means_if_range_mismatch_and_a_full_download() {
 fn odd_answers_to_a_range_start_over() {
     for odd in [Step::Status(416), Step::WrongRange] {
         let data = image(6);
-        let s = Setup::new(&data);
-        let mut up = s.updater(TransferBounds::TARGETS);
-        let t = s.target(&mut up);
+        let (s, up, t) = Setup::ready(&data);
         s.server
             .plan(&[(Step::CutAfter(300_000), None), (odd, None)]);
         download_ok(&up, &t, &s.dl, &data);
@@ -484,9 +480,7 @@ fn odd_answers_to_a_range_start_over() {
 #[test]
 fn corrupted_body_is_refused_and_leaves_nothing_that_wedges_the_next_run() {
     let data = image(7);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     let dest = target_file_in(&s.dl, &t);
 
     // A complete download from byte 0 that fails the hash: refused, nothing kept.
@@ -529,9 +523,7 @@ fn corrupted_body_is_refused_and_leaves_nothing_that_wedges_the_next_run() {
 #[test]
 fn garbage_prefix_after_a_power_cut_is_detected_and_downloaded_again() {
     let data = image(8);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     let dest = target_file_in(&s.dl, &t);
     // The transfer breaks and the server then refuses: the call ends, the partial stays.
     s.server
@@ -578,9 +570,7 @@ fn garbage_prefix_after_a_power_cut_is_detected_and_downloaded_again() {
 #[test]
 fn complete_partial_from_an_interrupted_run_is_committed_without_a_request() {
     let data = image(9);
-    let s = Setup::new(&data);
-    let mut up = s.updater(TransferBounds::TARGETS);
-    let t = s.target(&mut up);
+    let (s, up, t) = Setup::ready(&data);
     let dest = target_file_in(&s.dl, &t);
     s.server
         .plan(&[(Step::CutAfter(300_000), None), (Step::Status(503), None)]);
