@@ -4,12 +4,12 @@
 //! whose output feeds the target hash on its way to disk. Memory stays bounded by zstd's own
 //! window, whatever the image size. The result is then decompressed once more and checked
 //! against the image hash, so a target is never published that does not give back the image.
-use crate::config::CompressionPolicy;
 use crate::{Error, Result};
 use indicatif::ProgressBar;
 use ota_formats::hash::{measure, read_chunks, HashingWriter, Sha256Counter};
 use ota_fs::atomic;
 use ota_fs::user_file;
+use ota_repo::config::CompressionPolicy;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;

@@ -7,7 +7,6 @@
 //! version, hardware ids and resulting image) plus a typed `delta` object naming the base.
 use crate::compress::Compressed;
 use crate::delta::{create_patch, CreateOptions, PatchInfo};
-use crate::repo::target_file_path;
 use crate::{Error, Result};
 use ota_formats::metadata::{TargetFile, Targets};
 use ota_formats::patch::Method;
@@ -15,6 +14,7 @@ use ota_formats::target_meta::{Compression, DeltaInfo, OtaTarget};
 use ota_formats::version::Version;
 use ota_fs::atomic;
 use ota_fs::user_file;
+use ota_repo::repository::target_file_path;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};

@@ -13,6 +13,7 @@
 //! With `--json`, a failure also prints `{"error": {"kind", "message", "hint", "exit_code"}}` on
 //! stdout, `kind` being [`Error::kind`].
 use ota_fs::user_file::UserFileError;
+use ota_repo::RepoError;
 
 /// Result with the signer error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -155,6 +156,120 @@ impl Error {
             Error::Keys { .. } => 3,
             Error::Repo { .. } => 4,
             Error::Policy { .. } => 5,
+        }
+    }
+}
+
+/// The hint for a repository that is corrupt.
+const RESTORE: &str =
+    "restore the repository directory from a backup (ota-sign never leaves a half-written one)";
+/// The hint for missing keys.
+const PASS_KEYS: &str = "pass the --keys directory that `ota-sign init` wrote for this repository";
+
+/// The one place where the library's typed errors get the CLI's class (exit code), wording
+/// and hint.
+impl From<RepoError> for Error {
+    fn from(e: RepoError) -> Self {
+        let msg = e.to_string();
+        match e {
+            RepoError::NoRepository { dir } => Error::repo(
+                msg,
+                format!(
+                    "create it with: ota-sign init --repo {} --keys KEYS_DIR",
+                    dir.display()
+                ),
+            ),
+            RepoError::NotARepository { dir } => Error::repo(
+                format!(
+                    "{} is not an ota-sign repository ({} is missing)",
+                    dir.display(),
+                    ota_repo::config::CONFIG_FILE
+                ),
+                format!(
+                    "create one with: ota-sign init --repo {} --keys KEYS_DIR",
+                    dir.display()
+                ),
+            ),
+            RepoError::Unreadable { source, .. } => {
+                Error::user_file("repository file", source, Error::repo, RESTORE)
+            }
+            RepoError::Corrupt { .. }
+            | RepoError::BadSignatures { .. }
+            | RepoError::RootCopyDiffers { .. }
+            | RepoError::VersionMismatch { .. }
+            | RepoError::LengthMismatch { .. }
+            | RepoError::NotListed { .. }
+            | RepoError::DirMissing { .. }
+            | RepoError::TargetWithoutHash { .. }
+            | RepoError::TargetFileLength { .. }
+            | RepoError::TargetFileMissing { .. } => Error::repo(msg, RESTORE),
+            RepoError::TargetFileConflict { .. } => Error::repo(
+                msg,
+                "the targets directory is corrupt; remove that file (no metadata can reference it) and re-run",
+            ),
+            RepoError::StagedCorrupt { .. } => Error::repo(
+                msg,
+                "remove it to drop the staged targets, then add them again",
+            ),
+            RepoError::ConfigCorrupt { .. } => Error::repo(
+                msg,
+                format!(
+                    "restore {} from your backup or version control",
+                    ota_repo::config::CONFIG_FILE
+                ),
+            ),
+            RepoError::ConfigFormat { found, supported } => Error::repo(
+                format!(
+                    "{} has format {found}, this ota-sign reads format {supported}",
+                    ota_repo::config::CONFIG_FILE
+                ),
+                "use the ota-sign version that created the repository",
+            ),
+            RepoError::Locked { lock } => Error::repo(
+                format!(
+                    "another ota-sign is writing this repository ({} is locked)",
+                    lock.display()
+                ),
+                "wait for it to finish (the lock is released when that process exits, however it exits)",
+            ),
+            RepoError::Write { path, source } => Error::write(&path, source),
+            RepoError::Encode { .. } => Error::input(msg, "report this bug"),
+            RepoError::KeyDirMissing { .. }
+            | RepoError::BelowThreshold { .. }
+            | RepoError::KeyMissing { .. } => Error::keys(msg, PASS_KEYS),
+            RepoError::KeyUnreadable { source, .. } => {
+                let hint = match source {
+                    UserFileError::NotFound { .. } => PASS_KEYS,
+                    _ => "check the file's owner and permissions (it should be yours, mode 600)",
+                };
+                Error::user_file("key file", source, Error::keys, hint)
+            }
+            RepoError::KeyInvalid { .. } => Error::keys(
+                msg,
+                "restore the key from your backup; ota-sign reads Ed25519 keys in PKCS#8 PEM, as `ota-sign init` and `openssl genpkey -algorithm ed25519` write them",
+            ),
+            RepoError::KeyId { .. } => Error::keys(msg, "restore the key from your backup"),
+            RepoError::KeyEncode { .. } => Error::keys(msg, "report this bug; nothing was written"),
+            RepoError::KeyNotAuthorised { role, .. } => Error::keys(
+                msg,
+                format!("root.json authorises other keys for {role}; pass the --keys directory made for this repository"),
+            ),
+            RepoError::Sign { .. } => Error::keys(
+                msg,
+                "check the key files of the role; nothing was written",
+            ),
+            RepoError::TargetNameTaken { .. } => Error::input(
+                msg,
+                "target names are NAME-VERSION and both may contain '-': choose an image name or version that gives another target name",
+            ),
+            RepoError::NotNewer { .. } => Error::policy(
+                msg,
+                "publish a higher version, or pass --allow-downgrade to roll back on purpose",
+            ),
+            RepoError::VersionTaken { .. } => Error::policy(
+                msg,
+                "a published version is never replaced (devices could not tell the two apart): publish the new image under a new version",
+            ),
         }
     }
 }

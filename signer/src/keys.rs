@@ -1,38 +1,13 @@
-//! Private key storage: one PKCS#8 v1 PEM file per key (RFC 8410, which OpenSSL and python
-//! `cryptography` read; v2 files with an embedded public key are read too), mode 0600, in a 0700 directory that
-//! must not lie inside the repository directory (whatever is there may get published).
-use crate::config::RepoConfig;
+//! The command line's side of the key directory: where it may be (never inside the
+//! repository directory, whose content may get published), creating it 0700, and warnings
+//! about key files others may read. Loading, saving and checking keys against root is
+//! [`ota_repo::keys`].
 use crate::{Error, Result};
-use ota_formats::crypto::{Ed25519Signer, Signer};
-use ota_formats::metadata::Root;
-use ota_fs::atomic;
-use ota_fs::mode::{self, SECRET_DIR, SECRET_FILE};
-use ota_fs::user_file::{self, UserFileError};
+use ota_fs::mode;
+use ota_repo::keys::{LoadedKey, RoleKeys, KEY_DIR_MODE, KEY_FILE_MODE};
+use ota_repo::Repository;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
-
-/// Mode of the keys directory.
-pub const KEY_DIR_MODE: u32 = SECRET_DIR;
-
-/// Largest key file read: an Ed25519 PEM key is about 120 bytes; the cap leaves room for
-/// comments and for other key types, which are read only to say what they are.
-pub const MAX_KEY_FILE_LEN: u64 = 64 * 1024;
-
-/// The file name of the `index`-th key (from 1) of `role`: `targets-1.pem`.
-pub fn key_file_name(role: &str, index: usize) -> String {
-    format!("{role}-{index}.pem")
-}
-
-/// A loaded private key with where it came from.
-#[derive(Debug)]
-pub struct LoadedKey {
-    /// File name in the keys directory.
-    pub file: String,
-    /// Key id of its public key.
-    pub keyid: String,
-    /// The key.
-    pub signer: Ed25519Signer,
-}
 
 /// `path` made absolute with symlinks of its existing part resolved, so containment checks
 /// work for directories that do not exist yet.
@@ -116,128 +91,34 @@ fn warn_if_open(path: &Path, wanted: u32) {
     }
 }
 
-/// Load one PEM key file, with errors that name the file.
-///
-/// A file readable by group or others is loaded with a warning rather than refused: the
-/// public example keys come from version control, which does not keep 0600.
+/// Warn about loaded key files that group or others may read.
+pub fn warn_open(dir: &Path, keys: &[LoadedKey]) {
+    for k in keys.iter().filter(|k| k.is_open()) {
+        crate::warn(&format!(
+            "{} has permissions {:o}, readable by others (expected {KEY_FILE_MODE:o}; fix with chmod {KEY_FILE_MODE:o})",
+            dir.join(&k.file).display(),
+            k.mode
+        ));
+    }
+}
+
+/// Load one key file ([`ota_repo::keys::load_key`]), warning when others may read it.
 pub fn load_key(dir: &Path, file: &str) -> Result<LoadedKey> {
-    let path = dir.join(file);
-    // Only a regular file, and only so much of it: a FIFO or a link to /dev/zero named as a
-    // key must not hang a run that holds the repository lock.
-    let bytes = user_file::read(&path, MAX_KEY_FILE_LEN).map_err(|e| {
-        let hint = match e {
-            UserFileError::NotFound { .. } => {
-                "pass the --keys directory that `ota-sign init` wrote for this repository"
-            }
-            _ => "check the file's owner and permissions (it should be yours, mode 600)",
-        };
-        Error::user_file("key file", e, Error::keys, hint)
-    })?;
-    warn_if_open(&path, SECRET_FILE);
-    let signer = Ed25519Signer::from_key_file(&bytes).map_err(|e| {
-        Error::keys(
-            format!("key file {} {e}", path.display()),
-            "restore the key from your backup; ota-sign reads Ed25519 keys in PKCS#8 PEM, as `ota-sign init` and `openssl genpkey -algorithm ed25519` write them",
-        )
-    })?;
-    let keyid = signer.key_id().map_err(|e| {
-        Error::keys(
-            format!("key file {}: {e}", path.display()),
-            "restore the key from your backup",
-        )
-    })?;
-    Ok(LoadedKey {
-        file: file.to_string(),
-        keyid,
-        signer,
-    })
+    let k = ota_repo::keys::load_key(dir, file)?;
+    warn_open(dir, std::slice::from_ref(&k));
+    Ok(k)
 }
 
-/// Write a new key file (0600); never replaces an existing file.
-pub fn save_key(dir: &Path, file: &str, signer: &Ed25519Signer) -> Result<()> {
-    let path = dir.join(file);
-    let pem = signer.to_pkcs8_pem().map_err(|e| {
-        Error::keys(
-            format!("cannot encode key: {e}"),
-            "report this bug; nothing was written",
-        )
-    })?;
-    atomic::write_new(&path, pem.as_bytes(), SECRET_FILE).map_err(|e| Error::write(&path, e))
-}
-
-/// Load the keys of `role` listed in the config and check each against root.
-///
-/// A present key that root does not list for the role is an error (a mix-up worth stopping
-/// for); missing files are fine as long as the threshold is reached, so a release engineer
-/// may hold only some keys of a threshold role.
-pub fn load_role(
-    dir: &Path,
-    config: &RepoConfig,
-    root: &Root,
-    role: &str,
-) -> Result<Vec<LoadedKey>> {
-    if !dir.is_dir() {
-        return Err(Error::keys(
-            format!("keys directory {} does not exist", dir.display()),
-            "pass the --keys directory that `ota-sign init` wrote for this repository",
-        ));
+/// Load and check against root the keys of each of `roles`
+/// ([`ota_repo::keys::load_role`]), warning about key files others may read.
+pub fn load_roles(dir: &Path, repo: &Repository, roles: &[&str]) -> Result<RoleKeys> {
+    let mut out = RoleKeys::new();
+    for role in roles {
+        let k = ota_repo::keys::load_role(dir, &repo.config, &repo.root.signed, role)?;
+        warn_open(dir, &k);
+        out.insert(role.to_string(), k);
     }
-    let role_keys = root.role(role).map_err(|e| {
-        Error::repo(
-            format!("root.json: {e}"),
-            "the repository is corrupt; restore it from a backup",
-        )
-    })?;
-    let mut loaded: Vec<LoadedKey> = Vec::new();
-    let mut missing = Vec::new();
-    for file in config.files(role) {
-        if !dir.join(file).exists() {
-            missing.push(file.clone());
-            continue;
-        }
-        let key = load_key(dir, file)?;
-        if !role_keys.keyids.contains(&key.keyid) {
-            return Err(Error::keys(
-                format!(
-                    "key file {} (key id {}) is not a {role} key of this repository",
-                    dir.join(file).display(),
-                    short_id(&key.keyid)
-                ),
-                format!("root.json authorises other keys for {role}; pass the --keys directory made for this repository"),
-            ));
-        }
-        tracing::debug!(role, file = %file, keyid = %key.keyid, "key loaded");
-        if !loaded.iter().any(|k| k.keyid == key.keyid) {
-            loaded.push(key);
-        }
-    }
-    if (loaded.len() as u64) < role_keys.threshold {
-        let what = if missing.is_empty() {
-            String::new()
-        } else {
-            format!(" (missing: {})", missing.join(", "))
-        };
-        return Err(Error::keys(
-            format!(
-                "role {role} needs {} key(s) to sign, found {} in {}{what}",
-                role_keys.threshold,
-                loaded.len(),
-                dir.display()
-            ),
-            "pass the --keys directory that `ota-sign init` wrote for this repository",
-        ));
-    }
-    Ok(loaded)
-}
-
-/// The first 16 hex digits of a key id, for messages.
-pub fn short_id(keyid: &str) -> &str {
-    keyid.get(..16).unwrap_or(keyid)
-}
-
-/// Borrow loaded keys as signers.
-pub fn as_signers(keys: &[LoadedKey]) -> Vec<&dyn Signer> {
-    keys.iter().map(|k| &k.signer as &dyn Signer).collect()
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -257,7 +138,7 @@ mod tests {
     }
 
     #[test]
-    fn saved_keys_are_private_and_load_back() {
+    fn key_dir_is_private_and_keys_load_back() {
         let d = tempfile::tempdir().unwrap();
         let dir = d.path().join("k");
         ensure_key_dir(&dir).unwrap();
@@ -265,16 +146,9 @@ mod tests {
             std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
             KEY_DIR_MODE
         );
-        let k = Ed25519Signer::generate();
-        save_key(&dir, "root-1.pem", &k).unwrap();
-        let mode = std::fs::metadata(dir.join("root-1.pem"))
-            .unwrap()
-            .permissions()
-            .mode();
-        assert_eq!(mode & 0o777, SECRET_FILE);
-        let back = load_key(&dir, "root-1.pem").unwrap();
-        assert_eq!(back.keyid, k.key_id().unwrap());
-        assert!(save_key(&dir, "root-1.pem", &k).is_err());
+        let k = ota_formats::crypto::Ed25519Signer::generate();
+        ota_repo::keys::save_key(&dir, "root-1.pem", &k).unwrap();
+        assert_eq!(load_key(&dir, "root-1.pem").unwrap().file, "root-1.pem");
         std::fs::write(dir.join("bad.pem"), "nope").unwrap();
         assert_eq!(load_key(&dir, "bad.pem").unwrap_err().exit_code(), 3);
         assert_eq!(load_key(&dir, "none.pem").unwrap_err().exit_code(), 3);

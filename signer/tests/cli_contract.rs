@@ -52,9 +52,11 @@ fn a_locked_repository_is_exit_4() {
     let env = Env::new();
     env.init(&[]);
     let img = env.image("fw.img", 10_000, 1);
-    // Held by a live process: this test.
+    // Held by a live process: this test holds the OS lock on the lock file.
     let lock = env.repo.join(".ota-sign.lock");
     std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let held = std::fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
     let o = run(env.add_args(&img, "fw", "1.0.0", "hw"));
     assert_fails(&o, 4, "another ota-sign is writing this repository");
     let mut args = env.repo_args("publish");
@@ -63,6 +65,7 @@ fn a_locked_repository_is_exit_4() {
     assert_eq!(code(&o), 4);
     assert_eq!(json(&o)["error"]["kind"], "repo");
     assert!(lock.exists(), "someone else's lock is left alone");
+    drop(held);
 }
 
 /// Assert that `o` failed with `exit` and printed exactly the JSON error object.

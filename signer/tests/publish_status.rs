@@ -240,8 +240,10 @@ fn one_writer_at_a_time() {
     env.init(&[]);
     let img = env.image("fw.img", 10_000, 23);
     let lock = env.repo.join(".ota-sign.lock");
-    // A live owner (this test process) holds the lock: refused, nothing changes.
+    // A live owner (this test process) holds the OS lock: refused, nothing changes.
     std::fs::write(&lock, format!("{}\n", std::process::id())).unwrap();
+    let held = std::fs::File::open(&lock).unwrap();
+    held.try_lock().unwrap();
     let before = tree(env.tmp.path());
     assert_fails(
         &run(env.add_args(&img, "fw", "1.0.0", "hw")),
@@ -252,7 +254,9 @@ fn one_writer_at_a_time() {
     force.push("--force".into());
     assert_fails(&run(&force), 4, "another ota-sign");
     assert_eq!(tree(env.tmp.path()), before);
-    // A lock left by a process that is gone is taken over, and released at the end.
+    // Once the owner is gone (the kernel drops its lock), the file it left is no lock: the
+    // next writer takes it, and removes it at the end.
+    drop(held);
     std::fs::write(&lock, "4194305\n").unwrap();
     let o = run(env.add_args(&img, "fw", "1.0.0", "hw"));
     assert_eq!(code(&o), 0, "{}", stderr(&o));

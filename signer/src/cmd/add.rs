@@ -5,17 +5,21 @@ use crate::delta::CreateOptions;
 use crate::delta_target::{self, PatchReport};
 use crate::encrypt;
 use crate::keys;
-use crate::lock::RepoLock;
-use crate::publish::{self, RoleKeys};
 use crate::recipients::{parse_selectors, Recipients};
-use crate::repo::{target_file_path, Repository, TARGETS_DIR};
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_cli::progress::bytes_bar;
 use ota_formats::hash::Hashes;
-use ota_formats::metadata::{TargetFile, Targets};
+use ota_formats::metadata::TargetFile;
 use ota_formats::target_meta::{self, Compression, ImageInfo, OtaTarget};
 use ota_formats::version::Version;
+use ota_repo::keys::RoleKeys;
+use ota_repo::lock::RepoLock;
+use ota_repo::publish;
+use ota_repo::repository::{target_file_path, Repository, TARGETS_DIR};
+use ota_repo::targets::{
+    check_newer, check_path_free, check_same_version_same_image, newest_version, place_target_file,
+};
 use serde::Serialize;
 use serde_json::Map;
 use std::path::{Path, PathBuf};
@@ -147,108 +151,10 @@ fn bad_input(e: ota_formats::Error, hint: &str) -> Error {
     Error::input(msg, hint)
 }
 
-/// Newest published version of `name`, by semver precedence.
-fn newest_version(targets: &Targets, name: &str) -> Option<Version> {
-    let mut newest: Option<Version> = None;
-    for (path, t) in &targets.targets {
-        let ota = match OtaTarget::from_custom(t.custom.as_ref()) {
-            Ok(Some(o)) => o,
-            Ok(None) => continue,
-            Err(e) => {
-                crate::warn(&format!(
-                    "target {path}: {e}; ignored for the version check"
-                ));
-                continue;
-            }
-        };
-        if ota.name != name {
-            continue;
-        }
-        let Ok(v) = Version::parse(&ota.version) else {
-            continue;
-        };
-        let newer = match &newest {
-            Some(n) => v.cmp(n).is_gt(),
-            None => true,
-        };
-        if newer {
-            newest = Some(v);
-        }
-    }
-    newest
-}
-
-/// Refuse `path` when it is already listed for another image name or version.
-///
-/// Target names are `NAME-VERSION...`, and both names and versions may contain `-` (image
-/// `a-1.0.0` version `2.0.0` and image `a` version `1.0.0-2.0.0` are both
-/// `a-1.0.0-2.0.0.img.zst`): the later one would silently replace the earlier release.
-fn check_path_free(targets: &Targets, path: &str, name: &str, version: &str) -> Result<()> {
-    let Some(existing) = targets.targets.get(path) else {
-        return Ok(());
-    };
-    let held_by = match OtaTarget::from_custom(existing.custom.as_ref()) {
-        Ok(Some(o)) if o.name == name && o.version == version => return Ok(()),
-        Ok(Some(o)) => format!("image {} version {}", o.name, o.version),
-        Ok(None) => "a target without custom.ota metadata".to_string(),
-        Err(e) => format!("a target whose custom.ota is unreadable ({e})"),
-    };
-    Err(Error::input(
-        format!(
-            "target name {path} is already taken by {held_by}; image {name} version {version} would get the same name and replace it"
-        ),
-        "target names are NAME-VERSION and both may contain '-': choose an image name or version that gives another target name",
-    ))
-}
-
-/// Refuse re-adding a published version of `name` (equal by semver precedence) with another
-/// image, even with --allow-downgrade: devices could not tell the two releases apart.
-fn check_same_version_same_image(
-    targets: &Targets,
-    name: &str,
-    version: &Version,
-    image_length: u64,
-    image_sha256: &str,
-) -> Result<()> {
-    for (path, t) in &targets.targets {
-        let Ok(Some(ota)) = OtaTarget::from_custom(t.custom.as_ref()) else {
-            continue;
-        };
-        if ota.name != name || ota.delta.is_some() {
-            continue;
-        }
-        let same_version = Version::parse(&ota.version).is_ok_and(|v| v.cmp(version).is_eq());
-        if same_version && (ota.image.length != image_length || ota.image.sha256 != image_sha256) {
-            return Err(Error::policy(
-                format!(
-                    "{name} version {} is already published ({path}, image sha256 {}) with another image (sha256 {image_sha256})",
-                    ota.version, ota.image.sha256
-                ),
-                "a published version is never replaced (devices could not tell the two apart): publish the new image under a new version",
-            ));
-        }
-    }
-    Ok(())
-}
-
 /// Place the compressed file under its final name; an identical file already there (from
 /// an earlier, interrupted run) is kept.
 fn place(c: compress::Compressed, dest: &Path) -> Result<()> {
-    if let Ok(m) = std::fs::metadata(dest) {
-        let same = m.len() == c.length && compress::file_sha256(dest).is_ok_and(|h| h == c.sha256);
-        if same {
-            tracing::debug!(path = %dest.display(), "identical target file already present");
-            // It may come from a run that published 0600 files; it is published now.
-            return ota_fs::mode::set(dest, ota_fs::mode::PUBLIC_FILE)
-                .map_err(|e| Error::write(dest, e));
-        }
-        return Err(Error::repo(
-            format!("{} exists with other content than its name says", dest.display()),
-            "the targets directory is corrupt; remove that file (no metadata can reference it) and re-run",
-        ));
-    }
-    ota_fs::atomic::persist_new(c.file, dest, ota_fs::mode::PUBLIC_FILE)
-        .map_err(|e| Error::write(dest, e))
+    Ok(place_target_file(c.file, c.length, &c.sha256, dest)?)
 }
 
 /// Run `add`.
@@ -288,18 +194,12 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let repo = Repository::load(&a.repo)?;
     let mut targets = repo.working_targets();
 
-    let previous = newest_version(&targets, &a.name);
-    if let Some(prev) = &previous {
-        if !a.allow_downgrade && !version.cmp(prev).is_gt() {
-            return Err(Error::policy(
-                format!(
-                    "version {version} of {} is not newer than the published {prev}",
-                    a.name
-                ),
-                "publish a higher version, or pass --allow-downgrade to roll back on purpose",
-            ));
-        }
-    }
+    let previous = newest_version(&targets, &a.name, |path, e| {
+        crate::warn(&format!(
+            "target {path}: {e}; ignored for the version check"
+        ))
+    });
+    check_newer(&a.name, &version, previous.as_ref(), a.allow_downgrade)?;
     let target_path = format!("{}-{version}.img.zst", a.name);
     let targets_dir = repo.dir.join(TARGETS_DIR);
     let bases = delta_target::resolve_bases(
@@ -345,13 +245,10 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     };
 
     let needs = publish::plan(&repo, true, false, now);
-    let mut role_keys = RoleKeys::new();
-    if let (Some(dir), false) = (&a.keys, a.no_publish) {
-        for role in needs.roles() {
-            let k = keys::load_role(dir, &repo.config, &repo.root.signed, role)?;
-            role_keys.insert(role.to_string(), k);
-        }
-    }
+    let role_keys = match (&a.keys, a.no_publish) {
+        (Some(dir), false) => keys::load_roles(dir, &repo, &needs.roles())?,
+        _ => RoleKeys::new(),
+    };
 
     // Base images before any target file: a missing or wrong base writes nothing.
     let base_images = delta_target::base_images(&repo.dir, &targets_dir, &bases, &a.base_images)?;
@@ -471,7 +368,12 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         publish::stage(&repo, &targets)?;
         None
     } else {
-        Some(publish::publish(&repo, targets, needs, &role_keys, now)?)
+        let signers = ota_repo::keys::role_signers(&role_keys);
+        let published = publish::publish(&repo, targets, needs, &signers, now)?;
+        for w in &published.warnings {
+            crate::warn(w);
+        }
+        Some(published)
     };
 
     let report = Report {

@@ -5,17 +5,17 @@
 //! keys in `keys-example/` drive demos and tests, and lets an interrupted `init` be re-run.
 //! The repository is built in a temp directory beside `--repo` and renamed into place in one
 //! step, so it either exists complete or not at all.
-use crate::config::{CompressionPolicy, RepoConfig, CONFIG_FILE, CONFIG_FORMAT};
-use crate::keys::{self, key_file_name, LoadedKey};
-use crate::policy::{expires_at, parse_period, Period, ROLES};
-use crate::publish::RoleKeys;
-use crate::repo::{meta_entry, Repository, METADATA_DIR, TARGETS_DIR};
+use crate::keys;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_formats::crypto::{Ed25519Signer, Signer};
 use ota_formats::metadata::{Root, Signed, Snapshot, Targets, Timestamp};
 use ota_fs::atomic;
 use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
+use ota_repo::config::{CompressionPolicy, RepoConfig, CONFIG_FILE, CONFIG_FORMAT};
+use ota_repo::keys::{key_file_name, LoadedKey, RoleKeys, KEY_FILE_MODE};
+use ota_repo::policy::{expires_at, Period, ROLES};
+use ota_repo::repository::{meta_entry, Repository, METADATA_DIR, TARGETS_DIR};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -91,6 +91,16 @@ pub struct Report {
     pub roles: BTreeMap<String, RoleReport>,
 }
 
+/// Parse a `--*-expiry` flag value.
+fn parse_period(s: &str) -> Result<Period> {
+    s.parse().map_err(|e: String| {
+        Error::input(
+            format!("invalid expiry period {e}"),
+            "write periods as a number and a unit, e.g. --targets-expiry 90d (units: s m h d w)",
+        )
+    })
+}
+
 fn parse_thresholds(specs: &[String]) -> Result<BTreeMap<String, u64>> {
     let mut out: BTreeMap<String, u64> = ROLES.iter().map(|r| (r.to_string(), 1)).collect();
     for spec in specs {
@@ -154,6 +164,7 @@ fn role_keys(dir: &Path, thresholds: &BTreeMap<String, u64>) -> Result<(RoleKeys
                     file,
                     keyid,
                     signer,
+                    mode: KEY_FILE_MODE,
                 }
             };
             if all
@@ -188,7 +199,7 @@ fn build_files(
         )
     };
     let period = |role: &str| periods[role];
-    let signers = |role: &str| crate::keys::as_signers(&keys[role]);
+    let signers = |role: &str| ota_repo::keys::as_signers(&keys[role]);
     let mut root = Root::new(1, expires_at(now, period("root")));
     for role in ROLES {
         for k in &keys[role] {
@@ -307,7 +318,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     keys::ensure_key_dir(&a.keys)?;
     for role_keys in keys.values() {
         for k in role_keys.iter().filter(|k| generated.contains(&k.file)) {
-            keys::save_key(&a.keys, &k.file, &k.signer)?;
+            ota_repo::keys::save_key(&a.keys, &k.file, &k.signer)?;
         }
     }
     write_repo(&a.repo, &files, &config)?;

@@ -1,11 +1,11 @@
 //! `ota-sign publish`: re-sign targets, snapshot and timestamp when due, bumping versions.
 use crate::keys;
-use crate::lock::RepoLock;
-use crate::policy::{health, Health};
-use crate::publish::{self, RoleKeys};
-use crate::repo::Repository;
 use crate::Result;
 use chrono::{DateTime, Utc};
+use ota_repo::lock::RepoLock;
+use ota_repo::policy::{health, Health};
+use ota_repo::publish;
+use ota_repo::Repository;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -65,15 +65,16 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             targets_version: repo.targets.signed.version,
             snapshot_version: repo.snapshot.signed.version,
             timestamp_version: repo.timestamp.signed.version,
+            warnings: Vec::new(),
         }
     } else {
-        let mut role_keys = RoleKeys::new();
-        for role in needs.roles() {
-            let k = keys::load_role(&a.keys, &repo.config, &repo.root.signed, role)?;
-            role_keys.insert(role.to_string(), k);
-        }
-        publish::publish(&repo, repo.working_targets(), needs, &role_keys, now)?
+        let role_keys = keys::load_roles(&a.keys, &repo, &needs.roles())?;
+        let signers = ota_repo::keys::role_signers(&role_keys);
+        publish::publish(&repo, repo.working_targets(), needs, &signers, now)?
     };
+    for w in &published.warnings {
+        crate::warn(w);
+    }
     let report = Report {
         changed: !published.signed.is_empty(),
         published,

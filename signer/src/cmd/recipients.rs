@@ -1,13 +1,13 @@
 //! `ota-sign recipients`: the devices and groups that encrypted targets are for.
 use crate::keys;
-use crate::lock::RepoLock;
 use crate::recipients::{self, parse_public_key, validate_name, Device, Recipients};
-use crate::repo::Repository;
 use crate::{Error, Result};
 use ota_formats::envelope::{RecipientId, RecipientSecretKey};
 use ota_fs::atomic;
 use ota_fs::mode::SECRET_FILE;
 use ota_fs::user_file;
+use ota_repo::lock::RepoLock;
+use ota_repo::Repository;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

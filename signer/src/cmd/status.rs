@@ -1,10 +1,10 @@
 //! `ota-sign status`: roles, versions, keys, thresholds, expiry and the targets.
 use crate::error::EXIT_EXPIRING;
-use crate::policy::{health, human_duration, Health, Period, ROLES};
-use crate::repo::Repository;
 use crate::Result;
 use chrono::{DateTime, Utc};
 use ota_formats::target_meta::OtaTarget;
+use ota_repo::policy::{health, human_duration, Health, Period, ROLES};
+use ota_repo::Repository;
 use serde::Serialize;
 use std::path::PathBuf;
 
@@ -163,7 +163,11 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         );
         for role in ROLES {
             let r = &report.roles[role];
-            let ids: Vec<&str> = r.keyids.iter().map(|k| crate::keys::short_id(k)).collect();
+            let ids: Vec<&str> = r
+                .keyids
+                .iter()
+                .map(|k| ota_repo::keys::short_id(k))
+                .collect();
             println!(
                 "  {role:<9} {:>7} {:>5} of {} {:<20} {:>12}  {:<8} {}",
                 r.version,

@@ -5,11 +5,34 @@
 //! over an existing one), and last `timestamp.json`, replaced atomically. Clients start from
 //! the timestamp, so until that rename they see the previous release, complete; after it,
 //! the new one, complete. A crash in between leaves only unreferenced files.
-use crate::keys::{as_signers, LoadedKey};
+//!
+//! The keys of each role are [`Signer`] trait objects ([`RoleSigners`]): key files loaded with
+//! [`crate::keys`] today, an HSM or a remote signer tomorrow.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), ota_repo::RepoError> {
+//! use ota_repo::{keys, lock::RepoLock, publish, Repository};
+//! let (dir, key_dir) = (std::path::Path::new("repo"), std::path::Path::new("keys"));
+//! let now = chrono::Utc::now();
+//! let _lock = RepoLock::acquire(dir)?;
+//! let repo = Repository::load(dir)?;
+//! let needs = publish::plan(&repo, false, false, now);
+//! let mut loaded = keys::RoleKeys::new();
+//! for role in needs.roles() {
+//!     let k = keys::load_role(key_dir, &repo.config, &repo.root.signed, role)?;
+//!     loaded.insert(role.to_string(), k);
+//! }
+//! let signers = keys::role_signers(&loaded);
+//! let published = publish::publish(&repo, repo.working_targets(), needs, &signers, now)?;
+//! println!("timestamp v{}", published.timestamp_version);
+//! # Ok(())
+//! # }
+//! ```
 use crate::policy::{expires_at, health, Health};
-use crate::repo::{meta_entry, Repository, STAGED_FILE};
-use crate::{Error, Result};
+use crate::repository::{meta_entry, Repository, STAGED_FILE};
+use crate::{RepoError, Result};
 use chrono::{DateTime, Utc};
+use ota_formats::crypto::Signer;
 use ota_formats::metadata::{MetaFile, RawMetadata, RoleType, Root, Signed, Targets};
 use ota_fs::atomic;
 use ota_fs::mode::PUBLIC_FILE;
@@ -82,25 +105,28 @@ pub struct Published {
     pub snapshot_version: u64,
     /// Current timestamp version.
     pub timestamp_version: u64,
+    /// Things that went wrong after the commit point and did not undo the publication
+    /// (e.g. `ota-staged.json` could not be removed); not part of the JSON form.
+    #[serde(skip)]
+    pub warnings: Vec<String>,
 }
 
-/// Loaded keys by role.
-pub type RoleKeys = BTreeMap<String, Vec<LoadedKey>>;
+/// The signers of each role, by role name. A role is signed with all of its signers; what
+/// they sign must reach the role's threshold in root.
+pub type RoleSigners<'a> = BTreeMap<String, Vec<&'a dyn Signer>>;
 
-fn sign_role<T: RoleType>(role: &str, value: T, keys: &RoleKeys, root: &Root) -> Result<Vec<u8>> {
-    let Some(k) = keys.get(role) else {
-        return Err(Error::keys(
-            format!("no keys loaded for role {role}"),
-            "pass the --keys directory that `ota-sign init` wrote for this repository",
-        ));
+/// Sign `value` as `role` with `signers`, and check the result exactly as a client will.
+pub fn sign_role<T: RoleType>(
+    role: &str,
+    value: T,
+    signers: &[&dyn Signer],
+    root: &Root,
+) -> Result<Vec<u8>> {
+    let internal = |source: ota_formats::Error| RepoError::Sign {
+        role: role.to_string(),
+        source,
     };
-    let internal = |e: ota_formats::Error| {
-        Error::keys(
-            format!("cannot sign {role}: {e}"),
-            "check the key files of the role; nothing was written",
-        )
-    };
-    let bytes = Signed::sign(value, &as_signers(k))
+    let bytes = Signed::sign(value, signers)
         .and_then(|s| s.to_bytes())
         .map_err(internal)?;
     // Check what we are about to publish exactly as a client will.
@@ -117,9 +143,17 @@ pub fn publish(
     repo: &Repository,
     targets: Targets,
     needs: Needs,
-    keys: &RoleKeys,
+    signers: &RoleSigners<'_>,
     now: DateTime<Utc>,
 ) -> Result<Published> {
+    let keys = |role: &str| -> Result<&[&dyn Signer]> {
+        signers
+            .get(role)
+            .map(Vec::as_slice)
+            .ok_or_else(|| RepoError::KeyMissing {
+                role: role.to_string(),
+            })
+    };
     let root = &repo.root.signed;
     let md = repo.metadata_dir();
     let mut writes: Vec<(std::path::PathBuf, Vec<u8>)> = Vec::new();
@@ -133,7 +167,7 @@ pub fn publish(
         r.version = root_version;
         r.expires = expires_at(now, repo.config.period("root"));
         // Signed by the current root keys, so it verifies under the old and the new root.
-        let bytes = sign_role("root", r, keys, root)?;
+        let bytes = sign_role("root", r, keys("root")?, root)?;
         root_write = Some((md.join(format!("{root_version}.root.json")), bytes));
     }
 
@@ -143,7 +177,7 @@ pub fn publish(
         targets_version = repo.next_version("targets", targets_version);
         t.version = targets_version;
         t.expires = expires_at(now, repo.config.period("targets"));
-        let bytes = sign_role("targets", t, keys, root)?;
+        let bytes = sign_role("targets", t, keys("targets")?, root)?;
         let meta = meta_entry(targets_version, &bytes);
         writes.push((md.join(format!("{targets_version}.targets.json")), bytes));
         meta
@@ -158,7 +192,7 @@ pub fn publish(
         s.version = snapshot_version;
         s.expires = expires_at(now, repo.config.period("snapshot"));
         s.meta.insert("targets.json".into(), targets_meta);
-        let bytes = sign_role("snapshot", s, keys, root)?;
+        let bytes = sign_role("snapshot", s, keys("snapshot")?, root)?;
         let meta = meta_entry(snapshot_version, &bytes);
         writes.push((md.join(format!("{snapshot_version}.snapshot.json")), bytes));
         meta
@@ -166,11 +200,9 @@ pub fn publish(
         repo.timestamp
             .signed
             .snapshot_meta()
-            .map_err(|e| {
-                Error::repo(
-                    format!("timestamp.json: {e}"),
-                    "restore the repository from a backup",
-                )
+            .map_err(|e| RepoError::Corrupt {
+                path: md.join("timestamp.json"),
+                reason: e.to_string(),
             })?
             .clone()
     };
@@ -183,14 +215,14 @@ pub fn publish(
         ts.version = timestamp_version;
         ts.expires = expires_at(now, repo.config.period("timestamp"));
         ts.meta = BTreeMap::from([("snapshot.json".to_string(), snapshot_meta)]);
-        timestamp_bytes = Some(sign_role("timestamp", ts, keys, root)?);
+        timestamp_bytes = Some(sign_role("timestamp", ts, keys("timestamp")?, root)?);
     }
 
     if let Some((versioned, bytes)) = root_write {
         write_versioned(&versioned, &bytes)?;
         // root.json is a copy of the newest root for bootstrapping; clients walk N.root.json.
         let path = md.join("root.json");
-        atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| Error::write(&path, e))?;
+        atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| RepoError::write(&path, e))?;
     }
     for (path, bytes) in writes {
         write_versioned(&path, &bytes)?;
@@ -198,14 +230,15 @@ pub fn publish(
     if let Some(bytes) = timestamp_bytes {
         let path = md.join("timestamp.json");
         tracing::debug!(path = %path.display(), "commit point: replacing timestamp.json");
-        atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| Error::write(&path, e))?;
+        atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| RepoError::write(&path, e))?;
     }
+    let mut warnings = Vec::new();
     if needs.targets && repo.staged.is_some() {
         // After the commit point: a crash before this line only leaves staged content that
         // equals the published one, which the next publish signs again harmlessly.
         let staged = repo.dir.join(STAGED_FILE);
         if let Err(e) = std::fs::remove_file(&staged).and_then(|()| atomic::sync_dir(&repo.dir)) {
-            crate::warn(&format!(
+            warnings.push(format!(
                 "published, but cannot remove {}: {e}",
                 staged.display()
             ));
@@ -217,6 +250,7 @@ pub fn publish(
         targets_version,
         snapshot_version,
         timestamp_version,
+        warnings,
     })
 }
 
@@ -226,24 +260,25 @@ fn current_targets_meta(repo: &Repository) -> Result<MetaFile> {
         .meta
         .get("targets.json")
         .cloned()
-        .ok_or_else(|| {
-            Error::repo(
-                "snapshot does not list targets.json",
-                "restore the repository from a backup",
-            )
+        .ok_or_else(|| RepoError::NotListed {
+            path: repo
+                .metadata_dir()
+                .join(format!("{}.snapshot.json", repo.snapshot.signed.version)),
+            entry: "targets.json".into(),
         })
 }
 
 fn write_versioned(path: &Path, bytes: &[u8]) -> Result<()> {
     tracing::debug!(path = %path.display(), "writing");
-    atomic::write_new(path, bytes, PUBLIC_FILE).map_err(|e| Error::write(path, e))
+    atomic::write_new(path, bytes, PUBLIC_FILE).map_err(|e| RepoError::write(path, e))
 }
 
 /// Stage `targets` (with new target files already in place) for the next publish, without
 /// signing: clients see nothing of it.
 pub fn stage(repo: &Repository, targets: &Targets) -> Result<()> {
     let path = repo.dir.join(STAGED_FILE);
-    let mut bytes = serde_json::to_vec_pretty(targets).map_err(|e| Error::write(&path, e))?;
+    let mut bytes = serde_json::to_vec_pretty(targets)
+        .map_err(|e| RepoError::write(&path, std::io::Error::from(e)))?;
     bytes.push(b'\n');
-    atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| Error::write(&path, e))
+    atomic::replace(&path, &bytes, PUBLIC_FILE).map_err(|e| RepoError::write(&path, e))
 }

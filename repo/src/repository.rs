@@ -12,7 +12,7 @@
 //! DIR/targets/<sha256>.<name>       target files
 //! ```
 use crate::config::{RepoConfig, CONFIG_FILE};
-use crate::{Error, Result};
+use crate::{RepoError, Result};
 use ota_formats::hash::{sha256_hex, Hashes};
 use ota_formats::metadata::{
     MetaFile, RawMetadata, RoleType, Root, Signed, Snapshot, Targets, Timestamp,
@@ -53,20 +53,18 @@ pub const MAX_CONFIG_LEN: u64 = 1 << 20;
 pub const MAX_METADATA_LEN: u64 = 256 << 20;
 
 /// A repository file that is missing, not a regular file, too large or unreadable.
-fn unreadable(e: UserFileError) -> Error {
-    Error::user_file(
-        "repository file",
-        e,
-        Error::repo,
-        "restore the repository directory from a backup (ota-sign never leaves a half-written one)",
-    )
+fn unreadable(path: &Path) -> impl FnOnce(UserFileError) -> RepoError + '_ {
+    move |source| RepoError::Unreadable {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
-fn corrupt(msg: String) -> Error {
-    Error::repo(
-        msg,
-        "restore the repository directory from a backup (ota-sign never leaves a half-written one)",
-    )
+fn corrupt(path: &Path, reason: impl std::fmt::Display) -> RepoError {
+    RepoError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.to_string(),
+    }
 }
 
 /// The `snapshot`/`timestamp` entry describing `bytes` of metadata at `version`.
@@ -111,29 +109,14 @@ impl Repository {
         let cfg_bytes = match user_file::read(&cfg_path, MAX_CONFIG_LEN) {
             Ok(b) => b,
             Err(UserFileError::NotFound { .. }) => {
-                let (msg, hint) = if dir.is_dir() {
-                    (
-                        format!(
-                            "{} is not an ota-sign repository ({CONFIG_FILE} is missing)",
-                            dir.display()
-                        ),
-                        format!(
-                            "create one with: ota-sign init --repo {} --keys KEYS_DIR",
-                            dir.display()
-                        ),
-                    )
+                let dir = dir.to_path_buf();
+                return Err(if dir.is_dir() {
+                    RepoError::NotARepository { dir }
                 } else {
-                    (
-                        format!("repository directory {} does not exist", dir.display()),
-                        format!(
-                            "create it with: ota-sign init --repo {} --keys KEYS_DIR",
-                            dir.display()
-                        ),
-                    )
-                };
-                return Err(Error::repo(msg, hint));
+                    RepoError::NoRepository { dir }
+                });
             }
-            Err(e) => return Err(unreadable(e)),
+            Err(e) => return Err(unreadable(&cfg_path)(e)),
         };
         let config = RepoConfig::from_bytes(&cfg_bytes)?;
         let md = dir.join(METADATA_DIR);
@@ -142,28 +125,24 @@ impl Repository {
         let versioned = md.join(format!("{}.root.json", root.signed.version));
         match user_file::read(&versioned, MAX_METADATA_LEN) {
             Ok(b) if b == root_bytes => {}
-            Ok(_) => {
-                return Err(corrupt(format!(
-                    "{} differs from root.json",
-                    versioned.display()
-                )))
-            }
-            Err(e) => return Err(unreadable(e)),
+            Ok(_) => return Err(RepoError::RootCopyDiffers { path: versioned }),
+            Err(e) => return Err(unreadable(&versioned)(e)),
         }
-        let (timestamp, _) = read_role::<Timestamp>(&md.join("timestamp.json"), &root.signed)?;
+        let ts_path = md.join("timestamp.json");
+        let (timestamp, _) = read_role::<Timestamp>(&ts_path, &root.signed)?;
         let snap_meta = timestamp
             .signed
             .snapshot_meta()
-            .map_err(|e| corrupt(format!("timestamp.json: {e}")))?
+            .map_err(|e| corrupt(&ts_path, e))?
             .clone();
         let snap_path = md.join(format!("{}.snapshot.json", snap_meta.version));
         let (snapshot, snap_bytes) = read_role::<Snapshot>(&snap_path, &root.signed)?;
         check_meta(&snap_path, &snap_meta, snapshot.signed.version, &snap_bytes)?;
         let Some(targets_meta) = snapshot.signed.meta.get("targets.json").cloned() else {
-            return Err(corrupt(format!(
-                "{} does not list targets.json",
-                snap_path.display()
-            )));
+            return Err(RepoError::NotListed {
+                path: snap_path,
+                entry: "targets.json".into(),
+            });
         };
         let targets_path = md.join(format!("{}.targets.json", targets_meta.version));
         let (targets, targets_bytes) = read_role::<Targets>(&targets_path, &root.signed)?;
@@ -175,26 +154,24 @@ impl Repository {
         )?;
 
         if !dir.join(TARGETS_DIR).is_dir() {
-            return Err(corrupt(format!(
-                "{} is missing",
-                dir.join(TARGETS_DIR).display()
-            )));
+            return Err(RepoError::DirMissing {
+                path: dir.join(TARGETS_DIR),
+            });
         }
         check_target_files(dir, &targets.signed)?;
         let staged_path = dir.join(STAGED_FILE);
         let staged = match user_file::read_optional(&staged_path, MAX_METADATA_LEN) {
             Ok(Some(b)) => {
-                let t: Targets = serde_json::from_slice(&b).map_err(|e| {
-                    Error::repo(
-                        format!("{} is corrupt: {e}", staged_path.display()),
-                        "remove it to drop the staged targets, then add them again",
-                    )
-                })?;
+                let t: Targets =
+                    serde_json::from_slice(&b).map_err(|source| RepoError::StagedCorrupt {
+                        path: staged_path.clone(),
+                        source,
+                    })?;
                 check_target_files(dir, &t)?;
                 Some(t)
             }
             Ok(None) => None,
-            Err(e) => return Err(unreadable(e)),
+            Err(e) => return Err(unreadable(&staged_path)(e)),
         };
         tracing::debug!(
             root = root.signed.version,
@@ -242,18 +219,15 @@ impl Repository {
 }
 
 fn read_raw(path: &Path) -> Result<(RawMetadata, Vec<u8>)> {
-    let name = path.display();
-    let bytes = user_file::read(path, MAX_METADATA_LEN).map_err(unreadable)?;
-    let raw = RawMetadata::from_bytes(&bytes).map_err(|e| corrupt(format!("{name}: {e}")))?;
+    let bytes = user_file::read(path, MAX_METADATA_LEN).map_err(unreadable(path))?;
+    let raw = RawMetadata::from_bytes(&bytes).map_err(|e| corrupt(path, e))?;
     Ok((raw, bytes))
 }
 
 /// Read root metadata and verify it against its own keys.
 fn read_root(path: &Path) -> Result<(Signed<Root>, Vec<u8>)> {
     let (raw, bytes) = read_raw(path)?;
-    let root: Root = raw
-        .parse()
-        .map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
+    let root: Root = raw.parse().map_err(|e| corrupt(path, e))?;
     verify(path, &raw, &root, "root")?;
     Ok((
         Signed {
@@ -267,9 +241,7 @@ fn read_root(path: &Path) -> Result<(Signed<Root>, Vec<u8>)> {
 /// Read a metadata file and verify it against `root`.
 fn read_role<T: RoleType>(path: &Path, root: &Root) -> Result<(Signed<T>, Vec<u8>)> {
     let (raw, bytes) = read_raw(path)?;
-    let signed: T = raw
-        .parse()
-        .map_err(|e| corrupt(format!("{}: {e}", path.display())))?;
+    let signed: T = raw.parse().map_err(|e| corrupt(path, e))?;
     verify(path, &raw, root, T::TYPE)?;
     Ok((
         Signed {
@@ -283,30 +255,34 @@ fn read_role<T: RoleType>(path: &Path, root: &Root) -> Result<(Signed<T>, Vec<u8
 fn verify(path: &Path, raw: &RawMetadata, root: &Root, role: &str) -> Result<()> {
     let rk = root
         .role(role)
-        .map_err(|e| corrupt(format!("root.json: {e}")))?;
+        .map_err(|e| corrupt(Path::new("root.json"), e))?;
     raw.verify(role, root, &rk.keyids, rk.threshold)
-        .map_err(|e| corrupt(format!("{}: signature check failed: {e}", path.display())))
+        .map_err(|source| RepoError::BadSignatures {
+            path: path.to_path_buf(),
+            source,
+        })
 }
 
 fn check_meta(path: &Path, meta: &MetaFile, version: u64, bytes: &[u8]) -> Result<()> {
-    let name = path.display();
     if version != meta.version {
-        return Err(corrupt(format!(
-            "{name} has version {version}, its listing says {}",
-            meta.version
-        )));
+        return Err(RepoError::VersionMismatch {
+            path: path.to_path_buf(),
+            version,
+            listed: meta.version,
+        });
     }
     if let Some(len) = meta.length {
         if len != bytes.len() as u64 {
-            return Err(corrupt(format!(
-                "{name} has {} bytes, its listing says {len}",
-                bytes.len()
-            )));
+            return Err(RepoError::LengthMismatch {
+                path: path.to_path_buf(),
+                length: bytes.len() as u64,
+                listed: len,
+            });
         }
     }
     if let Some(hashes) = &meta.hashes {
         ota_formats::hash::verify_bytes(bytes, hashes, bytes.len() as u64)
-            .map_err(|e| corrupt(format!("{name}: {e}")))?;
+            .map_err(|e| corrupt(path, e))?;
     }
     Ok(())
 }
@@ -316,20 +292,21 @@ fn check_meta(path: &Path, meta: &MetaFile, version: u64, bytes: &[u8]) -> Resul
 fn check_target_files(dir: &Path, targets: &Targets) -> Result<()> {
     for (path, t) in &targets.targets {
         let Some(sha) = t.sha256() else {
-            return Err(corrupt(format!("target {path} has no sha256 hash")));
+            return Err(RepoError::TargetWithoutHash {
+                target: path.clone(),
+            });
         };
         let file = target_file_path(dir, path, sha);
         match std::fs::metadata(&file) {
             Ok(m) if m.len() == t.length => {}
             Ok(m) => {
-                return Err(corrupt(format!(
-                    "target file {} has {} bytes, metadata says {}",
-                    file.display(),
-                    m.len(),
-                    t.length
-                )))
+                return Err(RepoError::TargetFileLength {
+                    path: file,
+                    length: m.len(),
+                    listed: t.length,
+                })
             }
-            Err(e) => return Err(corrupt(format!("target file {}: {e}", file.display()))),
+            Err(source) => return Err(RepoError::TargetFileMissing { path: file, source }),
         }
     }
     Ok(())

@@ -4,7 +4,7 @@
 //! the keys directory, never key material. Thresholds and key ids live in root metadata, the
 //! signed source of truth. Clients never read this file.
 use crate::policy::{Period, ROLES};
-use crate::{Error, Result};
+use crate::{RepoError, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -53,21 +53,13 @@ pub struct RepoConfig {
 impl RepoConfig {
     /// Parse and check the config.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
-        let corrupt = |why: String| {
-            Error::repo(
-                format!("{CONFIG_FILE} is corrupt: {why}"),
-                format!("restore {CONFIG_FILE} from your backup or version control"),
-            )
-        };
+        let corrupt = |reason: String| RepoError::ConfigCorrupt { reason };
         let c: RepoConfig = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
         if c.format != CONFIG_FORMAT {
-            return Err(Error::repo(
-                format!(
-                    "{CONFIG_FILE} has format {}, this ota-sign reads format {CONFIG_FORMAT}",
-                    c.format
-                ),
-                "use the ota-sign version that created the repository",
-            ));
+            return Err(RepoError::ConfigFormat {
+                found: c.format,
+                supported: CONFIG_FORMAT,
+            });
         }
         for role in ROLES {
             if !c.expiry.contains_key(role) {
@@ -90,8 +82,10 @@ impl RepoConfig {
 
     /// The file bytes (pretty JSON).
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        let mut v = serde_json::to_vec_pretty(self)
-            .map_err(|e| Error::input(format!("cannot encode config: {e}"), "report this bug"))?;
+        let mut v = serde_json::to_vec_pretty(self).map_err(|source| RepoError::Encode {
+            what: "config",
+            source,
+        })?;
         v.push(b'\n');
         Ok(v)
     }

@@ -1,5 +1,4 @@
 //! Expiry periods of the roles and when a role needs re-signing.
-use crate::{Error, Result};
 use chrono::{DateTime, Duration, DurationRound, Utc};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::fmt;
@@ -87,16 +86,6 @@ impl<'de> Deserialize<'de> for Period {
         let s = String::deserialize(d)?;
         s.parse().map_err(serde::de::Error::custom)
     }
-}
-
-/// Parse a `--*-expiry` flag value.
-pub fn parse_period(s: &str) -> Result<Period> {
-    s.parse().map_err(|e: String| {
-        Error::input(
-            format!("invalid expiry period {e}"),
-            "write periods as a number and a unit, e.g. --targets-expiry 90d (units: s m h d w)",
-        )
-    })
 }
 
 /// How close a role is to its expiry.

@@ -1,0 +1,300 @@
+//! What can go wrong while reading, editing or publishing a repository.
+//!
+//! Each variant names the file, role or key concerned, so a front end (the `ota-sign` CLI,
+//! the server) can word its own advice; the messages themselves give no advice.
+use crate::config::CONFIG_FILE;
+use ota_fs::user_file::UserFileError;
+use std::path::PathBuf;
+
+/// Result with [`RepoError`].
+pub type Result<T, E = RepoError> = std::result::Result<T, E>;
+
+/// An error of the repository library.
+#[derive(Debug, thiserror::Error)]
+pub enum RepoError {
+    // --- The repository as found on disk. ---
+    /// The repository directory does not exist.
+    #[error("repository directory {} does not exist", dir.display())]
+    NoRepository {
+        /// The directory given.
+        dir: PathBuf,
+    },
+    /// The directory exists but holds no `ota-repo.json`.
+    #[error("{} is not a repository ({CONFIG_FILE} is missing)", dir.display())]
+    NotARepository {
+        /// The directory given.
+        dir: PathBuf,
+    },
+    /// A repository file that is missing, not a regular file, too large or unreadable.
+    #[error("repository file {source}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why it cannot be read (names the file).
+        source: UserFileError,
+    },
+    /// A metadata file that does not parse or whose content is inconsistent.
+    #[error("{}: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Metadata whose signatures do not reach the threshold of the trusted root.
+    #[error("{}: signature check failed: {source}", path.display())]
+    BadSignatures {
+        /// The file.
+        path: PathBuf,
+        /// What the verification found.
+        source: ota_formats::Error,
+    },
+    /// A versioned root (`N.root.json`) that differs from the `root.json` copy.
+    #[error("{} differs from root.json", path.display())]
+    RootCopyDiffers {
+        /// The versioned root file.
+        path: PathBuf,
+    },
+    /// A metadata file whose version is not the one its listing (snapshot, timestamp) says.
+    #[error("{} has version {version}, its listing says {listed}", path.display())]
+    VersionMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Its version.
+        version: u64,
+        /// The version listed.
+        listed: u64,
+    },
+    /// A metadata file whose length is not the one its listing says.
+    #[error("{} has {length} bytes, its listing says {listed}", path.display())]
+    LengthMismatch {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        length: u64,
+        /// The length listed.
+        listed: u64,
+    },
+    /// A snapshot or timestamp that does not list the metadata it must list.
+    #[error("{} does not list {entry}", path.display())]
+    NotListed {
+        /// The listing file.
+        path: PathBuf,
+        /// The missing entry (`targets.json`, `snapshot.json`).
+        entry: String,
+    },
+    /// A directory of the repository layout that is missing.
+    #[error("{} is missing", path.display())]
+    DirMissing {
+        /// The directory.
+        path: PathBuf,
+    },
+    /// A target listed without a sha256 hash (so it has no consistent-snapshot file name).
+    #[error("target {target} has no sha256 hash")]
+    TargetWithoutHash {
+        /// The target path.
+        target: String,
+    },
+    /// A target file whose length is not the listed one.
+    #[error("target file {} has {length} bytes, metadata says {listed}", path.display())]
+    TargetFileLength {
+        /// The file.
+        path: PathBuf,
+        /// Its length.
+        length: u64,
+        /// The length listed.
+        listed: u64,
+    },
+    /// A target file that is missing or cannot be examined.
+    #[error("target file {}: {source}", path.display())]
+    TargetFileMissing {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A target file already present under its final name with other content.
+    #[error("{} exists with other content than its name says", path.display())]
+    TargetFileConflict {
+        /// The file.
+        path: PathBuf,
+    },
+    /// `ota-staged.json` that does not parse.
+    #[error("{} is corrupt: {source}", path.display())]
+    StagedCorrupt {
+        /// The staged file.
+        path: PathBuf,
+        /// The parse error.
+        source: serde_json::Error,
+    },
+    /// `ota-repo.json` that does not parse or lacks a setting.
+    #[error("{CONFIG_FILE} is corrupt: {reason}")]
+    ConfigCorrupt {
+        /// What is wrong.
+        reason: String,
+    },
+    /// `ota-repo.json` in a format this library does not read.
+    #[error("{CONFIG_FILE} has format {found}, this version reads format {supported}")]
+    ConfigFormat {
+        /// The format found.
+        found: u32,
+        /// The format read.
+        supported: u32,
+    },
+
+    // --- Writers. ---
+    /// Another writer holds the repository lock.
+    #[error("another writer holds the lock {} of this repository", lock.display())]
+    Locked {
+        /// The lock file.
+        lock: PathBuf,
+    },
+    /// A write (or the lock file) failed; what is already published stays valid.
+    #[error("cannot write {}: {source}", path.display())]
+    Write {
+        /// The file or directory.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A value that cannot be encoded (a bug).
+    #[error("cannot encode {what}: {source}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The failure.
+        source: serde_json::Error,
+    },
+
+    // --- Keys. ---
+    /// The key directory does not exist.
+    #[error("keys directory {} does not exist", dir.display())]
+    KeyDirMissing {
+        /// The directory.
+        dir: PathBuf,
+    },
+    /// A key file that is missing, not a regular file, too large or unreadable.
+    #[error("key file {source}")]
+    KeyUnreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why (names the file).
+        source: UserFileError,
+    },
+    /// A key file that is not a usable private key.
+    #[error("key file {} {source}", path.display())]
+    KeyInvalid {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        source: ota_formats::crypto::KeyFileError,
+    },
+    /// A key whose key id cannot be computed.
+    #[error("key file {}: {source}", path.display())]
+    KeyId {
+        /// The file.
+        path: PathBuf,
+        /// The failure.
+        source: ota_formats::Error,
+    },
+    /// A key that cannot be encoded for saving (a bug).
+    #[error("cannot encode key: {source}")]
+    KeyEncode {
+        /// The failure.
+        source: ota_formats::Error,
+    },
+    /// A key file whose key root does not authorise for the role.
+    #[error("key file {} (key id {}) is not a {role} key of this repository", path.display(), crate::keys::short_id(keyid))]
+    KeyNotAuthorised {
+        /// The role.
+        role: String,
+        /// The key id.
+        keyid: String,
+        /// The key file.
+        path: PathBuf,
+    },
+    /// Fewer usable keys of a role than its threshold.
+    #[error("role {role} needs {threshold} key(s) to sign, found {found} in {}{}", dir.display(), missing_list(missing))]
+    BelowThreshold {
+        /// The role.
+        role: String,
+        /// Its threshold in root.
+        threshold: u64,
+        /// Keys found and authorised.
+        found: usize,
+        /// The key directory.
+        dir: PathBuf,
+        /// Key files the policy lists that are absent.
+        missing: Vec<String>,
+    },
+    /// No keys were given for a role that must be signed.
+    #[error("no keys loaded for role {role}")]
+    KeyMissing {
+        /// The role.
+        role: String,
+    },
+    /// Signing failed, or what was signed does not verify against root (e.g. too few keys).
+    #[error("cannot sign {role}: {source}")]
+    Sign {
+        /// The role.
+        role: String,
+        /// The failure.
+        source: ota_formats::Error,
+    },
+
+    // --- Editing targets. ---
+    /// A target name already listed for another image or version.
+    #[error("target name {target} is already taken by {held_by}; image {name} version {version} would get the same name and replace it")]
+    TargetNameTaken {
+        /// The target path.
+        target: String,
+        /// What holds it, in words.
+        held_by: String,
+        /// The image name being added.
+        name: String,
+        /// The version being added.
+        version: String,
+    },
+    /// A version not newer than the newest published one of the image.
+    #[error("version {version} of {name} is not newer than the published {published}")]
+    NotNewer {
+        /// The image name.
+        name: String,
+        /// The version being added.
+        version: String,
+        /// The newest published version.
+        published: String,
+    },
+    /// A version already published with another image.
+    #[error("{name} version {version} is already published ({target}, image sha256 {published_sha256}) with another image (sha256 {sha256})")]
+    VersionTaken {
+        /// The image name.
+        name: String,
+        /// The published version.
+        version: String,
+        /// The target that holds it.
+        target: String,
+        /// The published image's sha256.
+        published_sha256: String,
+        /// The new image's sha256.
+        sha256: String,
+    },
+}
+
+fn missing_list(missing: &[String]) -> String {
+    if missing.is_empty() {
+        String::new()
+    } else {
+        format!(" (missing: {})", missing.join(", "))
+    }
+}
+
+impl RepoError {
+    /// A failed write of `path`.
+    pub fn write(path: &std::path::Path, source: std::io::Error) -> Self {
+        RepoError::Write {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

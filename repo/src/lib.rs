@@ -1,0 +1,42 @@
+//! # ota-repo
+//!
+//! The repository editor of the OTA toolkit: everything that reads, checks, edits, signs and
+//! publishes a TUF repository of plain files, without a command line. `ota-sign` (the offline
+//! release tool) stands on it, and `ota-server` is to use it for online re-signing and
+//! uploads.
+//!
+//! - [`repository`]: the layout, loading a repository and verifying it as a client would;
+//! - [`config`]: `ota-repo.json`, the signer policy kept in the repository;
+//! - [`policy`]: expiry periods, and when a role is due for re-signing;
+//! - [`keys`]: role keys in a key directory, checked against root;
+//! - [`targets`]: the version policy of an image line, target names, placing target files;
+//! - [`publish`]: the ordered, atomic publication of new metadata, signed through
+//!   [`ota_formats::crypto::Signer`] trait objects;
+//! - [`lock`]: one writer at a time (an OS file lock);
+//! - [`error`]: [`RepoError`], typed errors naming the file, role or key.
+//!
+//! ```no_run
+//! # fn main() -> Result<(), ota_repo::RepoError> {
+//! use ota_repo::policy::{health, Health};
+//! let repo = ota_repo::Repository::load(std::path::Path::new("repo"))?;
+//! let ts = &repo.timestamp.signed;
+//! if health(ts.expires, repo.config.period("timestamp"), chrono::Utc::now()) != Health::Ok {
+//!     println!("timestamp v{} needs re-signing", ts.version);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+#![deny(missing_docs)]
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod error;
+pub mod keys;
+pub mod lock;
+pub mod policy;
+pub mod publish;
+pub mod repository;
+pub mod targets;
+
+pub use error::{RepoError, Result};
+pub use repository::Repository;
