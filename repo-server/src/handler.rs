@@ -2,11 +2,11 @@
 
 use std::io::{Seek, SeekFrom};
 use std::net::SocketAddr;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
+use bytes::Bytes;
 use http_body::Body;
 use hyper::header::{
     HeaderMap, HeaderValue, ACCEPT_RANGES, CACHE_CONTROL, CONTENT_LENGTH, CONTENT_RANGE,
@@ -16,6 +16,7 @@ use hyper::{Method, Request, Response, StatusCode};
 
 use crate::cache_policy;
 use crate::etag;
+use crate::file_cache::{FileCache, Validators, SMALL_FILE};
 use crate::identity::{DeviceIdentity, RoutePolicy};
 use crate::range::{self, RangeOutcome};
 use crate::resolve::{self, OpenError, OpenedFile, PathError, RequestPath};
@@ -25,8 +26,8 @@ use crate::response::{self, ResponseBody};
 ///
 /// `policy` decides whether the path needs a verified device; the device, if the connection
 /// has one, is the `Arc<DeviceIdentity>` request extension that only the TLS layer inserts.
-pub async fn handle<B>(
-    root: &Path,
+pub(crate) async fn handle<B>(
+    repo: &Arc<Repo>,
     policy: RoutePolicy,
     peer: SocketAddr,
     req: Request<B>,
@@ -51,7 +52,7 @@ pub async fn handle<B>(
         tracing::warn!(%peer, path = %path, reason = "no client certificate", "refused: this path needs a verified device certificate");
         response::error(StatusCode::FORBIDDEN)
     } else {
-        respond(root, &method, &path, req.headers()).await
+        respond(repo, &method, &path, req.headers()).await
     };
     // Planned body size; a client hanging up mid-transfer is logged by the connection task.
     let bytes = resp.body().size_hint().exact().unwrap_or(0);
@@ -76,7 +77,7 @@ fn micros(d: Duration) -> u64 {
 }
 
 async fn respond(
-    root: &Path,
+    repo: &Arc<Repo>,
     method: &Method,
     path: &str,
     headers: &HeaderMap,
@@ -92,40 +93,73 @@ async fn respond(
             return response::error(StatusCode::BAD_REQUEST);
         }
     };
-    let root_owned = root.to_path_buf();
+    let key = req_path.key();
+    let on_disk = req_path.under(&repo.root);
+    // One lstat on this thread: cheaper than a trip to the blocking pool (see file_cache).
+    if let Some(hit) = repo.cache.lookup(&key, &on_disk) {
+        let body = Source::Small(hit.body.clone());
+        return serve_file(method, headers, &req_path, &hit.validators, body);
+    }
+    let task_repo = Arc::clone(repo);
     let lookup = req_path.clone();
-    let preload = method == Method::GET;
-    let opened = match tokio::task::spawn_blocking(move || {
-        let mut f = resolve::open(&root_owned, &lookup)?;
-        let small = if preload { read_small(&mut f)? } else { None };
-        Ok::<_, OpenError>((f, small))
+    let opened = tokio::task::spawn_blocking(move || {
+        let mut f = resolve::open(&task_repo.root, &lookup)?;
+        let validators = Validators::of(&f.meta);
+        let source = match read_small(&mut f)? {
+            Some(body) => {
+                task_repo.cache.insert(key, &on_disk, &f.meta, body.clone());
+                Source::Small(body)
+            }
+            None => Source::File(f.file),
+        };
+        tracing::debug!(file = %f.path.display(), "resolved");
+        Ok::<_, OpenError>((validators, source))
     })
-    .await
-    {
-        Ok(Ok(f)) => f,
-        Ok(Err(OpenError::NotFound)) => return response::error(StatusCode::NOT_FOUND),
+    .await;
+    match opened {
+        Ok(Ok((validators, source))) => serve_file(method, headers, &req_path, &validators, source),
+        Ok(Err(OpenError::NotFound)) => response::error(StatusCode::NOT_FOUND),
         Ok(Err(OpenError::Io(e))) => {
             tracing::error!(path, error = %e, "cannot open file");
-            return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+            response::error(StatusCode::INTERNAL_SERVER_ERROR)
         }
         Err(e) => {
             tracing::error!(path, error = %e, "file lookup task failed");
-            return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+            response::error(StatusCode::INTERNAL_SERVER_ERROR)
         }
-    };
-    let (opened, small) = opened;
-    tracing::debug!(path, file = %opened.path.display(), "resolved");
-    serve_file(method, headers, &req_path, opened, small)
+    }
 }
 
-/// Files up to this size are read whole in the task that opened them.
-const SMALL_FILE: u64 = 64 * 1024;
+/// The repository being served and its small-file cache.
+#[derive(Debug)]
+pub(crate) struct Repo {
+    /// Canonical repository directory.
+    pub(crate) root: PathBuf,
+    cache: FileCache,
+}
+
+impl Repo {
+    pub(crate) fn new(root: PathBuf) -> Self {
+        Repo {
+            root,
+            cache: FileCache::default(),
+        }
+    }
+}
+
+/// Where a response body comes from.
+enum Source {
+    /// A small file read whole (cached or just read).
+    Small(Bytes),
+    /// A larger file, streamed from the open file.
+    File(std::fs::File),
+}
 
 /// The content of a small file (all metadata, key slips), read in the blocking task that
-/// opened it: one trip to the blocking pool per request instead of two, and headers and body
-/// leave in one write. Published files are replaced by rename, never rewritten in place, so
-/// the open file keeps the length its `fstat` gave.
-fn read_small(f: &mut OpenedFile) -> Result<Option<bytes::Bytes>, OpenError> {
+/// opened it, so headers and body leave in one write and the cache can keep it. Published
+/// files are replaced by rename, never rewritten in place, so the open file keeps the length
+/// its `fstat` gave.
+fn read_small(f: &mut OpenedFile) -> Result<Option<Bytes>, OpenError> {
     use std::io::Read;
     let len = f.meta.len();
     if len > SMALL_FILE {
@@ -146,19 +180,19 @@ fn serve_file(
     method: &Method,
     headers: &HeaderMap,
     req_path: &RequestPath,
-    opened: OpenedFile,
-    small: Option<bytes::Bytes>,
+    file: &Validators,
+    source: Source,
 ) -> Response<ResponseBody> {
-    let OpenedFile { mut file, meta, .. } = opened;
-    let len = meta.len();
-    let tag = etag::for_metadata(&meta);
-    let modified = meta.modified().ok();
+    let len = file.len;
+    let tag = file.etag.as_str();
 
     let mut resp = Response::new(ResponseBody::empty());
     let h = resp.headers_mut();
-    insert(h, ETAG, &tag);
-    if let Some(m) = modified {
-        insert(h, LAST_MODIFIED, &httpdate::fmt_http_date(m));
+    if let Some(v) = &file.etag_value {
+        h.insert(ETAG, v.clone());
+    }
+    if let Some(v) = &file.last_modified {
+        h.insert(LAST_MODIFIED, v.clone());
     }
     h.insert(
         CACHE_CONTROL,
@@ -166,7 +200,7 @@ fn serve_file(
     );
     h.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
-    if not_modified(headers, &tag, meta.mtime()) {
+    if not_modified(headers, tag, file.mtime_secs) {
         *resp.status_mut() = StatusCode::NOT_MODIFIED;
         return resp;
     }
@@ -179,7 +213,7 @@ fn serve_file(
 
     // Range handling is only defined for GET (RFC 9110 §14.2); HEAD describes the full body.
     let outcome = match headers.get(RANGE).and_then(|v| v.to_str().ok()) {
-        Some(r) if method == Method::GET && if_range_allows(headers, &tag) => {
+        Some(r) if method == Method::GET && if_range_allows(headers, tag) => {
             range::evaluate(r, len)
         }
         _ => RangeOutcome::Full,
@@ -209,21 +243,25 @@ fn serve_file(
         }
     };
     let body_len = outcome.body_len(len);
-    insert(resp.headers_mut(), CONTENT_LENGTH, &body_len.to_string());
+    resp.headers_mut()
+        .insert(CONTENT_LENGTH, HeaderValue::from(body_len));
     if method == Method::GET && body_len > 0 {
-        if let Some(all) = small {
-            // `start + body_len <= len` (range::evaluate), and `all` holds exactly `len` bytes.
-            let (from, to) = (start as usize, (start + body_len) as usize);
-            *resp.body_mut() = ResponseBody::bytes(all.slice(from..to));
-            return resp;
-        }
-        if start > 0 {
-            if let Err(e) = file.seek(SeekFrom::Start(start)) {
-                tracing::error!(error = %e, "seek failed");
-                return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+        match source {
+            Source::Small(all) => {
+                // `start + body_len <= len` (range::evaluate), and `all` holds exactly `len` bytes.
+                let (from, to) = (start as usize, (start + body_len) as usize);
+                *resp.body_mut() = ResponseBody::bytes(all.slice(from..to));
+            }
+            Source::File(mut file) => {
+                if start > 0 {
+                    if let Err(e) = file.seek(SeekFrom::Start(start)) {
+                        tracing::error!(error = %e, "seek failed");
+                        return response::error(StatusCode::INTERNAL_SERVER_ERROR);
+                    }
+                }
+                *resp.body_mut() = ResponseBody::file(file, body_len);
             }
         }
-        *resp.body_mut() = ResponseBody::file(file, body_len);
     }
     resp
 }

@@ -23,6 +23,7 @@ pub mod cache_policy;
 pub mod config;
 mod conn;
 pub mod etag;
+mod file_cache;
 mod handler;
 pub mod identity;
 pub mod logging;

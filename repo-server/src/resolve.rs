@@ -43,6 +43,23 @@ impl RequestPath {
     pub fn file_name(&self) -> &str {
         self.segments.last().map(String::as_str).unwrap_or("")
     }
+
+    /// `tree/seg/seg…`: unique per file, as no segment contains `/`.
+    pub(crate) fn key(&self) -> String {
+        let mut key = String::from(self.tree.dir_name());
+        for s in &self.segments {
+            key.push('/');
+            key.push_str(s);
+        }
+        key
+    }
+
+    /// The path as requested below `root`, symlinks not resolved.
+    pub(crate) fn under(&self, root: &Path) -> PathBuf {
+        let mut p = root.join(self.tree.dir_name());
+        p.extend(&self.segments);
+        p
+    }
 }
 
 /// Why a request path was refused before touching the file system.

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 
 use crate::config::{self, check_repo, Config, RepoError};
 use crate::conn::{self, ConnState, Ended, Registration, Registry, TrackedBody, TrackedIo};
-use crate::handler;
+use crate::handler::{self, Repo};
 use crate::identity::{DeviceIdentity, RoutePolicy};
 use crate::tls::{self, ReloadHandle, TlsError, TlsState};
 
@@ -124,7 +124,7 @@ impl Server {
             .as_ref()
             .map_or(RoutePolicy::Open, |t| t.settings().route_policy());
         let shared = Arc::new(Shared {
-            root: Arc::clone(&root),
+            repo: Arc::new(Repo::new(root.as_ref().clone())),
             policy,
             // No hyper timer: the header timeout is enforced per connection by
             // `conn::supervise`, which (unlike hyper's HTTP/1-only `header_read_timeout`) also
@@ -253,7 +253,7 @@ impl Server {
 
 /// What every connection task needs.
 struct Shared {
-    root: Arc<PathBuf>,
+    repo: Arc<Repo>,
     policy: RoutePolicy,
     builder: auto::Builder<TokioExecutor>,
     header_timeout: Duration,
@@ -346,16 +346,16 @@ async fn serve_http<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let conn_state = Arc::clone(state);
-    let root = Arc::clone(&shared.root);
+    let repo = Arc::clone(&shared.repo);
     let policy = shared.policy;
     let service = service_fn(move |mut req| {
         let guard = conn_state.begin_request();
-        let root = Arc::clone(&root);
+        let repo = Arc::clone(&repo);
         if let Some(d) = &device {
             req.extensions_mut().insert(Arc::clone(d));
         }
         async move {
-            let resp = handler::handle(&root, policy, peer, req).await;
+            let resp = handler::handle(&repo, policy, peer, req).await;
             Ok::<_, Infallible>(resp.map(|body| TrackedBody::new(body, guard)))
         }
     });
