@@ -1,6 +1,5 @@
 //! One request in, one response out: method check, path resolution, conditionals, ranges.
 
-use std::io::{Seek, SeekFrom};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -252,15 +251,7 @@ fn serve_file(
                 let (from, to) = (start as usize, (start + body_len) as usize);
                 *resp.body_mut() = ResponseBody::bytes(all.slice(from..to));
             }
-            Source::File(mut file) => {
-                if start > 0 {
-                    if let Err(e) = file.seek(SeekFrom::Start(start)) {
-                        tracing::error!(error = %e, "seek failed");
-                        return response::error(StatusCode::INTERNAL_SERVER_ERROR);
-                    }
-                }
-                *resp.body_mut() = ResponseBody::file(file, body_len);
-            }
+            Source::File(file) => *resp.body_mut() = ResponseBody::file(file, start, body_len),
         }
     }
     resp

@@ -24,6 +24,7 @@ pub mod config;
 mod conn;
 pub mod etag;
 mod file_cache;
+mod file_read;
 mod handler;
 pub mod identity;
 pub mod logging;

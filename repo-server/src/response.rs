@@ -1,16 +1,19 @@
-//! Response bodies (streamed from the file, never buffered whole) and the small fixed responses.
+//! Response bodies (small files whole, larger ones streamed in chunks) and the small fixed responses.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
-use tokio::io::{AsyncRead, ReadBuf};
+use tokio::task::JoinHandle;
 
 use crate::cache_policy;
+use crate::file_read;
 
 /// Read size per body frame: large enough for throughput, small enough to bound memory per
 /// connection.
@@ -28,9 +31,33 @@ enum Inner {
 
 #[derive(Debug)]
 struct FileStream {
-    file: tokio::fs::File,
+    file: Arc<std::fs::File>,
+    offset: u64,
     remaining: u64,
-    buf: Vec<u8>,
+    /// A read waiting for the disk on the blocking pool.
+    pending: Option<JoinHandle<io::Result<Bytes>>>,
+}
+
+impl FileStream {
+    /// The next chunk: from the page cache at once, or else from a blocking-pool read.
+    fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
+        let want = usize::try_from(self.remaining).map_or(CHUNK, |r| r.min(CHUNK));
+        if self.pending.is_none() {
+            if let Some(chunk) = file_read::read_nowait(&self.file, self.offset, want)? {
+                return Poll::Ready(Ok(chunk));
+            }
+            let (file, offset) = (Arc::clone(&self.file), self.offset);
+            self.pending = Some(tokio::task::spawn_blocking(move || {
+                file_read::read_blocking(&file, offset, want)
+            }));
+        }
+        let Some(task) = self.pending.as_mut() else {
+            return Poll::Pending;
+        };
+        let done = ready!(Pin::new(task).poll(cx));
+        self.pending = None;
+        Poll::Ready(done.map_err(io::Error::other).and_then(|r| r))
+    }
 }
 
 impl ResponseBody {
@@ -45,14 +72,15 @@ impl ResponseBody {
         ResponseBody(Inner::Bytes((!b.is_empty()).then_some(b)))
     }
 
-    /// Streams exactly `len` bytes from the current position of `file`. If the file turns out to
-    /// be shorter (truncated while being served), the body fails and the connection is aborted
+    /// Streams exactly `len` bytes of `file` from `offset` on. If the file turns out to be
+    /// shorter (truncated while being served), the body fails and the connection is aborted
     /// rather than sending fewer bytes than `Content-Length` promised.
-    pub fn file(file: std::fs::File, len: u64) -> Self {
+    pub fn file(file: std::fs::File, offset: u64, len: u64) -> Self {
         ResponseBody(Inner::File(FileStream {
-            file: tokio::fs::File::from_std(file),
+            file: Arc::new(file),
+            offset,
             remaining: len,
-            buf: Vec::new(),
+            pending: None,
         }))
     }
 }
@@ -71,21 +99,16 @@ impl Body for ResponseBody {
                 if s.remaining == 0 {
                     return Poll::Ready(None);
                 }
-                let want = usize::try_from(s.remaining).map_or(CHUNK, |r| r.min(CHUNK));
-                if s.buf.len() < want {
-                    s.buf.resize(want, 0);
-                }
-                let mut read_buf = ReadBuf::new(&mut s.buf[..want]);
-                ready!(Pin::new(&mut s.file).poll_read(cx, &mut read_buf))?;
-                let filled = read_buf.filled();
-                if filled.is_empty() {
+                let chunk = ready!(s.poll_chunk(cx))?;
+                if chunk.is_empty() {
                     return Poll::Ready(Some(Err(io::Error::new(
                         io::ErrorKind::UnexpectedEof,
                         "file shrank while being served",
                     ))));
                 }
-                s.remaining -= filled.len() as u64;
-                Poll::Ready(Some(Ok(Frame::data(Bytes::copy_from_slice(filled)))))
+                s.offset += chunk.len() as u64;
+                s.remaining -= chunk.len() as u64;
+                Poll::Ready(Some(Ok(Frame::data(chunk))))
             }
         }
     }
@@ -147,15 +170,14 @@ pub fn content_type(file_name: &str) -> &'static str {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
-    use std::io::{Seek, SeekFrom, Write};
+    use std::io::Write;
 
     #[tokio::test]
     async fn file_body_streams_exactly_the_requested_slice() {
         let mut f = tempfile::tempfile().unwrap();
         let data: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
         f.write_all(&data).unwrap();
-        f.seek(SeekFrom::Start(1000)).unwrap();
-        let body = ResponseBody::file(f, 150_000);
+        let body = ResponseBody::file(f, 1000, 150_000);
         assert_eq!(body.size_hint().exact(), Some(150_000));
         let got = body.collect().await.unwrap().to_bytes();
         assert_eq!(&got[..], &data[1000..151_000]);
@@ -165,7 +187,6 @@ mod tests {
     async fn file_body_fails_when_file_is_shorter_than_promised() {
         let mut f = tempfile::tempfile().unwrap();
         f.write_all(b"short").unwrap();
-        f.seek(SeekFrom::Start(0)).unwrap();
-        assert!(ResponseBody::file(f, 10).collect().await.is_err());
+        assert!(ResponseBody::file(f, 0, 10).collect().await.is_err());
     }
 }
