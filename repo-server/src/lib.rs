@@ -27,6 +27,7 @@ mod file_cache;
 mod file_read;
 mod handler;
 pub mod identity;
+pub mod log_batch;
 pub mod logging;
 pub mod range;
 pub mod resolve;

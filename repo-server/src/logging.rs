@@ -25,7 +25,8 @@ pub fn init(format: LogFormat, verbose: u8) {
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        // Worker threads write their lines in batches; see `log_batch` (needs its runtime hooks).
+        .with_writer(crate::log_batch::BatchedStderr)
         // Colour only on a terminal, never with NO_COLOR: log files get no escape codes.
         .with_ansi(ota_cli::logging::stderr_colour());
     // A second init (e.g. in tests) is harmless, so its error is ignored.

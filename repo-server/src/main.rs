@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use ota_repo_server::log_batch;
 use ota_repo_server::logging::{self, LogFormat};
 use ota_repo_server::shutdown::ShutdownSignals;
 use ota_repo_server::{
@@ -115,6 +116,9 @@ fn main() -> ExitCode {
     logging::init(cli.log_format, cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        // Log lines are batched per worker and written when it runs out of work.
+        .on_thread_park(log_batch::on_park)
+        .on_thread_stop(log_batch::on_stop)
         .build()
     {
         Ok(rt) => rt,
