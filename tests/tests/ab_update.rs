@@ -338,3 +338,64 @@ fn a_read_only_slot_is_refused_before_anything_is_downloaded() {
     assert_eq!(s["boot"]["ota_slot"], "a");
     assert_eq!(s["update_state"], "idle");
 }
+
+#[test]
+fn an_install_hook_receives_the_verified_image_then_commit() {
+    use std::os::unix::fs::PermissionsExt;
+    let repo = SignedRepo::init();
+    let v1 = image(7, LEN);
+    repo.add("gateway-fw", "1.0.0", "board-a", &v1, &[]);
+    let server = TestServer::start(&repo.repo);
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("state");
+    let hook = dir.path().join("flash-mcu");
+    std::fs::write(
+        &hook,
+        format!(
+            "#!/bin/sh\necho \"$1 $OTA_IMAGE_NAME $OTA_IMAGE_VERSION $OTA_IMAGE_LENGTH\" >> {log}\n\
+             [ \"$1\" = write ] && cat > {got}\nexit 0\n",
+            log = dir.path().join("log").display(),
+            got = dir.path().join("received").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = repo.repo.join("metadata/1.root.json");
+    let r = ota_tests::cli::client(
+        &state,
+        &[
+            "init",
+            "--root",
+            root.to_str().unwrap(),
+            "--server",
+            &server.url(),
+            "--hardware",
+            "board-a",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = ota_tests::cli::client(
+        &state,
+        &["update", "--install-hook", hook.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["installed"]["version"], "1.0.0");
+    assert_eq!(std::fs::read(dir.path().join("received")).unwrap(), v1);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("log")).unwrap(),
+        format!("write gateway-fw 1.0.0 {LEN}\ncommit gateway-fw 1.0.0 {LEN}\n")
+    );
+    // Up to date afterwards: the hook is not called again.
+    let r = ota_tests::cli::client(
+        &state,
+        &["update", "--install-hook", hook.to_str().unwrap()],
+    );
+    assert_eq!(r.code, 100, "{r:?}");
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("log"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+}
