@@ -1,5 +1,6 @@
-//! TLS serving benchmark (issue 12, Performance): `ota-server` and nginx side by side on
-//! 127.0.0.1, serving the same repository with the same certificate and key.
+//! Serving benchmark (issue 12 Performance, issue 13 Serving speed): `ota-server` and nginx side
+//! by side on 127.0.0.1, serving the same repository, over TLS with the same certificate and key
+//! and over plain HTTP.
 //!
 //! Run: `cargo bench -p ota-tests --bench serve_tls` (`OTA_BENCH_SECS=N` per measurement,
 //! default 5; `OTA_BENCH_REPS=N` repetitions, default 1, the median is printed).
@@ -15,6 +16,9 @@
 //!   per-connection request cap).
 //!
 //! Both log every request (ota-server's info log on stderr, nginx's access log), each to a file.
+//! The same two set-ups without TLS flags serve plain HTTP (a second ota-server process and a
+//! second nginx master, so each pair differs only in TLS). A 10 MiB target is added to the
+//! repository for the throughput rows.
 //!
 //! Measurements, one server at a time, the same client for both:
 //!
@@ -25,7 +29,12 @@
 //!    and s_time only reads it when it reads a response. Each connection is checked to have
 //!    been resumed (s_time prints `r` for it);
 //! 3. `timestamp.json` over HTTPS: `wrk -t2 -c64 --latency`, requests/s and p99 latency,
-//!    refusing any non-2xx response or socket error.
+//!    refusing any non-2xx response or socket error;
+//! 4. `timestamp.json` over plain HTTP, the same way (issue 13);
+//! 5. the 10 MiB target over plain HTTP: `wrk -t2 -c8`, MiB/s (issue 13).
+//!
+//! Every server gets a 1 s wrk warm-up first, and the order of the two servers alternates per
+//! measurement and repetition, so neither is always measured first.
 //!
 //! s_time's own "N connections in T real seconds" has a one-second resolution (and its other
 //! rate is per *client CPU* second), so the rate is computed from the wall time of each s_time
@@ -43,8 +52,14 @@ use std::time::{Duration, Instant};
 
 /// The goal of issue 12: at least this fraction of nginx's rate on every throughput row.
 const GOAL: f64 = 0.9;
-/// wrk connections.
+/// wrk connections for `timestamp.json`.
 const CONNECTIONS: u32 = 64;
+/// wrk connections for the large target.
+const BIG_CONNECTIONS: u32 = 8;
+/// Size of the large target.
+const BIG_LEN: usize = 10 * 1024 * 1024;
+/// Its URL path.
+const BIG_PATH: &str = "/targets/bench-10MiB.bin";
 /// Parallel s_time clients (and wrk threads).
 const CLIENTS: usize = 2;
 
@@ -82,6 +97,7 @@ fn tools() -> Result<Tools, Vec<&'static str>> {
 struct Server {
     name: &'static str,
     port: u16,
+    tls: bool,
     child: Child,
     /// nginx runs a master and workers: stop it with SIGQUIT/SIGTERM so the workers go too.
     graceful: bool,
@@ -90,7 +106,8 @@ struct Server {
 
 impl Server {
     fn url(&self, path: &str) -> String {
-        format!("https://127.0.0.1:{}{path}", self.port)
+        let scheme = if self.tls { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}{path}", self.port)
     }
     fn connect(&self) -> String {
         format!("127.0.0.1:{}", self.port)
@@ -116,15 +133,20 @@ impl Drop for Server {
     }
 }
 
-fn start_ota_server(dir: &Path, repo: &Path, cert: &Path, key: &Path) -> Server {
-    let log = dir.join("ota-server.log");
-    let mut child = Command::new(bin("ota-server"))
-        .arg("--repo")
+/// Certificate and key, or `None` for plain HTTP.
+type Tls<'a> = Option<(&'a Path, &'a Path)>;
+
+fn start_ota_server(dir: &Path, repo: &Path, tls: Tls) -> Server {
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let log = dir.join(format!("ota-server-{scheme}.log"));
+    let mut cmd = Command::new(bin("ota-server"));
+    cmd.arg("--repo")
         .arg(repo)
-        .args(["--listen", "127.0.0.1:0", "--tls-cert"])
-        .arg(cert)
-        .arg("--tls-key")
-        .arg(key)
+        .args(["--listen", "127.0.0.1:0"]);
+    if let Some((cert, key)) = tls {
+        cmd.arg("--tls-cert").arg(cert).arg("--tls-key").arg(key);
+    }
+    let mut child = cmd
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
@@ -135,7 +157,7 @@ fn start_ota_server(dir: &Path, repo: &Path, cert: &Path, key: &Path) -> Server 
         .unwrap();
     let port = line
         .trim()
-        .strip_prefix("listening on https://")
+        .strip_prefix(&format!("listening on {scheme}://"))
         .and_then(|a| a.rsplit_once(':'))
         .and_then(|(_, p)| p.parse().ok())
         .unwrap_or_else(|| {
@@ -147,14 +169,19 @@ fn start_ota_server(dir: &Path, repo: &Path, cert: &Path, key: &Path) -> Server 
     Server {
         name: "ota-server",
         port,
+        tls: tls.is_some(),
         child,
         graceful: false,
         log,
     }
 }
 
-fn start_nginx(nginx: &Path, dir: &Path, repo: &Path, cert: &Path, key: &Path) -> Server {
-    let d = dir.join("nginx");
+fn start_nginx(nginx: &Path, dir: &Path, repo: &Path, tls: Tls) -> Server {
+    let d = dir.join(if tls.is_some() {
+        "nginx-https"
+    } else {
+        "nginx-http"
+    });
     std::fs::create_dir(&d).unwrap();
     // Reserve a free port, release it, and let nginx bind it (tiny race, fine here).
     let port = TcpListener::bind("127.0.0.1:0")
@@ -166,6 +193,14 @@ fn start_nginx(nginx: &Path, dir: &Path, repo: &Path, cert: &Path, key: &Path) -
     // read the 0700 temp dirs; keep them as this user.
     let user = if is_root(&d) { "user root;\n" } else { "" };
     let dd = d.display();
+    let listen = match tls {
+        Some((cert, key)) => format!(
+            "listen 127.0.0.1:{port} ssl;\n    ssl_certificate {};\n    ssl_certificate_key {};",
+            cert.display(),
+            key.display()
+        ),
+        None => format!("listen 127.0.0.1:{port};"),
+    };
     let conf = format!(
         "daemon off;\nmaster_process on;\nworker_processes 2;\n{user}pid {dd}/nginx.pid;\n\
          error_log {dd}/error.log;\nevents {{ worker_connections 1024; }}\n\
@@ -176,11 +211,8 @@ fn start_nginx(nginx: &Path, dir: &Path, repo: &Path, cert: &Path, key: &Path) -
            keepalive_requests 100000000;\n\
            ssl_protocols TLSv1.2 TLSv1.3;\n\
            ssl_session_cache shared:SSL:1m;\n  ssl_session_tickets on;\n\
-           server {{\n    listen 127.0.0.1:{port} ssl;\n    root {};\n\
-             ssl_certificate {};\n    ssl_certificate_key {};\n  }}\n}}\n",
+           server {{\n    {listen}\n    root {};\n  }}\n}}\n",
         repo.display(),
-        cert.display(),
-        key.display()
     );
     let conf_path = d.join("nginx.conf");
     std::fs::write(&conf_path, conf).unwrap();
@@ -196,6 +228,7 @@ fn start_nginx(nginx: &Path, dir: &Path, repo: &Path, cert: &Path, key: &Path) -
     let server = Server {
         name: "nginx",
         port,
+        tls: tls.is_some(),
         child,
         graceful: true,
         log: d.join("error.log"),
@@ -384,6 +417,8 @@ struct WrkRun {
     rps: f64,
     p99: Duration,
     requests: u64,
+    /// Response bytes per second (wrk's Transfer/sec).
+    bytes_per_sec: f64,
 }
 
 fn parse_duration(s: &str) -> Option<Duration> {
@@ -400,13 +435,27 @@ fn parse_duration(s: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(secs))
 }
 
-fn wrk(wrk: &Path, server: &Server, secs: u64) -> WrkRun {
+/// wrk's sizes: "1.23GB", "512.00KB".
+fn parse_size(s: &str) -> Option<f64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| c.is_ascii_alphabetic())?);
+    let scale = match unit {
+        "B" => 1.0,
+        "KB" => 1024.0,
+        "MB" => 1024.0 * 1024.0,
+        "GB" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    Some(num.parse::<f64>().ok()? * scale)
+}
+
+fn wrk(wrk: &Path, server: &Server, path: &str, connections: u32, secs: u64) -> WrkRun {
     let out = Command::new(wrk)
         .arg(format!("-t{CLIENTS}"))
-        .arg(format!("-c{CONNECTIONS}"))
+        .arg(format!("-c{connections}"))
         .arg(format!("-d{secs}s"))
         .arg("--latency")
-        .arg(server.url("/metadata/timestamp.json"))
+        .arg(server.url(path))
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
@@ -436,7 +485,16 @@ fn wrk(wrk: &Path, server: &Server, secs: u64) -> WrkRun {
         .lines()
         .find_map(|l| l.trim().split_once(" requests in ")?.0.parse().ok())
         .unwrap_or_else(|| panic!("no 'N requests in' in wrk output:\n{text}"));
-    WrkRun { rps, p99, requests }
+    let bytes_per_sec = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("Transfer/sec:").and_then(parse_size))
+        .unwrap_or_else(|| panic!("no Transfer/sec in wrk output:\n{text}"));
+    WrkRun {
+        rps,
+        p99,
+        requests,
+        bytes_per_sec,
+    }
 }
 
 /// CPU time (user + system) used so far by process `root` and its children (nginx's workers),
@@ -549,9 +607,31 @@ fn main() {
     );
     assert_eq!(r.code, 0, "{r:?}");
 
-    let ours = start_ota_server(dir.path(), &signed.repo, &cert, &key);
-    let peer = start_nginx(&tools.nginx, dir.path(), &signed.repo, &cert, &key);
+    // Random bytes: nothing on the way can shrink them.
+    let mut big = vec![0u8; BIG_LEN];
+    let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+    for b in big.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        *b = x as u8;
+    }
+    std::fs::write(
+        signed
+            .repo
+            .join("targets")
+            .join(BIG_PATH.trim_start_matches("/targets/")),
+        big,
+    )
+    .unwrap();
+
+    let tls = Some((cert.as_path(), key.as_path()));
+    let ours = start_ota_server(dir.path(), &signed.repo, tls);
+    let peer = start_nginx(&tools.nginx, dir.path(), &signed.repo, tls);
+    let ours_plain = start_ota_server(dir.path(), &signed.repo, None);
+    let peer_plain = start_nginx(&tools.nginx, dir.path(), &signed.repo, None);
     let servers = [&ours, &peer];
+    let plain = [&ours_plain, &peer_plain];
 
     println!(
         "serve_tls: ota-server vs nginx on 127.0.0.1, same ECDSA P-256 certificate, {} cores shared with the clients, {secs} s per measurement{}",
@@ -567,108 +647,207 @@ fn main() {
             negotiated(&tools.openssl, s)
         );
     }
+    for s in servers.iter().chain(&plain) {
+        // Warm-up: first connections, page cache, ota-server's file cache, nginx's workers.
+        wrk(&tools.wrk, s, "/metadata/timestamp.json", CONNECTIONS, 1);
+        wrk(&tools.wrk, s, BIG_PATH, BIG_CONNECTIONS, 1);
+    }
 
-    // [server][metric] samples; the servers alternate (ours first on even reps) so drift in the
-    // machine's load does not always favour the same one.
-    let mut new = [vec![], vec![]];
-    let mut resumed = [vec![], vec![]];
-    let mut rps = [vec![], vec![]];
-    let mut p99 = [vec![], vec![]];
-    let (mut new_cpu, mut resumed_cpu, mut rps_cpu) =
-        ([vec![], vec![]], [vec![], vec![]], [vec![], vec![]]);
-    for rep in 0..reps {
-        let order: [usize; 2] = if rep % 2 == 0 { [0, 1] } else { [1, 0] };
-        for i in order {
+    let mut m = Measurements::default();
+    let mut turn = 0;
+    for _ in 0..reps {
+        // Alternate which server goes first, so drift in the machine's load does not always
+        // favour the same one.
+        let mut order = || {
+            turn += 1;
+            if turn % 2 == 0 {
+                [0, 1]
+            } else {
+                [1, 0]
+            }
+        };
+        for i in order() {
             let (rate, cpu) = with_cpu(servers[i], || {
                 s_time(&tools.openssl, servers[i], Handshake::New, secs)
             });
-            new[i].push(rate);
-            new_cpu[i].push(cpu);
+            m.new.push(i, rate, cpu);
         }
-        for i in order {
+        for i in order() {
             let (rate, cpu) = with_cpu(servers[i], || {
                 s_time(&tools.openssl, servers[i], Handshake::Resumed, secs)
             });
-            resumed[i].push(rate);
-            resumed_cpu[i].push(cpu);
+            m.resumed.push(i, rate, cpu);
         }
-        for i in order {
+        for i in order() {
             let mut latency = Duration::ZERO;
             let (rate, cpu) = with_cpu(servers[i], || {
-                let w = wrk(&tools.wrk, servers[i], secs);
+                let w = wrk(
+                    &tools.wrk,
+                    servers[i],
+                    "/metadata/timestamp.json",
+                    CONNECTIONS,
+                    secs,
+                );
                 latency = w.p99;
                 (w.rps, w.requests)
             });
-            rps[i].push(rate);
-            rps_cpu[i].push(cpu);
-            p99[i].push(latency.as_secs_f64() * 1e3);
+            m.tls_rps.push(i, rate, cpu);
+            m.p99[i].push(latency.as_secs_f64() * 1e3);
+        }
+        for i in order() {
+            let (rate, cpu) = with_cpu(plain[i], || {
+                let w = wrk(
+                    &tools.wrk,
+                    plain[i],
+                    "/metadata/timestamp.json",
+                    CONNECTIONS,
+                    secs,
+                );
+                (w.rps, w.requests)
+            });
+            m.plain_rps.push(i, rate, cpu);
+        }
+        for i in order() {
+            let (rate, cpu) = with_cpu(plain[i], || {
+                let w = wrk(&tools.wrk, plain[i], BIG_PATH, BIG_CONNECTIONS, secs);
+                // Per MiB rather than per request, so the CPU row reads like the rate.
+                let mib = w.bytes_per_sec / (1024.0 * 1024.0);
+                (mib, (mib * secs as f64) as u64)
+            });
+            m.big.push(i, rate, cpu);
         }
     }
+    print!("{}", m.table());
+}
 
-    let mut table = String::new();
-    writeln!(
-        table,
-        "\n{:<46} {:>11} {:>11} {:>7}  goal {GOAL}x",
-        "metric", "ota-server", "nginx", "ratio"
-    )
-    .unwrap();
-    let mut all_met = true;
-    let mut row = |name: &str, samples: &[Vec<f64>; 2], higher_better: bool, decimals: usize| {
-        let (a, b) = (median(samples[0].clone()), median(samples[1].clone()));
-        let ratio = a / b;
-        let verdict = if higher_better {
-            let met = ratio >= GOAL;
-            all_met &= met;
-            if met {
-                "met"
-            } else {
-                "NOT MET"
-            }
-        } else {
-            "(lower is better)"
-        };
+/// Samples of one measurement: `[ota-server, nginx]`.
+#[derive(Default)]
+struct Series {
+    rate: [Vec<f64>; 2],
+    cpu: [Vec<f64>; 2],
+}
+
+impl Series {
+    fn push(&mut self, server: usize, rate: f64, cpu: f64) {
+        self.rate[server].push(rate);
+        self.cpu[server].push(cpu);
+    }
+}
+
+#[derive(Default)]
+struct Measurements {
+    new: Series,
+    resumed: Series,
+    tls_rps: Series,
+    p99: [Vec<f64>; 2],
+    plain_rps: Series,
+    big: Series,
+}
+
+impl Measurements {
+    fn table(&self) -> String {
+        let mut table = String::new();
         writeln!(
             table,
-            "{name:<46} {a:>11.decimals$} {b:>11.decimals$} {ratio:>7.3}  {verdict}"
+            "\n{:<50} {:>11} {:>11} {:>7}  goal {GOAL}x",
+            "metric", "ota-server", "nginx", "ratio"
         )
         .unwrap();
-    };
-    row("TLS handshakes/s, new (2 x s_time -new)", &new, true, 0);
-    row(
-        "TLS handshakes/s, resumed (2 x s_time -reuse)*",
-        &resumed,
-        true,
-        0,
-    );
-    row(
-        &format!("timestamp.json req/s (wrk -t2 -c{CONNECTIONS})"),
-        &rps,
-        true,
-        0,
-    );
-    row("timestamp.json p99 latency, ms", &p99, false, 2);
-    row("server CPU per new handshake, µs", &new_cpu, false, 0);
-    row(
-        "server CPU per resumed handshake + GET, µs",
-        &resumed_cpu,
-        false,
-        0,
-    );
-    row(
-        "server CPU per timestamp.json request, µs",
-        &rps_cpu,
-        false,
-        1,
-    );
-    print!("{table}");
-    println!(
-        "* resumed: each connection also GETs /metadata/timestamp.json (s_time -www), so the TLS 1.3 ticket is read; every connection checked resumed"
-    );
-    println!(
-        "server CPU: user + system time of the server's processes (nginx: master + workers) during the measurement, per operation"
-    );
-    println!(
-        "goal (>= {GOAL}x nginx on every rate): {}",
-        if all_met { "met" } else { "NOT met" }
-    );
+        let mut all_met = true;
+        let mut row =
+            |name: &str, samples: &[Vec<f64>; 2], higher_better: bool, decimals: usize| {
+                let (a, b) = (median(samples[0].clone()), median(samples[1].clone()));
+                let ratio = a / b;
+                let verdict = if higher_better {
+                    let met = ratio >= GOAL;
+                    all_met &= met;
+                    if met {
+                        "met"
+                    } else {
+                        "NOT MET"
+                    }
+                } else {
+                    "(lower is better)"
+                };
+                writeln!(
+                    table,
+                    "{name:<50} {a:>11.decimals$} {b:>11.decimals$} {ratio:>7.3}  {verdict}"
+                )
+                .unwrap();
+            };
+        let c = CONNECTIONS;
+        row(
+            "TLS handshakes/s, new (2 x s_time -new)",
+            &self.new.rate,
+            true,
+            0,
+        );
+        row(
+            "TLS handshakes/s, resumed (2 x s_time -reuse)*",
+            &self.resumed.rate,
+            true,
+            0,
+        );
+        row(
+            &format!("HTTPS timestamp.json req/s (wrk -t2 -c{c})"),
+            &self.tls_rps.rate,
+            true,
+            0,
+        );
+        row(
+            &format!("HTTP timestamp.json req/s (wrk -t2 -c{c})"),
+            &self.plain_rps.rate,
+            true,
+            0,
+        );
+        row(
+            &format!("HTTP 10 MiB target MiB/s (wrk -t2 -c{BIG_CONNECTIONS})"),
+            &self.big.rate,
+            true,
+            0,
+        );
+        row("HTTPS timestamp.json p99 latency, ms", &self.p99, false, 2);
+        row("server CPU per new handshake, µs", &self.new.cpu, false, 0);
+        row(
+            "server CPU per resumed handshake + GET, µs",
+            &self.resumed.cpu,
+            false,
+            0,
+        );
+        row(
+            "server CPU per HTTPS timestamp.json request, µs",
+            &self.tls_rps.cpu,
+            false,
+            1,
+        );
+        row(
+            "server CPU per HTTP timestamp.json request, µs",
+            &self.plain_rps.cpu,
+            false,
+            1,
+        );
+        row(
+            "server CPU per MiB of the 10 MiB target, µs",
+            &self.big.cpu,
+            false,
+            0,
+        );
+        writeln!(
+            table,
+            "* resumed: each connection also GETs /metadata/timestamp.json (s_time -www), so the TLS 1.3 ticket is read; every connection checked resumed"
+        )
+        .unwrap();
+        writeln!(
+            table,
+            "server CPU: user + system time of the server's processes (nginx: master + workers) during the measurement, per operation"
+        )
+        .unwrap();
+        writeln!(
+            table,
+            "goal (>= {GOAL}x nginx on every rate): {}",
+            if all_met { "met" } else { "NOT met" }
+        )
+        .unwrap();
+        table
+    }
 }
