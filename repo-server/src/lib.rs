@@ -29,6 +29,7 @@ mod handler;
 pub mod identity;
 pub mod log_batch;
 pub mod logging;
+pub mod online;
 pub mod range;
 pub mod resolve;
 pub mod response;

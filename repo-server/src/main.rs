@@ -21,6 +21,9 @@ Example:
   curl -s http://127.0.0.1:8080/metadata/timestamp.json
   ota-server --repo ./repo --listen 0.0.0.0:8080 --max-connections 2000 --header-timeout 5
 
+Online roles (the repository never expires while left alone):
+  ota-server --repo ./repo --online-keys ./keys-online   # snapshot + timestamp keys only
+
 HTTPS and mutual TLS:
   ota-server --repo ./repo --listen 0.0.0.0:8443 --tls-cert server.pem --tls-key server.key
   curl --cacert ca.pem https://repo.example:8443/metadata/timestamp.json
@@ -53,7 +56,8 @@ Exit codes:
   0    stopped after SIGTERM / Ctrl-C (also if --shutdown-timeout expired; logged as a warning);
        also --help and --version
   1    the async runtime could not be started (no threads or memory available)
-  2    usage error (unknown flag, bad value, inconsistent TLS flags), the repository directory
+  2    usage error (unknown flag, bad value, inconsistent TLS flags), --online-keys holding a
+       root or targets key (or keys root does not authorise), the repository directory
        is missing, not a directory, unreadable or has no metadata/, or a TLS file is unusable
        (not PEM, no certificate, key not matching the certificate, expired server certificate,
        no usable CA certificate, CRL that does not parse or is not from a --client-ca)
@@ -99,6 +103,10 @@ struct Cli {
     /// With --client-ca: serve /metadata/ to clients without a certificate too (403 elsewhere).
     #[arg(long)]
     open_metadata: bool,
+    /// Directory with the snapshot and timestamp keys only (`ota-sign init --online-roles`):
+    /// re-sign them before they expire and publish targets versions signed offline.
+    #[arg(long, value_name = "DIR")]
+    online_keys: Option<PathBuf>,
     /// Print the startup line as JSON: {"listening":"http://ADDR","addr":"ADDR","repo":"DIR"}
     /// (https:// with TLS).
     #[arg(long)]
@@ -156,6 +164,20 @@ async fn run(cli: Cli) -> ExitCode {
     } else {
         None
     };
+    // Before binding: a key directory with offline keys must never start serving.
+    let online = match &cli.online_keys {
+        None => None,
+        Some(dir) => match ota_repo_server::online::load(dir, &cli.repo) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                eprintln!(
+                    "error: --online-keys {}: {e} (hint: give the server only the directory `ota-sign init --online-roles` wrote for snapshot and timestamp keys)",
+                    dir.display()
+                );
+                return ExitCode::from(2);
+            }
+        },
+    };
     let mut config = Config::new(&cli.repo, cli.listen);
     config.tls = tls;
     config.shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
@@ -168,6 +190,12 @@ async fn run(cli: Cli) -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    if let Some(signer) = online {
+        if let Err(e) = ota_repo_server::online::spawn(signer, cli.repo.clone()) {
+            eprintln!("error: cannot start the online signer: {e}");
+            return ExitCode::from(1);
+        }
+    }
     if let (Some(hangup), Some(handle)) = (hangup, server.reload_handle()) {
         tokio::spawn(reload_on_sighup(hangup, handle));
     }

@@ -45,6 +45,10 @@ pub struct RepoConfig {
     /// Compression of new targets.
     #[serde(default)]
     pub compression: CompressionPolicy,
+    /// Snapshot and timestamp are signed online (by `ota-server --online-keys`): the release
+    /// machine signs targets only, and the server publishes each new targets version.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub online_roles: bool,
     /// Fields written by newer versions, preserved.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

@@ -149,6 +149,22 @@ pub enum RepoError {
         /// The lock file.
         lock: PathBuf,
     },
+    /// A directory of the repository or of keys could not be listed.
+    #[error("cannot list {}: {source}", path.display())]
+    ListDir {
+        /// The directory.
+        path: PathBuf,
+        /// The failure.
+        source: std::io::Error,
+    },
+    /// A key of an offline role (root, targets) sits in the online key directory.
+    #[error("{} is a {role} key: the online key directory may hold snapshot and timestamp keys only", path.display())]
+    OfflineKeyOnline {
+        /// The role.
+        role: String,
+        /// The key file.
+        path: PathBuf,
+    },
     /// A write (or the lock file) failed; what is already published stays valid.
     #[error("cannot write {}: {source}", path.display())]
     Write {

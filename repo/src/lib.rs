@@ -33,6 +33,7 @@ pub mod config;
 pub mod error;
 pub mod keys;
 pub mod lock;
+pub mod online;
 pub mod policy;
 pub mod publish;
 pub mod repository;

@@ -75,14 +75,20 @@ impl Needs {
 }
 
 /// Decide what to re-sign: changed targets, `force`, or any role with under a quarter of its
-/// period left. A new targets needs a new snapshot, which needs a new timestamp.
+/// period left. A new targets needs a new snapshot, which needs a new timestamp; with
+/// online roles ([`crate::config::RepoConfig::online_roles`]) only targets is planned here.
 pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime<Utc>) -> Needs {
     let due = |role: &str, expires: DateTime<Utc>| {
         health(expires, repo.config.period(role), now) != Health::Ok
     };
     let targets = force || targets_changed || due("targets", repo.targets.signed.expires);
-    let snapshot = force || targets || due("snapshot", repo.snapshot.signed.expires);
-    let timestamp = force || snapshot || due("timestamp", repo.timestamp.signed.expires);
+    // With online roles the release machine has no snapshot or timestamp key: the server
+    // (`crate::online`) publishes what it signs here.
+    let offline_only = repo.config.online_roles;
+    let snapshot =
+        !offline_only && (force || targets || due("snapshot", repo.snapshot.signed.expires));
+    let timestamp =
+        !offline_only && (force || snapshot || due("timestamp", repo.timestamp.signed.expires));
     tracing::debug!(targets, snapshot, timestamp, "roles to sign");
     Needs {
         root: false,
@@ -255,6 +261,9 @@ pub fn publish(
 }
 
 fn current_targets_meta(repo: &Repository) -> Result<MetaFile> {
+    if let Some(pending) = &repo.pending_targets {
+        return Ok(pending.clone());
+    }
     repo.snapshot
         .signed
         .meta

@@ -44,6 +44,9 @@ pub struct Repository {
     pub timestamp: Signed<Timestamp>,
     /// Staged (unsigned, unpublished) targets content, if any.
     pub staged: Option<Targets>,
+    /// With online roles: a targets version signed offline and not yet listed by the
+    /// snapshot (then [`Repository::targets`] is that version), with its snapshot entry.
+    pub pending_targets: Option<MetaFile>,
 }
 
 /// Largest `ota-repo.json` read.
@@ -158,6 +161,14 @@ impl Repository {
                 path: dir.join(TARGETS_DIR),
             });
         }
+        let (targets, pending_targets) = if config.online_roles {
+            match newest_pending_targets(&md, &root.signed, targets.signed.version)? {
+                Some((newer, meta)) => (newer, Some(meta)),
+                None => (targets, None),
+            }
+        } else {
+            (targets, None)
+        };
         check_target_files(dir, &targets.signed)?;
         let staged_path = dir.join(STAGED_FILE);
         let staged = match user_file::read_optional(&staged_path, MAX_METADATA_LEN) {
@@ -189,6 +200,7 @@ impl Repository {
             snapshot,
             timestamp,
             staged,
+            pending_targets,
         })
     }
 
@@ -216,6 +228,40 @@ impl Repository {
             .unwrap_or(0);
         current.max(highest_on_disk) + 1
     }
+}
+
+/// The newest `N.targets.json` above `listed` that verifies under `root` with version `N`
+/// (signed offline, waiting for the online snapshot), with its snapshot entry. Files that do
+/// not verify are skipped with a warning: they are not published, and never will be.
+fn newest_pending_targets(
+    md: &Path,
+    root: &Root,
+    listed: u64,
+) -> Result<Option<(Signed<Targets>, MetaFile)>> {
+    let mut versions: Vec<u64> = std::fs::read_dir(md)
+        .map_err(|source| RepoError::ListDir {
+            path: md.to_path_buf(),
+            source,
+        })?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".targets.json")?.parse::<u64>().ok()
+        })
+        .filter(|v| *v > listed)
+        .collect();
+    versions.sort_unstable_by(|a, b| b.cmp(a));
+    for v in versions {
+        let path = md.join(format!("{v}.targets.json"));
+        match read_role::<Targets>(&path, root) {
+            Ok((t, bytes)) if t.signed.version == v => return Ok(Some((t, meta_entry(v, &bytes)))),
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "version inside differs from the file name; not published")
+            }
+            Err(e) => tracing::warn!(path = %path.display(), "not published: {e}"),
+        }
+    }
+    Ok(None)
 }
 
 fn read_raw(path: &Path) -> Result<(RawMetadata, Vec<u8>)> {

@@ -233,6 +233,11 @@ impl From<RepoError> for Error {
                 "wait for it to finish (the lock is released when that process exits, however it exits)",
             ),
             RepoError::Write { path, source } => Error::write(&path, source),
+            RepoError::ListDir { .. } => Error::repo(msg, RESTORE),
+            RepoError::OfflineKeyOnline { .. } => Error::keys(
+                msg,
+                "keep root and targets keys on the release machine; give the server only the --online-keys directory",
+            ),
             RepoError::Encode { .. } => Error::input(msg, "report this bug"),
             RepoError::KeyDirMissing { .. }
             | RepoError::BelowThreshold { .. }

@@ -60,9 +60,39 @@ pub struct Args {
     /// zstd window log of targets added later (10-23; 23 = 8 MiB decoder window).
     #[arg(long, default_value_t = 23, value_parser = clap::value_parser!(u32).range(10..=23))]
     pub zstd_window_log: u32,
+    /// Snapshot and timestamp are signed online by `ota-server --online-keys`: their keys go
+    /// to --online-keys, not --keys, and `add`/`publish` sign targets only.
+    #[arg(long)]
+    pub online_roles: bool,
+    /// Where --online-roles puts the snapshot and timestamp keys (copy this directory, and
+    /// only this one, to the server). Default: KEYS-online beside --keys.
+    #[arg(long, value_name = "DIR", requires = "online_roles")]
+    pub online_keys: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+}
+
+impl Args {
+    /// The directory of `role`'s keys.
+    fn key_dir(&self, role: &str) -> PathBuf {
+        match self.online_dir() {
+            Some(d) if ota_repo::online::ONLINE_ROLES.contains(&role) => d,
+            _ => self.keys.clone(),
+        }
+    }
+
+    /// The online key directory, with --online-roles.
+    fn online_dir(&self) -> Option<PathBuf> {
+        if !self.online_roles {
+            return None;
+        }
+        Some(self.online_keys.clone().unwrap_or_else(|| {
+            let mut name = self.keys.file_name().unwrap_or_default().to_os_string();
+            name.push("-online");
+            self.keys.with_file_name(name)
+        }))
+    }
 }
 
 /// One role in the report.
@@ -87,6 +117,9 @@ pub struct Report {
     pub repo: PathBuf,
     /// Keys directory.
     pub keys: PathBuf,
+    /// The snapshot and timestamp key directory, with --online-roles.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub online_keys: Option<PathBuf>,
     /// Roles by name.
     pub roles: BTreeMap<String, RoleReport>,
 }
@@ -143,11 +176,15 @@ fn check_repo_dir(dir: &Path) -> Result<()> {
 }
 
 /// Load or generate the keys of every role; returns them and the newly generated ones.
-fn role_keys(dir: &Path, thresholds: &BTreeMap<String, u64>) -> Result<(RoleKeys, Vec<String>)> {
+fn role_keys(
+    dir_of: &dyn Fn(&str) -> PathBuf,
+    thresholds: &BTreeMap<String, u64>,
+) -> Result<(RoleKeys, Vec<String>)> {
     let mut all = BTreeMap::new();
     let mut generated = Vec::new();
     for role in ROLES {
         let n = thresholds.get(role).copied().unwrap_or(1);
+        let dir = &dir_of(role);
         let mut keys = Vec::new();
         for i in 1..=n as usize {
             let file = key_file_name(role, i);
@@ -291,14 +328,17 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     .collect::<Result<_>>()?;
     let thresholds = parse_thresholds(&a.thresholds)?;
     check_repo_dir(&a.repo)?;
-    keys::check_outside_repo(&a.keys, &a.repo)?;
-    if a.keys.exists() && !a.keys.is_dir() {
-        return Err(Error::keys(
-            format!("keys path {} is not a directory", a.keys.display()),
-            "pass a directory with --keys",
-        ));
+    let online = a.online_dir();
+    for dir in std::iter::once(&a.keys).chain(online.as_ref()) {
+        keys::check_outside_repo(dir, &a.repo)?;
+        if dir.exists() && !dir.is_dir() {
+            return Err(Error::keys(
+                format!("keys path {} is not a directory", dir.display()),
+                "pass a directory with --keys (and --online-keys)",
+            ));
+        }
     }
-    let (keys, generated) = role_keys(&a.keys, &thresholds)?;
+    let (keys, generated) = role_keys(&|role| a.key_dir(role), &thresholds)?;
     let files = build_files(&keys, &thresholds, &periods, now)?;
     let config = RepoConfig {
         format: CONFIG_FORMAT,
@@ -311,14 +351,17 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             level: a.zstd_level,
             window_log: a.zstd_window_log,
         },
+        online_roles: a.online_roles,
         extra: Default::default(),
     }
     .to_bytes()?;
 
-    keys::ensure_key_dir(&a.keys)?;
-    for role_keys in keys.values() {
+    for dir in std::iter::once(&a.keys).chain(online.as_ref()) {
+        keys::ensure_key_dir(dir)?;
+    }
+    for (role, role_keys) in &keys {
         for k in role_keys.iter().filter(|k| generated.contains(&k.file)) {
-            ota_repo::keys::save_key(&a.keys, &k.file, &k.signer)?;
+            ota_repo::keys::save_key(&a.key_dir(role), &k.file, &k.signer)?;
         }
     }
     write_repo(&a.repo, &files, &config)?;
@@ -326,6 +369,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let report = Report {
         repo: a.repo.clone(),
         keys: a.keys.clone(),
+        online_keys: online.clone(),
         roles: keys
             .iter()
             .map(|(role, ks)| {

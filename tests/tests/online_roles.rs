@@ -1,0 +1,191 @@
+//! Online roles (issue 13): `ota-sign init --online-roles` splits the keys (root and targets
+//! for the release machine, snapshot and timestamp for the server); `ota-server
+//! --online-keys` re-signs the timestamp and snapshot before they expire, so a repository
+//! left alone keeps serving valid metadata, and publishes the targets versions the release
+//! machine signs offline. A key directory holding an offline key is refused at start-up.
+use ota_tests::cli::{bin, client, run, Run};
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running `ota-server` process, killed on drop.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    fn start(repo: &Path, online_keys: &Path) -> Server {
+        let mut child = Command::new(bin("ota-server"))
+            .args(["--listen", "127.0.0.1:0", "--json", "--repo"])
+            .arg(repo)
+            .arg("--online-keys")
+            .arg(online_keys)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&line).unwrap_or_else(|e| panic!("startup line {line:?}: {e}"));
+        Server {
+            url: v["listening"].as_str().unwrap().to_string(),
+            child,
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn timestamp(repo: &Path) -> serde_json::Value {
+    let bytes = std::fs::read(repo.join("metadata/timestamp.json")).unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn sign(args: &[&str]) -> Run {
+    let r = run("ota-sign", args);
+    assert_eq!(r.code, 0, "ota-sign {args:?}: {r:?}");
+    r
+}
+
+/// Wait until `cond` holds (checked every 100 ms), at most `secs`.
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let until = Instant::now() + Duration::from_secs(secs);
+    while !cond() {
+        assert!(Instant::now() < until, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_repository_left_alone_stays_valid_and_offline_releases_are_published() {
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, keys) = (dir.path().join("repo"), dir.path().join("keys"));
+    let online: PathBuf = dir.path().join("keys-online");
+    let r = sign(&[
+        "init",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--online-roles",
+        "--timestamp-expiry",
+        "4s",
+        "--snapshot-expiry",
+        "8s",
+        "--json",
+    ]);
+    assert_eq!(r.json()["online_keys"], online.to_str().unwrap());
+    // The split: snapshot and timestamp keys only in keys-online, none of them in keys.
+    let names = |d: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert!(
+        names(&online)
+            .iter()
+            .all(|n| n.starts_with("snapshot") || n.starts_with("timestamp")),
+        "{:?}",
+        names(&online)
+    );
+    assert!(
+        names(&keys)
+            .iter()
+            .all(|n| n.starts_with("root") || n.starts_with("targets")),
+        "{:?}",
+        names(&keys)
+    );
+
+    // The full key directory is refused by the server: root and targets keys stay offline.
+    let out = Command::new(bin("ota-server"))
+        .args(["--listen", "127.0.0.1:0", "--repo"])
+        .arg(&repo)
+        .arg("--online-keys")
+        .arg(&keys)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("root key") || stderr.contains("targets key"),
+        "{stderr}"
+    );
+
+    let server = Server::start(&repo, &online);
+    let first = timestamp(&repo)["signed"]["version"].as_u64().unwrap();
+
+    // A device set up now keeps updating long after the first timestamp (4 s) expired.
+    let state = dir.path().join("device");
+    let root = repo.join("metadata/1.root.json");
+    let r = client(
+        &state,
+        &[
+            "init",
+            "--root",
+            root.to_str().unwrap(),
+            "--server",
+            &server.url,
+            "--hardware",
+            "board-a",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    std::thread::sleep(Duration::from_secs(10));
+    let ts = timestamp(&repo);
+    assert!(
+        ts["signed"]["version"].as_u64().unwrap() >= first + 2,
+        "{ts}"
+    );
+    let expires: chrono::DateTime<chrono::Utc> =
+        ts["signed"]["expires"].as_str().unwrap().parse().unwrap();
+    assert!(
+        expires > chrono::Utc::now(),
+        "served timestamp is valid: {ts}"
+    );
+    let r = client(&state, &["check", "--json"]);
+    assert_eq!(r.code, 100, "up to date, metadata valid: {r:?}");
+
+    // The release machine signs a release with the targets key only; the server publishes it.
+    let fw = dir.path().join("fw.img");
+    std::fs::write(&fw, b"firmware 1.0.0 for board-a").unwrap();
+    let r = sign(&[
+        "add",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        fw.to_str().unwrap(),
+        "--name",
+        "gw",
+        "--version",
+        "1.0.0",
+        "--hardware",
+        "board-a",
+        "--json",
+    ]);
+    let targets_version = r.json()["targets_version"].as_u64();
+    wait_for(10, "the server to publish the new targets", || {
+        let r = client(&state, &["check", "--json"]);
+        r.code == 0
+    });
+    let slot = dir.path().join("firmware.img");
+    let r = client(
+        &state,
+        &["update", "--install-to", slot.to_str().unwrap(), "--json"],
+    );
+    assert_eq!(r.code, 0, "{r:?} (targets {targets_version:?})");
+    assert_eq!(std::fs::read(&slot).unwrap(), b"firmware 1.0.0 for board-a");
+}
