@@ -15,25 +15,34 @@ use bytes::{Bytes, BytesMut};
 
 /// Up to `len` bytes at `offset`, if they can be read without waiting for the disk; `Ok(None)`
 /// means "use [`read_blocking`]" (data not cached, or the kernel cannot tell).
+///
+/// The chunk is split off `buf`, whose allocation is reused once the previous chunk has been
+/// sent and dropped: a fresh 64 KiB allocation per chunk cost page faults and `madvise` calls.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
-pub(crate) fn read_nowait(file: &File, offset: u64, len: usize) -> io::Result<Option<Bytes>> {
+pub(crate) fn read_nowait(
+    file: &File,
+    buf: &mut BytesMut,
+    offset: u64,
+    len: usize,
+) -> io::Result<Option<Bytes>> {
     use std::os::fd::AsRawFd;
     let Ok(off) = libc::off_t::try_from(offset) else {
         return Ok(None);
     };
-    let mut buf = BytesMut::with_capacity(len);
+    buf.clear();
+    buf.reserve(len);
     let iov = libc::iovec {
-        iov_base: buf.as_mut_ptr().cast(),
+        iov_base: buf.spare_capacity_mut().as_mut_ptr().cast(),
         iov_len: len,
     };
     loop {
-        // SAFETY: `iov` describes `len` bytes of `buf`'s allocation, which outlives the call;
-        // the kernel writes at most that many bytes and returns how many.
+        // SAFETY: `iov` describes `len` bytes of `buf`'s spare capacity (reserved above), which
+        // outlives the call; the kernel writes at most that many bytes and returns how many.
         let n = unsafe { libc::preadv2(file.as_raw_fd(), &iov, 1, off, libc::RWF_NOWAIT) };
         if let Ok(n) = usize::try_from(n) {
-            // SAFETY: the kernel initialised the first `n <= len` bytes.
+            // SAFETY: `buf` was empty, and the kernel initialised the first `n <= len` bytes.
             unsafe { buf.set_len(n) };
-            return Ok(Some(buf.freeze()));
+            return Ok(Some(buf.split().freeze()));
         }
         let e = io::Error::last_os_error();
         match e.raw_os_error() {
@@ -47,7 +56,12 @@ pub(crate) fn read_nowait(file: &File, offset: u64, len: usize) -> io::Result<Op
 
 /// Elsewhere every read goes to the blocking pool.
 #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-pub(crate) fn read_nowait(_: &File, _: u64, _: usize) -> io::Result<Option<Bytes>> {
+pub(crate) fn read_nowait(
+    _: &File,
+    _: &mut BytesMut,
+    _: u64,
+    _: usize,
+) -> io::Result<Option<Bytes>> {
     Ok(None)
 }
 
@@ -78,8 +92,13 @@ mod tests {
         let slow = read_blocking(&f, 1000, 5000).unwrap();
         assert_eq!(&slow[..], &data[1000..6000]);
         // Just written, so in the page cache.
-        if let Some(fast) = read_nowait(&f, 1000, 5000).unwrap() {
+        let mut buf = BytesMut::new();
+        if let Some(fast) = read_nowait(&f, &mut buf, 1000, 5000).unwrap() {
             assert_eq!(fast, slow);
+            // The next chunk reuses the allocation once this one is gone.
+            drop(fast);
+            let next = read_nowait(&f, &mut buf, 6000, 5000).unwrap().unwrap();
+            assert_eq!(&next[..], &data[6000..11000]);
         }
         assert!(read_blocking(&f, 100_000, 10).unwrap().is_empty(), "EOF");
     }

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use http_body::{Body, Frame, SizeHint};
 use hyper::header::{HeaderValue, ALLOW, CACHE_CONTROL, CONTENT_TYPE};
 use hyper::{Response, StatusCode};
@@ -36,6 +36,8 @@ struct FileStream {
     remaining: u64,
     /// A read waiting for the disk on the blocking pool.
     pending: Option<JoinHandle<io::Result<Bytes>>>,
+    /// Chunks read from the page cache are split off this buffer.
+    buf: BytesMut,
 }
 
 impl FileStream {
@@ -43,7 +45,9 @@ impl FileStream {
     fn poll_chunk(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<Bytes>> {
         let want = usize::try_from(self.remaining).map_or(CHUNK, |r| r.min(CHUNK));
         if self.pending.is_none() {
-            if let Some(chunk) = file_read::read_nowait(&self.file, self.offset, want)? {
+            if let Some(chunk) =
+                file_read::read_nowait(&self.file, &mut self.buf, self.offset, want)?
+            {
                 return Poll::Ready(Ok(chunk));
             }
             let (file, offset) = (Arc::clone(&self.file), self.offset);
@@ -81,6 +85,7 @@ impl ResponseBody {
             offset,
             remaining: len,
             pending: None,
+            buf: BytesMut::new(),
         }))
     }
 }
