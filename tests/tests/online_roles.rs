@@ -189,3 +189,48 @@ fn a_repository_left_alone_stays_valid_and_offline_releases_are_published() {
     assert_eq!(r.code, 0, "{r:?} (targets {targets_version:?})");
     assert_eq!(std::fs::read(&slot).unwrap(), b"firmware 1.0.0 for board-a");
 }
+
+/// A simulated year with the real signer and a fake clock: checked every 6 hours, the
+/// timestamp (1 day) and snapshot (7 days) are always valid, renewed only when due (a quarter
+/// of the period left), and versions only grow.
+#[test]
+fn a_simulated_year_of_online_signing_never_lets_metadata_expire() {
+    use ota_repo::online::OnlineSigner;
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, keys) = (dir.path().join("repo"), dir.path().join("keys"));
+    sign(&[
+        "init",
+        "--repo",
+        repo.to_str().unwrap(),
+        "--keys",
+        keys.to_str().unwrap(),
+        "--online-roles",
+        "--timestamp-expiry",
+        "1d",
+        "--snapshot-expiry",
+        "7d",
+    ]);
+    let signer = OnlineSigner::load(&dir.path().join("keys-online"), &repo).unwrap();
+    let start = chrono::Utc::now();
+    let (mut renewals, mut last_version) = (0, 0);
+    for step in 0..(365 * 4) {
+        let now = start + chrono::Duration::hours(6 * step);
+        if signer.renew(&repo, now).unwrap().is_some() {
+            renewals += 1;
+        }
+        let loaded = ota_repo::Repository::load(&repo).unwrap();
+        let ts = &loaded.timestamp.signed;
+        assert!(
+            ts.expires > now + chrono::Duration::hours(6),
+            "step {step}: {ts:?}"
+        );
+        assert!(loaded.snapshot.signed.expires > now, "step {step}");
+        assert!(ts.version >= last_version);
+        last_version = ts.version;
+    }
+    // Renewed when a quarter of a day is left: about once a day, not at every check.
+    assert!(
+        (300..=500).contains(&renewals),
+        "{renewals} renewals in a year"
+    );
+}
