@@ -94,8 +94,16 @@ async fn respond(
     };
     let key = req_path.key();
     let on_disk = req_path.under(&repo.root);
+    // Only files directly in `metadata/` or `targets/` are cached: the lstat that revalidates a
+    // hit does not check intermediate directories, which could since have become symlinks
+    // leading out of the tree. Directly in the tree, the file is inside whatever the tree
+    // resolves to, which is the boundary.
+    let cacheable = req_path.segments.len() == 1;
     // One lstat on this thread: cheaper than a trip to the blocking pool (see file_cache).
-    if let Some(hit) = repo.cache.lookup(&key, &on_disk) {
+    if let Some(hit) = cacheable
+        .then(|| repo.cache.lookup(&key, &on_disk))
+        .flatten()
+    {
         let body = Source::Small(hit.body.clone());
         return serve_file(method, headers, &req_path, &hit.validators, body);
     }
@@ -106,7 +114,9 @@ async fn respond(
         let validators = Validators::of(&f.meta);
         let source = match read_small(&mut f)? {
             Some(body) => {
-                task_repo.cache.insert(key, &on_disk, &f.meta, body.clone());
+                if cacheable {
+                    task_repo.cache.insert(key, &on_disk, &f.meta, body.clone());
+                }
                 Source::Small(body)
             }
             None => Source::File(f.file),

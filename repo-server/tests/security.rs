@@ -81,6 +81,44 @@ fn symlink_leaving_the_repository_is_refused() {
 }
 
 #[test]
+fn a_cached_file_replaced_by_a_symlink_out_is_refused() {
+    // Small files are served from memory after the first request; the copy must not outlive
+    // the file. Replace the served files by symlinks leaving the repository, as an attacker
+    // with write access to the tree might, and by an in-place rewrite of the same size.
+    let fx = Fixture::new();
+    let meta = fx.repo().join("metadata");
+    std::fs::write(meta.join("cached.json"), "{}").unwrap();
+    let srv = TestServer::start(&fx.repo());
+    for path in ["/metadata/cached.json", "/targets/plain.txt"] {
+        assert_eq!(srv.get(path).status, 200, "{path}");
+        assert_eq!(srv.get(path).status, 200, "{path} (cached)");
+    }
+    std::fs::remove_file(meta.join("cached.json")).unwrap();
+    symlink(fx.secret(), meta.join("cached.json")).unwrap();
+    assert_refused(
+        &srv.get("/metadata/cached.json"),
+        "cached metadata now a symlink out",
+    );
+    let tmp = fx.target("plain.txt.tmp");
+    symlink(fx.secret(), &tmp).unwrap();
+    std::fs::rename(&tmp, fx.target("plain.txt")).unwrap();
+    assert_refused(
+        &srv.get("/targets/plain.txt"),
+        "cached target renamed to a symlink out",
+    );
+
+    std::fs::write(fx.target("same.txt"), "aaaa").unwrap();
+    assert_eq!(srv.get("/targets/same.txt").body, b"aaaa");
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(fx.target("same.txt"), "bbbb").unwrap();
+    assert_eq!(
+        srv.get("/targets/same.txt").body,
+        b"bbbb",
+        "rewritten in place"
+    );
+}
+
+#[test]
 fn symlink_inside_the_tree_is_followed() {
     let fx = Fixture::new();
     symlink("plain.txt", fx.target("alias.txt")).unwrap();
