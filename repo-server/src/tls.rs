@@ -10,10 +10,20 @@
 //! error is logged. CRL files are also re-read when they change on disk (checked every
 //! [`CRL_CHECK_INTERVAL`]). Connections keep the configuration they were accepted with; only new
 //! handshakes see a new one.
+//!
+//! Each CRL's signature is verified with the key of the `--client-ca` certificate it names as
+//! issuer. A CRL past its nextUpdate is still used but warned about, as is a server certificate
+//! that expires within [`CERT_EXPIRY_WARNING`]: at every load and reload, when the condition
+//! starts while the server runs, and then every [`EXPIRY_WARN_REPEAT`].
+
+mod crl;
+
+pub use crl::{CERT_EXPIRY_WARNING, EXPIRY_WARN_REPEAT};
 
 use std::io;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -202,6 +212,10 @@ pub(crate) struct TlsState {
     /// seen by the last load, so an unchanged file is not re-read and a broken one is reported
     /// once per change rather than on every check.
     reload: Mutex<Vec<Option<FileStamp>>>,
+    /// When the expiry warnings were last logged.
+    warned: Mutex<crl::Warned>,
+    /// Unix time (seconds) of the next expiry check; handshakes and the CRL watch trigger it.
+    next_expiry_check: AtomicU64,
 }
 
 impl std::fmt::Debug for TlsState {
@@ -217,6 +231,9 @@ struct Current {
     config: Arc<ServerConfig>,
     key: Arc<CertifiedKey>,
     roots: Option<Arc<RootCertStore>>,
+    /// The `--client-ca` certificates, parsed (to verify CRL signatures on a CRL reload).
+    cas: Arc<Vec<Certificate>>,
+    expiry: crl::ExpiryInfo,
 }
 
 impl TlsState {
@@ -226,12 +243,53 @@ impl TlsState {
         let stamps = crl_stamps(&settings);
         let loaded = load_all(&settings, &provider)?;
         log_loaded(&settings, &loaded, "loaded");
-        Ok(TlsState {
+        let state = TlsState {
             settings,
             provider,
             current: RwLock::new(loaded),
             reload: Mutex::new(stamps),
-        })
+            warned: Mutex::new(crl::Warned::default()),
+            next_expiry_check: AtomicU64::new(0),
+        };
+        state.check_expiry(true);
+        Ok(state)
+    }
+
+    /// Logs the expiry warnings that are due (all that hold with `fresh`, after a load).
+    fn check_expiry(&self, fresh: bool) {
+        let now = unix_now();
+        self.next_expiry_check
+            .store(now + CRL_CHECK_INTERVAL.as_secs(), Ordering::Relaxed);
+        let info = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .expiry
+            .clone();
+        let mut warned = self.warned.lock().unwrap_or_else(|e| e.into_inner());
+        if fresh {
+            *warned = crl::Warned::default();
+        }
+        crl::warn_expiry(&info, &mut warned, now);
+    }
+
+    /// Runs the periodic expiry check if it is time (cheap otherwise: one atomic load).
+    fn maybe_check_expiry(&self) {
+        let now = unix_now();
+        let next = self.next_expiry_check.load(Ordering::Relaxed);
+        if now >= next
+            && self
+                .next_expiry_check
+                .compare_exchange(
+                    next,
+                    now + CRL_CHECK_INTERVAL.as_secs(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                )
+                .is_ok()
+        {
+            self.check_expiry(false);
+        }
     }
 
     /// The settings this state was loaded from.
@@ -241,6 +299,8 @@ impl TlsState {
 
     /// The configuration for a new handshake.
     pub(crate) fn config(&self) -> Arc<ServerConfig> {
+        // A server without CRL files has no watch task: handshakes drive the expiry warnings.
+        self.maybe_check_expiry();
         // A panic while holding the lock cannot leave a half-written `Current` (it is replaced
         // whole), so a poisoned lock is still usable.
         let current = self.current.read().unwrap_or_else(|e| e.into_inner());
@@ -265,6 +325,8 @@ impl TlsState {
             Ok(new) => {
                 log_loaded(&self.settings, &new, trigger);
                 self.install(new);
+                drop(stamps);
+                self.check_expiry(true);
                 Ok(())
             }
             Err(e) => {
@@ -277,6 +339,7 @@ impl TlsState {
     /// Re-reads the CRLs if a CRL file changed since the last load, keeping the current server
     /// certificate (which may be half-way through being replaced; it changes on SIGHUP only).
     pub(crate) fn reload_crls_if_changed(&self) {
+        self.maybe_check_expiry();
         let Some(client) = &self.settings.client_auth else {
             return;
         };
@@ -294,19 +357,30 @@ impl TlsState {
         let Some(roots) = current.roots.clone() else {
             return;
         };
-        let rebuilt = load_crls(&client.crls, &roots).and_then(|crls| {
-            let verifier = build_verifier(&roots, crls.clone(), client, &self.provider)?;
-            let config = assemble(&self.provider, &current.key, Some(verifier))?;
-            Ok((config, crls))
-        });
+        let rebuilt =
+            load_crls(&client.crls, &current.cas, &self.provider).and_then(|(crls, dates)| {
+                let verifier = build_verifier(&roots, crls.clone(), client, &self.provider)?;
+                let config = assemble(&self.provider, &current.key, Some(verifier))?;
+                Ok((config, crls, dates))
+            });
         match rebuilt {
-            Ok((config, crls)) => {
+            Ok((config, crls, dates)) => {
                 tracing::info!(
                     files = client.crls.len(),
                     crls = crls.len(),
                     "CRL file changed; revocation list reloaded"
                 );
-                self.install(Current { config, ..current });
+                let expiry = crl::ExpiryInfo {
+                    crls: dates,
+                    ..current.expiry.clone()
+                };
+                self.install(Current {
+                    config,
+                    expiry,
+                    ..current
+                });
+                drop(stamps);
+                self.check_expiry(true);
             }
             Err(e) => {
                 tracing::error!(error = %e, hint = e.hint(), "CRL file changed but cannot be used; keeping the previous revocation list");
@@ -363,18 +437,46 @@ fn log_loaded(settings: &TlsSettings, loaded: &Current, trigger: &str) {
 
 fn load_all(settings: &TlsSettings, provider: &Arc<CryptoProvider>) -> Result<Current, TlsError> {
     let key = load_certified_key(&settings.cert, &settings.key, provider)?;
-    let (verifier, roots) = match &settings.client_auth {
+    let mut expiry = crl::ExpiryInfo {
+        cert: settings.cert.clone(),
+        cert_not_after: key
+            .end_entity_cert()
+            .ok()
+            .and_then(|c| Certificate::from_der(c.as_ref()).ok())
+            .map(|c| {
+                let t = c.tbs_certificate.validity.not_after;
+                (t.to_unix_duration().as_secs(), t.to_date_time().to_string())
+            }),
+        crls: Vec::new(),
+    };
+    let (verifier, roots, cas) = match &settings.client_auth {
         Some(client) => {
-            let roots = Arc::new(load_roots(&client.ca)?);
-            let crls = load_crls(&client.crls, &roots)?;
+            let (roots, cas) = load_roots(&client.ca)?;
+            let roots = Arc::new(roots);
+            let (crls, dates) = load_crls(&client.crls, &cas, provider)?;
+            expiry.crls = dates;
             warn_cas_without_crl(client, &roots, &crls);
             let verifier = build_verifier(&roots, crls, client, provider)?;
-            (Some(verifier), Some(roots))
+            (Some(verifier), Some(roots), cas)
         }
-        None => (None, None),
+        None => (None, None, Vec::new()),
     };
     let config = assemble(provider, &key, verifier)?;
-    Ok(Current { config, key, roots })
+    Ok(Current {
+        config,
+        key,
+        roots,
+        cas: Arc::new(cas),
+        expiry,
+    })
+}
+
+fn unix_now() -> u64 {
+    // Before 1970 only with a broken clock; then nothing counts as expired.
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_secs()
 }
 
 /// The rustls configuration: TLS 1.3 and 1.2 only (rustls has no older versions and only AEAD
@@ -639,11 +741,13 @@ fn check_validity(path: &Path, cert: &Certificate) -> Result<(), TlsError> {
     Ok(())
 }
 
-fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
+/// The CA certificates as a webpki root store, and parsed (those the store took).
+fn load_roots(path: &Path) -> Result<(RootCertStore, Vec<Certificate>), TlsError> {
     const HINT: &str =
         "--client-ca takes the PEM certificate(s) of the CA(s) that issue device certificates";
     let sections = pem_sections("--client-ca", path, MAX_PEM_FILE, HINT)?;
     let mut roots = RootCertStore::empty();
+    let mut cas = Vec::new();
     let mut refused = Vec::new();
     for (i, (_, der)) in sections
         .iter()
@@ -652,6 +756,8 @@ fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     {
         if let Err(e) = roots.add(CertificateDer::from(der.as_slice())) {
             refused.push(format!("block {}: {e}", i + 1));
+        } else if let Ok(c) = Certificate::from_der(der) {
+            cas.push(c);
         }
     }
     if roots.is_empty() {
@@ -670,16 +776,26 @@ fn load_roots(path: &Path) -> Result<RootCertStore, TlsError> {
     for r in refused {
         tracing::warn!(client_ca = %path.display(), "skipped a certificate: {r}");
     }
-    Ok(roots)
+    Ok((roots, cas))
 }
 
+/// The CRLs of `paths`, each checked to parse and to be signed by one of `cas`, with their
+/// dates.
 fn load_crls(
     paths: &[PathBuf],
-    roots: &RootCertStore,
-) -> Result<Vec<CertificateRevocationListDer<'static>>, TlsError> {
+    cas: &[Certificate],
+    provider: &CryptoProvider,
+) -> Result<
+    (
+        Vec<CertificateRevocationListDer<'static>>,
+        Vec<crl::CrlDates>,
+    ),
+    TlsError,
+> {
     const HINT: &str =
-        "--crl takes PEM CRLs (-----BEGIN X509 CRL-----) issued by a --client-ca certificate, e.g. from `openssl ca -gencrl`";
+        "--crl takes PEM CRLs (-----BEGIN X509 CRL-----) issued by a --client-ca certificate, e.g. from `ota-ca crl` or `openssl ca -gencrl`";
     let mut all = Vec::new();
+    let mut dates = Vec::new();
     for path in paths {
         let invalid = |problem: String| TlsError::Invalid {
             flag: "--crl",
@@ -697,25 +813,40 @@ fn load_crls(
             return Err(invalid(format!("no CRL ({})", holds(&sections))));
         }
         for (i, der) in crls.into_iter().enumerate() {
-            let parsed = webpki::OwnedCertRevocationList::from_der(der)
+            webpki::OwnedCertRevocationList::from_der(der)
                 .map_err(|e| invalid(format!("X509 CRL block {} does not parse: {e}", i + 1)))?;
-            let issuer = webpki::CertRevocationList::from(parsed);
             // A CRL from another CA would never apply, and with it loaded the devices of our
-            // CA would still be checked against nothing: refuse instead of guessing.
-            if !roots
-                .roots
-                .iter()
-                .any(|ta| ta.subject.as_ref() == issuer.issuer())
-            {
-                return Err(invalid(format!(
-                    "X509 CRL block {} is not issued by a --client-ca certificate",
-                    i + 1
-                )));
-            }
+            // CA would still be checked against nothing; one signed by another key under our
+            // CA's name would make webpki refuse every device of that CA. Refuse both here.
+            let (issuer, next_update, next_update_text) =
+                crl::verify(der, cas, &provider.signature_verification_algorithms).map_err(
+                    |problem| {
+                        invalid(match problem {
+                            crl::SignatureProblem::UnknownIssuer => format!(
+                                "X509 CRL block {} is not issued by a --client-ca certificate",
+                                i + 1
+                            ),
+                            crl::SignatureProblem::WrongKey { issuer } => format!(
+                                "X509 CRL block {} names {issuer} as its issuer but its signature does not verify with the key of that --client-ca certificate (signed by another key)",
+                                i + 1
+                            ),
+                            crl::SignatureProblem::Unparsable(e) => {
+                                format!("X509 CRL block {} does not parse: {e}", i + 1)
+                            }
+                        })
+                    },
+                )?;
             all.push(CertificateRevocationListDer::from(der.clone()));
+            dates.push(crl::CrlDates {
+                file: path.clone(),
+                block: i + 1,
+                issuer,
+                next_update,
+                next_update_text,
+            });
         }
     }
-    Ok(all)
+    Ok((all, dates))
 }
 
 /// With CRLs given, a device whose CA has no CRL is refused ("revocation status unknown");

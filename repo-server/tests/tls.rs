@@ -87,6 +87,23 @@ impl Ca {
         client: bool,
         years: Option<(i32, i32)>,
     ) -> Leaf {
+        self.issue_with(cn, sans, serial, client, |params| {
+            if let Some((from, to)) = years {
+                params.not_before = date_time_ymd(from, 1, 1);
+                params.not_after = date_time_ymd(to, 1, 1);
+            }
+        })
+    }
+
+    /// A leaf certificate, `adjust`ed before it is signed (e.g. its validity).
+    fn issue_with(
+        &self,
+        cn: &str,
+        sans: &[SanType],
+        serial: u64,
+        client: bool,
+        adjust: impl FnOnce(&mut CertificateParams),
+    ) -> Leaf {
         let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, cn);
         params.subject_alt_names = sans.to_vec();
@@ -98,10 +115,7 @@ impl Ca {
             ExtendedKeyUsagePurpose::ServerAuth
         }];
         params.use_authority_key_identifier_extension = true;
-        if let Some((from, to)) = years {
-            params.not_before = date_time_ymd(from, 1, 1);
-            params.not_after = date_time_ymd(to, 1, 1);
-        }
+        adjust(&mut params);
         let key = KeyPair::generate().unwrap();
         let cert = params.signed_by(&key, &self.issuer()).unwrap();
         Leaf {
@@ -113,9 +127,16 @@ impl Ca {
 
     /// A CRL revoking `serials`; `number` must grow with each new CRL.
     fn crl(&self, number: u64, serials: &[u64]) -> String {
+        self.crl_until(number, serials, None)
+    }
+
+    /// A CRL whose nextUpdate is `next_update` (Unix seconds; default 2099).
+    fn crl_until(&self, number: u64, serials: &[u64], next_update: Option<u64>) -> String {
         let params = CertificateRevocationListParams {
             this_update: date_time_ymd(2025, 1, 1),
-            next_update: date_time_ymd(2099, 1, 1),
+            next_update: next_update.map_or(date_time_ymd(2099, 1, 1), |t| {
+                date_time_ymd(1970, 1, 1) + Duration::from_secs(t)
+            }),
             crl_number: SerialNumber::from(number),
             issuing_distribution_point: None,
             revoked_certs: serials
@@ -991,4 +1012,136 @@ fn bad_tls_input_exits_2_with_one_line() {
         assert!(took < Duration::from_secs(1), "{name}: took {took:?}");
         eprintln!("{name}: {}", stderr.trim_end());
     }
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+/// A CRL carrying the name of the `--client-ca` but signed by another key (rcgen: `ota-ca`
+/// signs only with its own key) is refused at start-up, and a reload or a CRL-file change
+/// that brings one keeps the previous revocation list.
+#[test]
+fn crl_signed_by_another_key_under_the_ca_name_is_refused() {
+    if !tools_present("crl_signed_by_another_key_under_the_ca_name_is_refused") {
+        return;
+    }
+    let fx = Fixture::new();
+    let pki = Pki::new(fx.dir.path());
+    let impostor = Ca::new("OTA Test CA");
+    // It would "revoke" device-0001 (serial 100) if it were believed.
+    pki.write("impostor-crl.pem", &impostor.crl(5, &[100]));
+    let mut args = pki.server_args();
+    args.extend([
+        "--client-ca".into(),
+        pki.p("ca.pem"),
+        "--crl".into(),
+        pki.p("impostor-crl.pem"),
+    ]);
+    let out = Command::new(BIN)
+        .args([
+            "--repo",
+            fx.repo().to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ])
+        .args(&args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    for needle in [
+        "impostor-crl.pem",
+        "CN=OTA Test CA",
+        "signature does not verify",
+        "(hint: ",
+    ] {
+        assert!(stderr.contains(needle), "{needle:?} not in {stderr}");
+    }
+
+    // Running with the real CRL: the impostor's CRL replacing it is not taken (file watch),
+    // nor by SIGHUP, and the device it "revokes" goes on being served.
+    let srv = ServerProc::spawn(&fx, &pki.mtls_args());
+    let get = || curl_device(&srv, &pki, "/targets/plain.txt", Some("device")).status;
+    assert_eq!(get(), "200");
+    std::thread::sleep(Duration::from_millis(20));
+    pki.write("crl.pem", &impostor.crl(6, &[100]));
+    let line = srv.wait_log(&["CRL file changed but cannot be used"]);
+    assert!(line.contains("signature does not verify"), "{line}");
+    assert_eq!(get(), "200");
+    srv.signal("-HUP");
+    let line = srv.wait_log(&["TLS reload failed"]);
+    assert!(line.contains("signature does not verify"), "{line}");
+    assert_eq!(get(), "200");
+    assert!(!srv.log_text().contains("revocation list reloaded"));
+}
+
+/// A CRL past its nextUpdate and a server certificate close to its notAfter are warned about
+/// at start-up; a CRL that lapses while the server runs is warned about when it does (the
+/// periodic check), and is still used.
+#[test]
+fn lapsed_crl_and_expiring_server_certificate_are_warned_about() {
+    if !tools_present("lapsed_crl_and_expiring_server_certificate_are_warned_about") {
+        return;
+    }
+    let fx = Fixture::new();
+    let pki = Pki::new(fx.dir.path());
+    let now = unix_now();
+    // A server certificate valid for 5 more days.
+    let soon = pki
+        .ca
+        .issue_with("ota-server", &server_sans(), 7, false, |p| {
+            p.not_after = date_time_ymd(1970, 1, 1) + Duration::from_secs(now + 5 * 86_400);
+        });
+    pki.write_leaf("server", &soon);
+    // A CRL that lapsed yesterday, revoking device-0002.
+    pki.write("crl.pem", &pki.ca.crl_until(2, &[101], Some(now - 86_400)));
+    let srv = ServerProc::spawn(&fx, &pki.mtls_args());
+    let line = srv.wait_log(&["WARN", "expires within 14 days"]);
+    assert!(
+        line.contains("days_left=4") || line.contains("days_left=5"),
+        "{line}"
+    );
+    assert!(line.contains("server.pem"), "{line}");
+    let line = srv.wait_log(&["WARN", "past its nextUpdate"]);
+    assert!(line.contains("crl.pem"), "{line}");
+    assert!(line.contains("CN=OTA Test CA"), "{line}");
+    // Still used: the revoked device is refused, the other served.
+    let r = curl_device(&srv, &pki, "/targets/plain.txt", Some("device"));
+    assert_eq!(r.status, "200", "{}", r.stderr);
+    let r = curl_device(&srv, &pki, "/targets/plain.txt", Some("device2"));
+    assert!(!r.ok, "revoked device served: {}", r.status);
+    drop(srv);
+
+    // A fresh certificate and a CRL that lapses 3 s after start: nothing at start, then the
+    // warning once the check (every 2 s) sees the lapse.
+    pki.write_leaf(
+        "server",
+        &pki.ca.issue("ota-server", &server_sans(), 8, false),
+    );
+    let lapse = unix_now() + 3;
+    pki.write("crl.pem", &pki.ca.crl_until(3, &[101], Some(lapse)));
+    let srv = ServerProc::spawn(&fx, &pki.mtls_args());
+    srv.wait_log(&["TLS certificates"]);
+    let text = srv.log_text();
+    assert!(!text.contains("past its nextUpdate"), "{text}");
+    assert!(!text.contains("expires within"), "{text}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !srv.log_text().contains("past its nextUpdate") {
+        assert!(
+            Instant::now() < deadline,
+            "no warning 10 s after start: {}",
+            srv.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(unix_now() >= lapse, "warned before the lapse");
+    // Once per lapse (repeated hourly), not at every 2 s check.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(srv.log_text().matches("past its nextUpdate").count(), 1);
 }
