@@ -313,9 +313,17 @@ fn a_proxy_that_refuses_the_tunnel_or_is_not_there_fails_the_update() {
         .lines()
         .find(|l| l.starts_with("error: "))
         .unwrap_or_else(|| panic!("no error line: {r:?}"));
-    // The error is ureq's "connection refused" under the server's URL, and the hint says to
-    // check the server: the client does not yet say that the connection that failed was the
-    // one to the proxy (client/src/transport/http.rs). Only the exit code is pinned here.
+    // The error names the proxy the connection went to, and the hint says to check it.
     assert!(error.contains("connection refused"), "{error}");
+    assert!(
+        error.contains(&format!("through the proxy {dead}")),
+        "{error}"
+    );
+    let hint = r
+        .stderr
+        .lines()
+        .find(|l| l.starts_with("hint: "))
+        .unwrap_or_default();
+    assert!(hint.contains("proxy"), "{hint}");
     assert!(!dev.slot.exists(), "nothing is installed");
 }

@@ -21,6 +21,9 @@ pub struct HttpTransport {
     base: String,
     agent: ureq::Agent,
     bounds: TransferBounds,
+    /// The proxy every request goes through, named in connection failures: with a proxy,
+    /// "connection refused" is usually about the proxy, not the server.
+    proxy: Option<String>,
 }
 
 impl HttpTransport {
@@ -78,6 +81,7 @@ impl HttpTransport {
             base,
             agent,
             bounds,
+            proxy: tls.proxy.clone(),
         })
     }
 
@@ -267,9 +271,13 @@ impl HttpTransport {
                 reason: format!("{reason}{note}"),
             };
         }
+        let via = match &self.proxy {
+            Some(p) => format!(" (through the proxy {p})"),
+            None => String::new(),
+        };
         TransportError::Other {
             location: failed,
-            reason: format!("{}{note}", describe_transport(t)),
+            reason: format!("{}{via}{note}", describe_transport(t)),
         }
     }
 }

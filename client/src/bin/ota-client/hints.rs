@@ -51,6 +51,9 @@ pub fn hint(e: &DeviceError) -> String {
                 }
                 .into()
             }
+            DeviceError::Tuf(ota_client::Error::Transport(e)) if e.to_string().contains("through the proxy") => {
+                "check that the proxy (config.json \"tls\".proxy) is running and lets this device CONNECT to the server's port, and that the server is reachable from it; nothing was changed".into()
+            }
             DeviceError::Tuf(ota_client::Error::Transport(_)) | DeviceError::SlipFetch { .. } => {
                 "check the server URL in config.json and that the server is reachable; nothing was changed".into()
             }
