@@ -1,7 +1,9 @@
 //! The device over HTTPS: nginx serves a repository signed by the real `ota-sign` with a
-//! server certificate from a test CA (rcgen), optionally requiring client certificates; the
-//! real `ota-client` is configured with `init --ca-bundle/--pin-spki/--client-cert`, enrolls
-//! (`enroll`, CSR signed here as the CA, `enroll --cert`) and changes owner (`reenroll`).
+//! server certificate from a fleet CA made by the real `ota-ca`, optionally requiring client
+//! certificates; the real `ota-client` is configured with `init --ca-bundle/--pin-spki/
+//! --client-cert`, enrolls (`enroll`, CSR issued by `ota-ca issue`, `enroll --cert`) and
+//! changes owner (`reenroll`). rcgen makes only what a CA tool must not: a self-signed server
+//! certificate (the pinned-key case) and an expired certificate.
 //!
 //! nginx (`ssl`, `ssl_verify_client on`) is the HTTPS server of most cases: it refuses a
 //! missing client certificate with a 400 page after the handshake. `ota-server` with
@@ -9,17 +11,18 @@
 //! covered.
 use ota_tests::cli::{run, Run, SignedRepo};
 use ota_tests::nginx::{Nginx, Tls};
+use ota_tests::tls_server::FleetCa;
 use ota_tests::RepoHost;
 use rcgen::{
     BasicConstraints, CertificateParams, CertificateSigningRequestParams, DnType,
-    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PublicKeyData, SanType,
+    ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, SanType,
 };
 use std::path::{Path, PathBuf};
 
-/// A test CA and files made with it, in a temp dir.
+/// A fleet CA made by the real `ota-ca`, and files made with it, in a temp dir.
 struct Pki {
     dir: tempfile::TempDir,
-    ca: Issuer<'static, KeyPair>,
+    ca: FleetCa,
     /// The CA certificate (the device's --ca-bundle, nginx's client CA).
     ca_pem: PathBuf,
 }
@@ -34,74 +37,117 @@ struct Leaf {
 impl Pki {
     fn new(name: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let key = KeyPair::generate().unwrap();
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, format!("{name} fleet CA"));
-        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
-        let cert = params.self_signed(&key).unwrap();
+        let ca = FleetCa {
+            dir: dir.path().join(format!("{name}-ca")),
+            server_cert: PathBuf::new(),
+            server_key: PathBuf::new(),
+        };
+        ca.run(&["init", "--name", &format!("{name} fleet CA")]);
+        // A copy, as an operator hands it out: tests delete it to show devices keep theirs.
         let ca_pem = dir.path().join(format!("{name}-ca.pem"));
-        std::fs::write(&ca_pem, cert.pem()).unwrap();
-        Pki {
-            dir,
-            ca: Issuer::new(params, key),
-            ca_pem,
-        }
+        std::fs::copy(ca.ca_pem(), &ca_pem).unwrap();
+        Pki { dir, ca, ca_pem }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
     }
 
     fn write(&self, name: &str, text: &str) -> PathBuf {
-        let p = self.dir.path().join(name);
+        let p = self.path(name);
         std::fs::write(&p, text).unwrap();
         p
     }
 
-    fn leaf(&self, name: &str, params: CertificateParams, self_signed: bool) -> Leaf {
-        let key = KeyPair::generate().unwrap();
-        let cert = if self_signed {
-            params.self_signed(&key).unwrap()
+    fn spki_of(cert: &Path) -> String {
+        let der = &ota_client::pki::read_certificates(cert).unwrap()[0];
+        ota_client::pki::CertInfo::parse(cert, 1, der)
+            .unwrap()
+            .spki_sha256()
+    }
+
+    /// A server certificate for 127.0.0.1: `ota-ca issue-server`, or self-signed (rcgen:
+    /// a CA tool makes no self-signed server certificates; that is the pinned-key case).
+    fn server(&self, name: &str, self_signed: bool) -> Leaf {
+        let (cert, key) = (
+            self.path(&format!("{name}.pem")),
+            self.path(&format!("{name}.key")),
+        );
+        if self_signed {
+            let key_pair = KeyPair::generate().unwrap();
+            let mut params = CertificateParams::new(Vec::new()).unwrap();
+            params
+                .distinguished_name
+                .push(DnType::CommonName, "127.0.0.1");
+            params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
+            params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+            let c = params.self_signed(&key_pair).unwrap();
+            std::fs::write(&cert, c.pem()).unwrap();
+            std::fs::write(&key, key_pair.serialize_pem()).unwrap();
         } else {
-            params.signed_by(&key, &self.ca).unwrap()
-        };
+            self.ca.run(&[
+                "issue-server",
+                "--name",
+                "127.0.0.1",
+                "--out-cert",
+                cert.to_str().unwrap(),
+                "--out-key",
+                key.to_str().unwrap(),
+            ]);
+        }
         Leaf {
-            cert: self.write(&format!("{name}.pem"), &cert.pem()),
-            key: self.write(&format!("{name}.key"), &key.serialize_pem()),
-            spki_sha256: ota_client::pki::spki_sha256(&key.subject_public_key_info()),
+            spki_sha256: Self::spki_of(&cert),
+            cert,
+            key,
         }
     }
 
-    /// A server certificate for 127.0.0.1, issued by the CA (or self-signed).
-    fn server(&self, name: &str, self_signed: bool) -> Leaf {
-        let mut params = CertificateParams::new(Vec::new()).unwrap();
-        params
-            .distinguished_name
-            .push(DnType::CommonName, "127.0.0.1");
-        params.subject_alt_names = vec![SanType::IpAddress("127.0.0.1".parse().unwrap())];
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
-        self.leaf(name, params, self_signed)
-    }
-
-    /// A client certificate with its own key, issued by the CA.
+    /// A client certificate with its own key: the key and CSR made as a device would (rcgen
+    /// stands in for the device), the certificate issued by `ota-ca issue`.
     fn client(&self, name: &str) -> Leaf {
+        let key_pair = KeyPair::generate().unwrap();
         let mut params = CertificateParams::new(Vec::new()).unwrap();
         params.distinguished_name.push(DnType::CommonName, name);
-        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
-        self.leaf(name, params, false)
+        let csr = params.serialize_request(&key_pair).unwrap();
+        let csr_path = self.write(&format!("{name}.csr"), &csr.pem().unwrap());
+        let key = self.write(&format!("{name}.key"), &key_pair.serialize_pem());
+        let cert = self.sign_csr(&csr_path, &format!("{name}.pem"));
+        Leaf {
+            spki_sha256: Self::spki_of(&cert),
+            cert,
+            key,
+        }
     }
 
-    /// Sign a device's CSR as `ota-ca issue` would: client certificate, valid until `year`.
-    fn sign_csr(&self, csr: &Path, out: &str, year: i32) -> PathBuf {
+    /// Issue a device's CSR with `ota-ca issue` (a new key for the same device id is an
+    /// ownership transfer or a re-enrollment: `--replace`).
+    fn sign_csr(&self, csr: &Path, out: &str) -> PathBuf {
+        let path = self.path(out);
+        self.ca.run(&[
+            "issue",
+            "--csr",
+            csr.to_str().unwrap(),
+            "--out",
+            path.to_str().unwrap(),
+            "--replace",
+        ]);
+        path
+    }
+
+    /// A certificate for `csr` that expired long ago, signed by a CA of the same name as
+    /// this one but another key (rcgen: `ota-ca` issues nothing in the past). Enough for
+    /// `enroll --cert`, which checks the validity and the key, not the issuer.
+    fn expired(&self, csr: &Path, out: &str) -> PathBuf {
         let pem = std::fs::read_to_string(csr).unwrap();
         let mut req = CertificateSigningRequestParams::from_pem(&pem).unwrap();
         req.params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
         req.params.not_before = rcgen::date_time_ymd(2000, 1, 1);
-        req.params.not_after = rcgen::date_time_ymd(year, 1, 1);
-        let cert = req.signed_by(&self.ca).unwrap();
+        req.params.not_after = rcgen::date_time_ymd(2001, 1, 1);
+        let ca_key = KeyPair::generate().unwrap();
+        let mut ca = CertificateParams::new(Vec::new()).unwrap();
+        ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let issuer = Issuer::new(ca, ca_key);
+        let cert = req.signed_by(&issuer).unwrap();
         self.write(out, &cert.pem())
     }
 }
@@ -548,7 +594,7 @@ fn mutual_tls_enrollment_and_ownership_transfer() {
             .contains("hint: this certificate was issued for another key"),
         "{r:?}"
     );
-    let expired = pki.sign_csr(&csr, "expired.pem", 2001);
+    let expired = pki.expired(&csr, "expired.pem");
     assert_fails(
         &dev.client(&["enroll", "--cert", expired.to_str().unwrap()]),
         2,
@@ -562,7 +608,7 @@ fn mutual_tls_enrollment_and_ownership_transfer() {
     assert!(!dev.file("identity.pem").exists());
 
     // The CA signs the CSR; the device installs it and is let in.
-    let issued = pki.sign_csr(&csr, "gw-0042.pem", 2999);
+    let issued = pki.sign_csr(&csr, "gw-0042.pem");
     let r = dev.client(&["enroll", "--cert", issued.to_str().unwrap(), "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["cn"], "gw-0042");
@@ -649,7 +695,7 @@ fn mutual_tls_enrollment_and_ownership_transfer() {
     // The operator issues a certificate for the new CSR: the device updates again.
     let v2 = image(6, 210_000);
     publish(&rel, "1.1.0", &v2);
-    let reissued = pki.sign_csr(&dev.file("identity.csr"), "gw-0042-b.pem", 2999);
+    let reissued = pki.sign_csr(&dev.file("identity.csr"), "gw-0042-b.pem");
     let r = dev.client(&["enroll", "--cert", reissued.to_str().unwrap()]);
     assert_eq!(r.code, 0, "{r:?}");
     let r = dev.update();
@@ -771,7 +817,7 @@ fn ota_server_with_mutual_tls() {
     // Enrolled with the fleet CA: let in.
     let r = dev.client(&["enroll", "--name", "gw-0100"]);
     assert_eq!(r.code, 0, "{r:?}");
-    let cert = pki.sign_csr(&dev.file("identity.csr"), "gw-0100.pem", 2999);
+    let cert = pki.sign_csr(&dev.file("identity.csr"), "gw-0100.pem");
     assert_eq!(
         dev.client(&["enroll", "--cert", cert.to_str().unwrap()])
             .code,
