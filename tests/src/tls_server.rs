@@ -54,30 +54,21 @@ impl FleetCa {
     }
 }
 
-/// `ota-server` over TLS, killed on drop.
-pub struct TlsServer {
+/// A real `ota-server` process on 127.0.0.1 (an ephemeral port), killed on drop.
+pub struct ServerProcess {
     child: Child,
     url: String,
 }
 
-impl TlsServer {
-    /// Serve `repo` over HTTPS with `ca`'s server certificate; with `mutual`, every route
-    /// requires a device certificate from `ca` that its CRL does not revoke.
-    pub fn start(repo: &Path, ca: &FleetCa, mutual: bool) -> Self {
-        let mut cmd = Command::new(bin("ota-server"));
-        cmd.arg("--repo")
+impl ServerProcess {
+    /// Start `ota-server --listen 127.0.0.1:0 --repo REPO ARGS...` and read its start-up
+    /// line for the URL.
+    pub fn spawn(repo: &Path, args: &[&std::ffi::OsStr]) -> Self {
+        let mut child = Command::new(bin("ota-server"))
+            .arg("--repo")
             .arg(repo)
-            .args(["--listen", "127.0.0.1:0", "--tls-cert"])
-            .arg(&ca.server_cert)
-            .arg("--tls-key")
-            .arg(&ca.server_key);
-        if mutual {
-            cmd.arg("--client-ca")
-                .arg(ca.ca_pem())
-                .arg("--crl")
-                .arg(ca.dir.join("crl.pem"));
-        }
-        let mut child = cmd
+            .args(["--listen", "127.0.0.1:0"])
+            .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()
@@ -91,20 +82,54 @@ impl TlsServer {
             .strip_prefix("listening on ")
             .unwrap_or_else(|| panic!("unexpected start-up line {line:?}"))
             .to_string();
-        assert!(url.starts_with("https://127.0.0.1:"), "{url}");
-        TlsServer { child, url }
+        ServerProcess { child, url }
     }
 }
 
-impl crate::RepoHost for TlsServer {
+impl crate::RepoHost for ServerProcess {
     fn url(&self) -> String {
         self.url.clone()
     }
 }
 
-impl Drop for TlsServer {
+impl Drop for ServerProcess {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+/// `ota-server` over TLS, killed on drop.
+pub struct TlsServer(ServerProcess);
+
+impl TlsServer {
+    /// Serve `repo` over HTTPS with `ca`'s server certificate; with `mutual`, every route
+    /// requires a device certificate from `ca` that its CRL does not revoke.
+    pub fn start(repo: &Path, ca: &FleetCa, mutual: bool) -> Self {
+        let ca_pem = ca.ca_pem();
+        let crl = ca.dir.join("crl.pem");
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "--tls-cert".as_ref(),
+            ca.server_cert.as_os_str(),
+            "--tls-key".as_ref(),
+            ca.server_key.as_os_str(),
+        ];
+        if mutual {
+            args.extend(["--client-ca".as_ref(), ca_pem.as_os_str()]);
+            args.extend(["--crl".as_ref(), crl.as_os_str()]);
+        }
+        let server = ServerProcess::spawn(repo, &args);
+        assert!(
+            server.url.starts_with("https://127.0.0.1:"),
+            "{}",
+            server.url
+        );
+        TlsServer(server)
+    }
+}
+
+impl crate::RepoHost for TlsServer {
+    fn url(&self) -> String {
+        self.0.url.clone()
     }
 }

@@ -4,46 +4,15 @@
 //! left alone keeps serving valid metadata, and publishes the targets versions the release
 //! machine signs offline. A key directory holding an offline key is refused at start-up.
 use ota_tests::cli::{bin, client, run, Run};
-use std::io::{BufRead, BufReader};
+use ota_tests::tls_server::ServerProcess;
+use ota_tests::RepoHost;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// A running `ota-server` process, killed on drop.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(repo: &Path, online_keys: &Path) -> Server {
-        let mut child = Command::new(bin("ota-server"))
-            .args(["--listen", "127.0.0.1:0", "--json", "--repo"])
-            .arg(repo)
-            .arg("--online-keys")
-            .arg(online_keys)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let v: serde_json::Value =
-            serde_json::from_str(&line).unwrap_or_else(|e| panic!("startup line {line:?}: {e}"));
-        Server {
-            url: v["listening"].as_str().unwrap().to_string(),
-            child,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+/// `ota-server --online-keys KEYS` serving `repo`.
+fn online_server(repo: &Path, online_keys: &Path) -> ServerProcess {
+    ServerProcess::spawn(repo, &["--online-keys".as_ref(), online_keys.as_os_str()])
 }
 
 fn timestamp(repo: &Path) -> serde_json::Value {
@@ -124,7 +93,7 @@ fn a_repository_left_alone_stays_valid_and_offline_releases_are_published() {
         "{stderr}"
     );
 
-    let server = Server::start(&repo, &online);
+    let server = online_server(&repo, &online);
     let first = timestamp(&repo)["signed"]["version"].as_u64().unwrap();
 
     // A device set up now keeps updating long after the first timestamp (4 s) expired.
@@ -137,7 +106,7 @@ fn a_repository_left_alone_stays_valid_and_offline_releases_are_published() {
             "--root",
             root.to_str().unwrap(),
             "--server",
-            &server.url,
+            &server.url(),
             "--hardware",
             "board-a",
         ],
