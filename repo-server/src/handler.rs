@@ -84,6 +84,16 @@ async fn respond(
     if method != Method::GET && method != Method::HEAD {
         return response::method_not_allowed();
     }
+    if path == crate::health::PATH {
+        let root = repo.root.clone();
+        let verdict =
+            tokio::task::spawn_blocking(move || crate::health::check(&root, chrono::Utc::now()))
+                .await;
+        return match verdict {
+            Ok(h) => response::health(h.ok, &h.reason),
+            Err(_) => response::error(StatusCode::INTERNAL_SERVER_ERROR),
+        };
+    }
     let req_path = match resolve::parse(path) {
         Ok(p) => p,
         Err(PathError::NotFound) => return response::error(StatusCode::NOT_FOUND),

@@ -23,6 +23,7 @@ pub mod cache_policy;
 pub mod config;
 mod conn;
 pub mod etag;
+mod health;
 mod file_cache;
 mod file_read;
 mod handler;

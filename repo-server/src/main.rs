@@ -41,6 +41,7 @@ HTTPS and mutual TLS:
 
 URL layout:
   /metadata/<file>   -> REPO/metadata/<file>   (e.g. 1.root.json, timestamp.json, 5.targets.json)
+  /healthz           -> 200 while timestamp.json is unexpired, else 503 saying why
   /targets/<path>    -> REPO/targets/<path>    (e.g. <sha256>.firmware.bin)
   Percent-encoding is decoded once: /metadata/4.role%252Fname.json serves the file 4.role%2Fname.json.
 

@@ -154,6 +154,18 @@ pub fn error(status: StatusCode) -> Response<ResponseBody> {
     resp
 }
 
+/// The `/healthz` answer: 200 or 503 with one line, never cached.
+pub fn health(ok: bool, reason: &str) -> Response<ResponseBody> {
+    let status = if ok {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let mut resp = error(status);
+    *resp.body_mut() = ResponseBody::bytes(format!("{reason}\n"));
+    resp
+}
+
 /// 405 with the `Allow` header RFC 9110 requires.
 pub fn method_not_allowed() -> Response<ResponseBody> {
     let mut resp = error(StatusCode::METHOD_NOT_ALLOWED);

@@ -320,3 +320,28 @@ fn keep_alive_serves_several_requests_on_one_connection() {
         assert_eq!(body, b"hello target");
     }
 }
+
+#[test]
+fn healthz_says_whether_devices_can_update() {
+    let fx = Fixture::new();
+    let future = (chrono::Utc::now() + chrono::Duration::days(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let ts = fx.repo().join("metadata/timestamp.json");
+    std::fs::write(&ts, format!(r#"{{"signed":{{"expires":"{future}"}}}}"#)).unwrap();
+    let srv = TestServer::start(&fx.repo());
+    let r = srv.get("/healthz");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert!(String::from_utf8_lossy(&r.body).contains(&future), "{r:?}");
+    assert_eq!(r.header("cache-control"), Some("no-store"));
+    // Expired: 503, saying so (a monitor notices before the devices do).
+    std::fs::write(&ts, r#"{"signed":{"expires":"2001-01-01T00:00:00Z"}}"#).unwrap();
+    let r = srv.get("/healthz");
+    assert_eq!(r.status, 503, "{r:?}");
+    assert!(
+        String::from_utf8_lossy(&r.body).contains("expired at 2001-01-01"),
+        "{r:?}"
+    );
+    // Gone: 503 too.
+    std::fs::remove_file(&ts).unwrap();
+    assert_eq!(srv.get("/healthz").status, 503);
+}
