@@ -8,6 +8,7 @@
 //! state file with the boot variables (which are the truth about what boots).
 use super::config::SlotConfig;
 use super::error::{DeviceError, DeviceResult};
+use super::install_target::InstallTarget;
 use super::lock::StateLock;
 use super::session::{Device, InstallStep, Transfer};
 use super::slot_installer::{read_back, SlotInstaller};
@@ -219,27 +220,18 @@ impl Device {
             });
         }
         let target_slot = state.committed.other();
-        // Before the network: a slot that can take no image at all.
-        {
-            use super::install_target::InstallTarget;
-            SlotInstaller::new(
-                slots.path(target_slot),
-                slots.path(state.committed),
-                slots.slot_size,
-                self.storage.clone(),
-            )
-            .check_destination()?;
-        }
-        let Some(candidate) = self.check()? else {
-            return Ok(SlotOutcome::UpToDate);
-        };
-        let release = ReleaseRecord::of(candidate.image(), target_slot);
         let dest = SlotInstaller::new(
             slots.path(target_slot),
             slots.path(state.committed),
             slots.slot_size,
             self.storage.clone(),
         );
+        // Before the network: a slot that can take no image at all.
+        dest.check_destination()?;
+        let Some(candidate) = self.check()? else {
+            return Ok(SlotOutcome::UpToDate);
+        };
+        let release = ReleaseRecord::of(candidate.image(), target_slot);
         // A previous run wrote and verified this very release and was cut before the
         // switch: read it back again instead of writing it again.
         let resumed = state.update_state == Phase::SlotVerified
@@ -249,7 +241,6 @@ impl Device {
             tracing::info!(slot = %target_slot, "slot already written and verified; switching");
             Transfer::default()
         } else {
-            use super::install_target::InstallTarget;
             // Refuse an unusable slot before anything is downloaded.
             dest.check(candidate.image())?;
             state.release = Some(release.clone());
@@ -296,11 +287,7 @@ impl Device {
         state.enter(Phase::PendingReboot);
         state.last_error = None;
         self.save_slots(&state)?;
-        if self.config.image_name.is_none() {
-            // The first install fixes the device's image line; it never switches after.
-            self.config.image_name = Some(release.name.clone());
-            self.config.save(&self.state)?;
-        }
+        self.fix_image_line(&release.name)?;
         tracing::info!(slot = %target_slot, version = %release.version, "slot written; reboot to try it");
         self.set_last_transfer(transfer.clone());
         Ok(SlotOutcome::RebootNeeded { release, transfer })
@@ -338,17 +325,14 @@ impl Device {
         commit(&mut state, running, release.as_ref());
         self.save_slots(&state)?;
         if let Some(r) = &release {
-            let installed = super::installed::Installed {
-                name: r.name.clone(),
-                version: r.version.clone(),
-                target: r.target.clone(),
-                image_sha256: r.sha256.clone(),
-                image_length: r.length,
-                install_path: slots.path(running).to_path_buf(),
-                installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            };
-            crate::crash_point::reached("state");
-            installed.save(&self.state)?;
+            self.record_installed(super::installed::Installed::stamped(
+                &r.name,
+                &r.version,
+                &r.target,
+                &r.sha256,
+                r.length,
+                slots.path(running),
+            ))?;
         }
         Ok(MarkGood::Committed {
             slot: running,

@@ -1,11 +1,10 @@
-//! Delta targets: patches that turn the image installed at the install path into the chosen
-//! release. A patch is used only when its signed base (`custom.ota.delta.base`) has exactly
-//! the length and sha256 of the file at the install path, hashed just before.
+//! Delta targets: patches that turn the running image into the chosen release. A patch is
+//! used only when its signed base (`custom.ota.delta.base`) has exactly the length and sha256
+//! of the running image (the install file, or the committed slot's first bytes: see
+//! [`super::Base`]), hashed just before.
 use super::image::Encryption;
 use crate::VerifiedTarget;
 use ota_formats::target_meta::{DeltaInfo, OtaTarget, DELTA_FORMAT_PATCH_V1};
-use std::io;
-use std::path::Path;
 
 /// A verified patch target for a release, with its signed metadata typed. Made only from
 /// verified targets ([`deltas_for`]).
@@ -46,22 +45,6 @@ pub struct CurrentImage {
     pub length: u64,
     /// Lower-case hex sha256.
     pub sha256: String,
-}
-
-impl CurrentImage {
-    /// Hash the file at `path`; `Ok(None)` when there is no file (nothing to patch).
-    pub fn measure(path: &Path) -> io::Result<Option<Self>> {
-        let mut file = match std::fs::File::open(path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(e),
-        };
-        let m = ota_formats::hash::measure(&mut file)?;
-        Ok(Some(CurrentImage {
-            length: m.length,
-            sha256: m.sha256_hex(),
-        }))
-    }
 }
 
 /// The patch targets that produce exactly the release `full` (same name, version and signed
@@ -206,11 +189,12 @@ mod tests {
     }
 
     #[test]
-    fn measure_hashes_the_file_and_none_when_missing() {
+    fn a_file_base_is_hashed_and_none_when_missing() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("img");
-        assert_eq!(CurrentImage::measure(&p).unwrap(), None);
+        let base = crate::device::Base::File(p.clone());
+        assert_eq!(base.sha256_of(3).unwrap(), None);
         std::fs::write(&p, b"abc").unwrap();
-        assert_eq!(CurrentImage::measure(&p).unwrap(), Some(current(b"abc")));
+        assert_eq!(base.sha256_of(3).unwrap(), Some(current(b"abc").sha256));
     }
 }

@@ -24,6 +24,26 @@ pub struct Installed {
 }
 
 impl Installed {
+    /// The record of an image installed now at `install_path`.
+    pub fn stamped(
+        name: &str,
+        version: &str,
+        target: &str,
+        image_sha256: &str,
+        image_length: u64,
+        install_path: &std::path::Path,
+    ) -> Self {
+        Installed {
+            name: name.to_string(),
+            version: version.to_string(),
+            target: target.to_string(),
+            image_sha256: image_sha256.to_string(),
+            image_length,
+            install_path: install_path.to_path_buf(),
+            installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+        }
+    }
+
     /// Load `STATE/installed.json`; `None` when nothing was installed yet.
     pub fn load(state: &StateDir) -> DeviceResult<Option<Self>> {
         let path = state.installed();

@@ -378,22 +378,37 @@ impl Device {
         let Some(candidate) = self.check()? else {
             return Ok(UpdateOutcome::UpToDate(self.installed()?));
         };
-        // Before any download: a device node, a link or a directory is never replaced.
-        dest.check(candidate.image())?;
-        let transfer = self.install_into(&candidate, dest, &mut |_| Ok(()))?;
-        let record = self.record_installed(&candidate, recorded_as)?;
-        self.last_transfer = Some(transfer);
-        Ok(UpdateOutcome::Installed(record))
+        self.install_single(&candidate, dest, recorded_as)
+            .map(UpdateOutcome::Installed)
     }
 
     /// Install `candidate` to the file `install_to` (see [`Device::update`]).
     pub fn install(&mut self, candidate: &Candidate, install_to: &Path) -> DeviceResult<Installed> {
         let _lock = StateLock::acquire(&self.state)?;
         self.refuse_slot_mode("single-file install")?;
-        let dest = FileInstaller::new(install_to);
+        self.install_single(candidate, &FileInstaller::new(install_to), install_to)
+    }
+
+    /// Install `candidate` into a single-image destination and record it in `installed.json`
+    /// under `recorded_as` (the caller holds the lock).
+    fn install_single(
+        &mut self,
+        candidate: &Candidate,
+        dest: &dyn InstallTarget,
+        recorded_as: &Path,
+    ) -> DeviceResult<Installed> {
+        // Before any download: an image that cannot go there is refused.
         dest.check(candidate.image())?;
-        let transfer = self.install_into(candidate, &dest, &mut |_| Ok(()))?;
-        let record = self.record_installed(candidate, install_to)?;
+        let transfer = self.install_into(candidate, dest, &mut |_| Ok(()))?;
+        let image = candidate.image();
+        let record = self.record_installed(Installed::stamped(
+            image.name(),
+            &candidate.ota().version,
+            image.target(),
+            image.sha256(),
+            image.length(),
+            recorded_as,
+        ))?;
         self.last_transfer = Some(transfer);
         Ok(record)
     }
@@ -409,32 +424,22 @@ impl Device {
         Ok(())
     }
 
-    /// Write `installed.json` for `candidate` at `path`, and fix the image line on the first
-    /// install.
-    pub(super) fn record_installed(
-        &mut self,
-        candidate: &Candidate,
-        path: &Path,
-    ) -> DeviceResult<Installed> {
-        let image = candidate.image();
-        let record = Installed {
-            name: image.name().to_string(),
-            version: candidate.ota().version.clone(),
-            target: image.target().to_string(),
-            image_sha256: image.sha256().to_string(),
-            image_length: image.length(),
-            install_path: path.to_path_buf(),
-            installed_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        };
+    /// Write `installed.json`, and fix the image line on the first install.
+    pub(super) fn record_installed(&mut self, record: Installed) -> DeviceResult<Installed> {
         crate::crash_point::reached("state");
         record.save(&self.state)?;
-        if self.config.image_name.is_none() {
-            // The first install fixes the device's image line; it never switches after.
-            self.config.image_name = Some(record.name.clone());
-            self.config.save(&self.state)?;
-        }
+        self.fix_image_line(&record.name)?;
         tracing::info!(name = %record.name, version = %record.version, "installed");
         Ok(record)
+    }
+
+    /// The first install fixes the device's image line; it never switches after.
+    pub(super) fn fix_image_line(&mut self, name: &str) -> DeviceResult<()> {
+        if self.config.image_name.is_none() {
+            self.config.image_name = Some(name.to_string());
+            self.config.save(&self.state)?;
+        }
+        Ok(())
     }
 
     /// Install `candidate` into `dest`: from a patch when one has `dest`'s base as its base
