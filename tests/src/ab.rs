@@ -46,12 +46,25 @@ impl AbDevice {
         self._dir.path()
     }
 
-    /// `ota-client init` in A/B mode with boot control `spec` (e.g. `file:ENV`); returns
-    /// the run.
+    /// `ota-client init` in A/B mode with boot control `spec` (e.g. `file:ENV`), 8 MiB file
+    /// slots; returns the run.
     pub fn init_with(&self, repo: &SignedRepo, server: &str, spec: &str, extra: &[&str]) -> Run {
+        self.init_slots(repo, server, spec, &self.slot_b, "8MiB", extra)
+    }
+
+    /// `ota-client init` in A/B mode with `slot_b` as slot b and `--slot-size SIZE`.
+    pub fn init_slots(
+        &self,
+        repo: &SignedRepo,
+        server: &str,
+        spec: &str,
+        slot_b: &Path,
+        size: &str,
+        extra: &[&str],
+    ) -> Run {
         let root = repo.repo.join("metadata/1.root.json");
         let a = format!("a={}", self.slot_a.display());
-        let b = format!("b={}", self.slot_b.display());
+        let b = format!("b={}", slot_b.display());
         let mut args = vec![
             "init",
             "--root",
@@ -69,16 +82,20 @@ impl AbDevice {
             "--boot-control",
             spec,
             "--slot-size",
-            "8MiB",
+            size,
         ];
         args.extend(extra);
         self.client(&args)
     }
 
+    /// The `file:` boot control of this device's environment file.
+    pub fn file_spec(&self) -> String {
+        format!("file:{}", self.env.display())
+    }
+
     /// `init` with a `file:` environment; asserts success.
     pub fn init(&self, repo: &SignedRepo, server: &str) {
-        let spec = format!("file:{}", self.env.display());
-        let r = self.init_with(repo, server, &spec, &[]);
+        let r = self.init_with(repo, server, &self.file_spec(), &[]);
         assert_eq!(r.code, 0, "{r:?}");
     }
 

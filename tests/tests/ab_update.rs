@@ -189,8 +189,7 @@ fn unusable_slots_and_boot_environments_are_refused_before_anything_is_written()
     let dev = AbDevice::new(&v1);
     std::fs::remove_file(&dev.slot_b).unwrap();
     std::os::unix::fs::symlink(&dev.slot_a, &dev.slot_b).unwrap();
-    let spec = format!("file:{}", dev.env.display());
-    let r = dev.init_with(&repo, &server.url(), &spec, &[]);
+    let r = dev.init_with(&repo, &server.url(), &dev.file_spec(), &[]);
     assert_eq!(r.code, 2, "{r:?}");
     assert!(r.stderr.contains("same file"), "{r:?}");
     assert!(!dev.state.join("config.json").exists());
@@ -198,7 +197,14 @@ fn unusable_slots_and_boot_environments_are_refused_before_anything_is_written()
 
     // A slot too small for the image: refused before download, slot and env untouched.
     let dev = AbDevice::new(&v1);
-    let r = init_small(&dev, &repo, &server.url());
+    let r = dev.init_slots(
+        &repo,
+        &server.url(),
+        &dev.file_spec(),
+        &dev.slot_b,
+        "1KiB",
+        &[],
+    );
     assert_eq!(r.code, 0, "{r:?}");
     let env_before = std::fs::read(&dev.env).unwrap();
     let out = dev.json(&["update"], 2);
@@ -249,35 +255,6 @@ fn unusable_slots_and_boot_environments_are_refused_before_anything_is_written()
     assert!(!dev.state.join("config.json").exists());
 }
 
-fn spec_of(dev: &AbDevice) -> String {
-    format!("file:{}", dev.env.display())
-}
-
-/// `init` whose file slots hold 1 KiB.
-fn init_small(dev: &AbDevice, repo: &SignedRepo, server: &str) -> ota_tests::cli::Run {
-    let root = repo.repo.join("metadata/1.root.json");
-    let a = format!("a={}", dev.slot_a.display());
-    let b = format!("b={}", dev.slot_b.display());
-    let spec = spec_of(dev);
-    dev.client(&[
-        "init",
-        "--root",
-        root.to_str().unwrap(),
-        "--server",
-        server,
-        "--hardware",
-        "board-a",
-        "--slot",
-        &a,
-        "--slot",
-        &b,
-        "--boot-control",
-        &spec,
-        "--slot-size",
-        "1KiB",
-    ])
-}
-
 #[test]
 fn a_read_only_slot_is_refused_before_anything_is_downloaded() {
     use std::os::unix::fs::PermissionsExt;
@@ -302,23 +279,7 @@ fn a_read_only_slot_is_refused_before_anything_is_downloaded() {
         .write(true)
         .open(&slot_b)
         .is_err());
-    let root = repo.repo.join("metadata/1.root.json");
-    let spec = format!("file:{}", dev.env.display());
-    let r = dev.client(&[
-        "init",
-        "--root",
-        root.to_str().unwrap(),
-        "--server",
-        &server.url(),
-        "--hardware",
-        "board-a",
-        &format!("--slot=a={}", dev.slot_a.display()),
-        &format!("--slot=b={}", slot_b.display()),
-        "--boot-control",
-        &spec,
-        "--slot-size",
-        "8MiB",
-    ]);
+    let r = dev.init_slots(&repo, &server.url(), &dev.file_spec(), &slot_b, "8MiB", &[]);
     assert_eq!(r.code, 0, "{r:?}");
     let env_before = std::fs::read(&dev.env).unwrap();
     let out = dev.json(&["update"], 2);
