@@ -32,6 +32,7 @@ pub mod hash;
 pub mod metadata;
 pub mod patch;
 pub mod pathmatch;
+pub mod report;
 pub mod target_meta;
 pub mod version;
 

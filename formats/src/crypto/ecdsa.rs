@@ -1,0 +1,121 @@
+//! ECDSA P-256 signing (`ecdsa-sha2-nistp256`), as TUF tools list such keys: keytype `ecdsa`,
+//! the public key as PEM SubjectPublicKeyInfo, signatures DER-encoded in hex.
+//!
+//! Devices sign their status reports with the P-256 identity key of their TLS certificate;
+//! the same type lets a role key be ECDSA.
+use super::{Key, KeyVal, Signature, Signer};
+use crate::{Error, Result};
+use p256::ecdsa::signature::Signer as _;
+use p256::pkcs8::{DecodePrivateKey, EncodePublicKey, LineEnding};
+use serde_json::Map;
+
+/// An ECDSA P-256 private key.
+pub struct EcdsaP256Signer {
+    key: p256::ecdsa::SigningKey,
+    public: Key,
+}
+
+impl std::fmt::Debug for EcdsaP256Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never print private key material.
+        f.debug_struct("EcdsaP256Signer")
+            .field("public", &self.public.keyval.public)
+            .finish()
+    }
+}
+
+impl EcdsaP256Signer {
+    /// A new random key from the operating system's CSPRNG.
+    pub fn generate() -> Self {
+        Self::from_key(p256::ecdsa::SigningKey::random(&mut rand_core::OsRng))
+    }
+
+    /// Load a PKCS#8 PEM private key (`-----BEGIN PRIVATE KEY-----`), as OpenSSL, rcgen and
+    /// `ota-client enroll` write P-256 keys.
+    pub fn from_pkcs8_pem(pem: &str) -> Result<Self> {
+        let key = p256::ecdsa::SigningKey::from_pkcs8_pem(pem)
+            .map_err(|e| Error::SigningKey(format!("not a P-256 PKCS#8 PEM private key: {e}")))?;
+        Ok(Self::from_key(key))
+    }
+
+    fn from_key(key: p256::ecdsa::SigningKey) -> Self {
+        let public = p256_public_key(key.verifying_key());
+        EcdsaP256Signer { key, public }
+    }
+}
+
+/// The TUF listing of a P-256 public key.
+fn p256_public_key(vk: &p256::ecdsa::VerifyingKey) -> Key {
+    // Encoding a valid point as SPKI PEM cannot fail; an empty string would only make every
+    // verification fail, never pass.
+    let pem = vk.to_public_key_pem(LineEnding::LF).unwrap_or_default();
+    Key {
+        keytype: "ecdsa".into(),
+        scheme: "ecdsa-sha2-nistp256".into(),
+        keyval: KeyVal {
+            public: pem,
+            extra: Map::new(),
+        },
+        extra: Map::new(),
+    }
+}
+
+impl Key {
+    /// The TUF listing of a P-256 public key given as DER SubjectPublicKeyInfo (the
+    /// `subjectPublicKeyInfo` of an X.509 certificate).
+    pub fn ecdsa_p256_from_spki_der(spki: &[u8]) -> Result<Self> {
+        use p256::pkcs8::DecodePublicKey;
+        let vk =
+            p256::ecdsa::VerifyingKey::from_public_key_der(spki).map_err(|e| Error::BadKey {
+                keyid: "(certificate key)".into(),
+                reason: format!("not a P-256 public key: {e}"),
+            })?;
+        Ok(p256_public_key(&vk))
+    }
+}
+
+impl Signer for EcdsaP256Signer {
+    fn public_key(&self) -> Key {
+        self.public.clone()
+    }
+
+    fn sign(&self, msg: &[u8]) -> Result<Signature> {
+        let sig: p256::ecdsa::DerSignature = self.key.sign(msg);
+        Ok(Signature {
+            keyid: self.key_id()?,
+            sig: hex::encode(sig.as_bytes()),
+            extra: Map::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::pkcs8::EncodePrivateKey;
+
+    #[test]
+    fn signatures_verify_with_the_listed_key_and_only_over_the_message() {
+        let signer = EcdsaP256Signer::generate();
+        let sig = signer.sign(b"message").unwrap();
+        let key = signer.public_key();
+        let raw = hex::decode(&sig.sig).unwrap();
+        assert!(key.verify(&sig.keyid, b"message", &raw).unwrap());
+        assert!(!key.verify(&sig.keyid, b"messagf", &raw).unwrap());
+        let other = EcdsaP256Signer::generate().public_key();
+        assert!(!other.verify(&sig.keyid, b"message", &raw).unwrap());
+    }
+
+    #[test]
+    fn pem_round_trip_and_spki_listing_agree() {
+        let sk = p256::ecdsa::SigningKey::random(&mut rand_core::OsRng);
+        let pem = sk.to_pkcs8_pem(LineEnding::LF).unwrap();
+        let signer = EcdsaP256Signer::from_pkcs8_pem(&pem).unwrap();
+        let spki = sk.verifying_key().to_public_key_der().unwrap();
+        let listed = Key::ecdsa_p256_from_spki_der(spki.as_bytes()).unwrap();
+        assert_eq!(listed, signer.public_key());
+        assert_eq!(listed.key_id().unwrap(), signer.key_id().unwrap());
+        assert!(EcdsaP256Signer::from_pkcs8_pem("not a key").is_err());
+        assert!(Key::ecdsa_p256_from_spki_der(b"junk").is_err());
+    }
+}
