@@ -27,6 +27,9 @@ pub struct DeviceConfig {
     /// A/B slot mode: the two slots and the boot environment; absent in single-file mode.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub slots: Option<SlotConfig>,
+    /// Where status reports go; `SERVER/api/v1/reports` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub report_url: Option<String>,
 }
 
 /// The A/B slots of a device and how its boot loader is told which one to boot.
@@ -104,12 +107,22 @@ impl DeviceConfig {
             transfer: TransferSettings::default(),
             tls: TlsSettings::default(),
             slots: None,
+            report_url: None,
         })
     }
 
     /// Base URL of the metadata (`SERVER/metadata/`).
     pub fn metadata_url(&self) -> String {
         format!("{}/metadata/", self.server)
+    }
+
+    /// Where status reports are posted: `report_url`, else `SERVER/api/v1/reports` (the
+    /// server's own report endpoint).
+    pub fn report_url(&self) -> String {
+        match &self.report_url {
+            Some(u) => u.clone(),
+            None => format!("{}/api/v1/reports", self.server),
+        }
     }
 
     /// Base URL of the targets (`SERVER/targets/`).
@@ -149,6 +162,7 @@ impl DeviceConfig {
             transfer: cfg.transfer,
             tls: cfg.tls,
             slots: cfg.slots,
+            report_url: cfg.report_url,
             ..checked
         })
     }

@@ -112,6 +112,25 @@ pub enum DeviceError {
         /// Where the key was expected.
         path: PathBuf,
     },
+    /// A status report needs the device's certificate (its identity for the service).
+    #[error("{} does not exist: the device has no certificate to sign status reports with (enrol it first)", path.display())]
+    NoIdentityCertificate {
+        /// Where the certificate was expected.
+        path: PathBuf,
+    },
+    /// The status report could not be made (an identity key of another kind than P-256).
+    #[error("status report: {0}")]
+    Report(#[from] ota_formats::report::ReportError),
+    /// The service answered a status report with an error.
+    #[error("the service at {url} refused the status report: HTTP {status}: {reason}")]
+    ReportRefused {
+        /// The report URL.
+        url: String,
+        /// The HTTP status.
+        status: u16,
+        /// The service's reason.
+        reason: String,
+    },
     /// The TUF client refused or failed (metadata or target download).
     #[error(transparent)]
     Tuf(#[from] crate::Error),
@@ -260,6 +279,8 @@ impl DeviceError {
             | DeviceError::Tls(_)
             | DeviceError::Certificate(_)
             | DeviceError::NoIdentityKey { .. }
+            | DeviceError::NoIdentityCertificate { .. }
+            | DeviceError::Report(_)
             | DeviceError::SlotUnusable { .. }
             | DeviceError::Boot(_)
             | DeviceError::Busy { .. }
@@ -277,7 +298,7 @@ impl DeviceError {
                 }
                 _ => Category::Refused,
             },
-            DeviceError::SlipFetch { .. } => Category::Network,
+            DeviceError::SlipFetch { .. } | DeviceError::ReportRefused { .. } => Category::Network,
             DeviceError::Decrypt {
                 source: EnvelopeError::Io(_),
                 ..

@@ -272,7 +272,7 @@ impl Device {
 
     /// What an update must be newer than: in A/B mode the committed slot's image (from
     /// `slots.json`), else `installed.json`.
-    fn floor(&self) -> DeviceResult<Option<Installed>> {
+    pub(crate) fn floor(&self) -> DeviceResult<Option<Installed>> {
         match &self.config.slots {
             None => self.installed(),
             Some(slots) => Ok(super::slot_state::SlotState::load(&self.state.slots())?

@@ -472,3 +472,49 @@ mod tests {
         assert_eq!(v.if_range(), Some("Sat, 01 Jan 2000 00:00:00 GMT"));
     }
 }
+
+/// The answer to [`HttpTransport::post`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PostResponse {
+    /// HTTP status (any: a refusal's status and body are the caller's to interpret).
+    pub status: u16,
+    /// The response body, at most the requested cap.
+    pub body: Vec<u8>,
+}
+
+impl HttpTransport {
+    /// POST `body` to the base URL itself (e.g. a report endpoint), held to the metadata
+    /// request deadline. Any HTTP status is returned with its body (capped at `max_response`
+    /// bytes); redirects are not followed (a POST must not be re-sent elsewhere silently).
+    pub fn post(
+        &self,
+        content_type: &str,
+        body: &[u8],
+        max_response: u64,
+    ) -> Result<PostResponse, TransportError> {
+        use std::io::Read;
+        let url = self.base.trim_end_matches('/').to_string();
+        let start = Instant::now();
+        let timeout = TransferBounds::METADATA.request_timeout();
+        let mut request = self.agent.post(&url).set("Content-Type", content_type);
+        if let Some(t) = timeout {
+            request = request.timeout(t);
+        }
+        let resp = match request.send_bytes(body) {
+            Ok(r) | Err(ureq::Error::Status(_, r)) => r,
+            Err(ureq::Error::Transport(t)) => {
+                return Err(self.transport_error(&t, url, "", start, timeout))
+            }
+        };
+        let status = resp.status();
+        let mut out = Vec::new();
+        resp.into_reader()
+            .take(max_response)
+            .read_to_end(&mut out)
+            .map_err(|e| TransportError::Other {
+                location: url.clone(),
+                reason: format!("reading the response: {}", describe_io(&e)),
+            })?;
+        Ok(PostResponse { status, body: out })
+    }
+}

@@ -18,7 +18,7 @@ mod pin;
 mod tls;
 
 pub use dir::DirTransport;
-pub use http::HttpTransport;
+pub use http::{HttpTransport, PostResponse};
 pub use pin::{PinMismatch, SpkiPin};
 pub use tls::{TlsCause, TlsError, TlsSettings, TlsVersion};
 

@@ -13,6 +13,7 @@ mod keys;
 mod mark_good;
 mod progress;
 mod reenroll;
+mod report;
 mod simulate_boot;
 mod status;
 mod update;
@@ -50,7 +51,8 @@ pub const UP_TO_DATE: u8 = 100;
     "  ota-client keys import-group --state /var/lib/ota --name board-a group-board-a.otasec\n",
     "  ota-client enroll --state /var/lib/ota --name gw-0042   # mutual TLS: key + CSR for the fleet CA\n",
     "  ota-client enroll --state /var/lib/ota --cert gw-0042.pem\n",
-    "  ota-client reenroll --state /var/lib/ota                # new owner: new identity and keys\n\n",
+    "  ota-client reenroll --state /var/lib/ota                # new owner: new identity and keys\n",
+    "  ota-client report --state /var/lib/ota                  # signed status report to the service\n\n",
     exit_codes!()
 ))]
 struct Cli {
@@ -80,6 +82,8 @@ enum Command {
     Keys(keys::Args),
     /// Show the installed version, trusted root version and server.
     Status(status::Args),
+    /// Post the signed status report (versions, update state, trust expiry) to the service.
+    Report(report::Args),
     /// Make the TLS identity key and signing request, or install the issued certificate.
     Enroll(enroll::Args),
     /// New owner: destroy the identity, device and group keys; make new identity and device keys.
@@ -101,6 +105,7 @@ impl Command {
                 keys::KeysCommand::List(a) => a.json,
             },
             Command::Status(a) => a.json,
+            Command::Report(a) => a.json,
             Command::Enroll(a) => a.json,
             Command::Reenroll(a) => a.json,
         }
@@ -125,6 +130,7 @@ fn main() -> ExitCode {
         Command::Keygen(a) => keygen::run(a),
         Command::Keys(a) => keys::run(a),
         Command::Status(a) => status::run(a),
+        Command::Report(a) => report::run(a),
         Command::Enroll(a) => enroll::run(a),
         Command::Reenroll(a) => reenroll::run(a),
     };

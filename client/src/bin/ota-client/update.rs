@@ -20,6 +20,9 @@ use std::path::PathBuf;
     "--install-hook CMD: the image is streamed to `CMD write` on stdin, then `CMD commit` runs\n",
     "once it matched its signed sha256 (`CMD abort` otherwise); see client/README.md.\n",
     "On any failure the running image and the recorded state stay as they were.\n\n",
+    "After every attempt a device with a certificate (`ota-client enroll`) posts its signed\n",
+    "status report (see `ota-client report`); a report that cannot be sent is a warning and\n",
+    "does not change the exit code. --no-report skips it.\n\n",
     exit_codes!()
 ))]
 pub struct Args {
@@ -35,11 +38,38 @@ pub struct Args {
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Do not post a status report after the attempt.
+    #[arg(long)]
+    pub no_report: bool,
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
     let json = a.json;
     let mut device = Device::open(StateDir::new(&a.state), |c| progress::attach(c, !json))?;
+    let result = attempt(&mut device, &a);
+    if !a.no_report {
+        report_after(&device, result.as_ref().err());
+    }
+    result
+}
+
+/// Best effort: the service learns how the attempt went; failing to tell it is only a warning.
+fn report_after(device: &Device, failure: Option<&Failure>) {
+    if !device.state().identity_cert().exists() {
+        tracing::debug!("no device certificate: no status report sent");
+        return;
+    }
+    let sent = device
+        .status_report(failure.map(|f| f.message.clone()))
+        .and_then(|r| device.send_report(&r));
+    match sent {
+        Ok(s) => tracing::info!(url = %s.url, sequence = s.sequence, "status report accepted"),
+        Err(e) => tracing::warn!("status report not sent: {e}"),
+    }
+}
+
+fn attempt(device: &mut Device, a: &Args) -> Result<u8, Failure> {
+    let json = a.json;
     if device.config().slots.is_some() {
         if a.install_to.is_some() || a.install_hook.is_some() {
             return Err(Failure::usage(
@@ -92,7 +122,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                     "skipped": device.skipped(),
                 }));
             } else {
-                up_to_date(&device);
+                up_to_date(device);
             }
             Ok(UP_TO_DATE)
         }
@@ -117,7 +147,7 @@ fn up_to_date(device: &Device) {
 }
 
 /// The A/B update.
-fn slots(mut device: Device, json: bool) -> Result<u8, Failure> {
+fn slots(device: &mut Device, json: bool) -> Result<u8, Failure> {
     match device.update_slots()? {
         SlotOutcome::RebootNeeded { release, transfer } => {
             if json {
@@ -174,7 +204,7 @@ fn slots(mut device: Device, json: bool) -> Result<u8, Failure> {
                     "skipped": device.skipped(),
                 }));
             } else {
-                up_to_date(&device);
+                up_to_date(device);
             }
             Ok(UP_TO_DATE)
         }
