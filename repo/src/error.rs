@@ -295,6 +295,133 @@ pub enum RepoError {
         /// The new image's sha256.
         sha256: String,
     },
+
+    // --- Publication by upload (`crate::upload`): each a refusal of the upload. ---
+    /// An upload without exactly one top-level targets metadata file (`N.targets.json`).
+    #[error("an upload must hold exactly one targets metadata file (N.targets.json); this one holds {found}")]
+    UploadTargetsCount {
+        /// How many it holds.
+        found: usize,
+    },
+    /// A staged metadata file whose name is not `N.targets.json` or `N.ROLE.json`.
+    #[error(
+        "{name:?} is not a name an uploaded metadata file may have (N.targets.json or N.ROLE.json)"
+    )]
+    UploadBadName {
+        /// The file name.
+        name: String,
+    },
+    /// Uploaded metadata that does not parse, or whose version is not the one in its name.
+    #[error("uploaded {file}: {reason}")]
+    UploadCorrupt {
+        /// The uploaded file name.
+        file: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Uploaded metadata signed by fewer keys authorised for its role than the threshold
+    /// (signatures of other keys do not count).
+    #[error("uploaded {file} is not signed by enough {role} keys: {valid} valid signature(s) by keys authorised for {role}, threshold is {threshold}")]
+    UploadBelowThreshold {
+        /// The uploaded file name.
+        file: String,
+        /// The role.
+        role: String,
+        /// Valid signatures by authorised keys.
+        valid: usize,
+        /// The role's threshold.
+        threshold: u64,
+    },
+    /// Uploaded metadata whose signatures cannot be checked (a key id listed twice, an
+    /// unusable key).
+    #[error("uploaded {file}: signature check failed: {source}")]
+    UploadSignatures {
+        /// The uploaded file name.
+        file: String,
+        /// What the verification found.
+        source: ota_formats::Error,
+    },
+    /// Uploaded metadata whose version is not above the published one (a rollback, or the
+    /// same version again).
+    #[error("uploaded {file}: {role} version {version} is not newer than the published version {published}")]
+    UploadNotNewer {
+        /// The uploaded file name.
+        file: String,
+        /// The role.
+        role: String,
+        /// The uploaded version.
+        version: u64,
+        /// The published version.
+        published: u64,
+    },
+    /// Uploaded metadata that has expired.
+    #[error("uploaded {file}: {role} metadata expired at {expires}")]
+    UploadExpired {
+        /// The uploaded file name.
+        file: String,
+        /// The role.
+        role: String,
+        /// Its expiry.
+        expires: chrono::DateTime<chrono::Utc>,
+    },
+    /// Uploaded delegated metadata of a role that the uploaded metadata does not delegate to.
+    #[error("uploaded {file}: role {role} is not delegated by the uploaded targets metadata or by another uploaded role")]
+    UploadNotDelegated {
+        /// The uploaded file name.
+        file: String,
+        /// The role.
+        role: String,
+    },
+    /// A target path that is not a safe relative path (empty, `.` or `..` segments, backslash,
+    /// NUL, absolute).
+    #[error("target {target:?} is not a safe relative path")]
+    UploadUnsafeTargetPath {
+        /// The target path.
+        target: String,
+    },
+    /// A new or changed target whose file was neither uploaded nor already present.
+    #[error("target {target}: its file targets/{file} was not uploaded and the repository does not have it")]
+    UploadPayloadMissing {
+        /// The target path.
+        target: String,
+        /// The file under `targets/`.
+        file: String,
+    },
+    /// An uploaded target file that is not what the metadata signs.
+    #[error("target {target}: the uploaded file targets/{file} does not match its signed length and hashes: {source}")]
+    UploadPayloadMismatch {
+        /// The target path.
+        target: String,
+        /// The file under `targets/`.
+        file: String,
+        /// The mismatch.
+        source: ota_formats::Error,
+    },
+    /// A versioned metadata file of the upload already exists, with other content, in the
+    /// repository (left by something else; versioned files are never replaced).
+    #[error("{} already exists with other content than the uploaded file", path.display())]
+    UploadMetadataExists {
+        /// The existing file.
+        path: PathBuf,
+    },
+    /// A staged file that cannot be read.
+    #[error("cannot read the uploaded {file}: {source}")]
+    UploadRead {
+        /// The staged file, relative to the staging directory.
+        file: String,
+        /// The failure.
+        source: std::io::Error,
+    },
+}
+
+/// What kind of refusal an upload got (see [`RepoError::upload_refusal`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UploadRefusal {
+    /// A version not above the published one.
+    Version,
+    /// Anything else about the upload's content: names, signatures, expiry, delegations,
+    /// target files.
+    Content,
 }
 
 fn missing_list(missing: &[String]) -> String {
@@ -306,6 +433,28 @@ fn missing_list(missing: &[String]) -> String {
 }
 
 impl RepoError {
+    /// Whether this error refuses an upload because of what it holds (and what kind of
+    /// refusal), as opposed to a failure of the repository or the server; `None` for the
+    /// latter.
+    pub fn upload_refusal(&self) -> Option<UploadRefusal> {
+        match self {
+            RepoError::UploadNotNewer { .. } => Some(UploadRefusal::Version),
+            RepoError::UploadTargetsCount { .. }
+            | RepoError::UploadBadName { .. }
+            | RepoError::UploadCorrupt { .. }
+            | RepoError::UploadBelowThreshold { .. }
+            | RepoError::UploadSignatures { .. }
+            | RepoError::UploadExpired { .. }
+            | RepoError::UploadNotDelegated { .. }
+            | RepoError::UploadUnsafeTargetPath { .. }
+            | RepoError::UploadPayloadMissing { .. }
+            | RepoError::UploadPayloadMismatch { .. }
+            | RepoError::UploadMetadataExists { .. }
+            | RepoError::TargetFileConflict { .. } => Some(UploadRefusal::Content),
+            _ => None,
+        }
+    }
+
     /// A failed write of `path`.
     pub fn write(path: &std::path::Path, source: std::io::Error) -> Self {
         RepoError::Write {

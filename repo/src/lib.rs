@@ -13,6 +13,9 @@
 //! - [`publish`]: the ordered, atomic publication of new metadata, signed through
 //!   [`ota_formats::crypto::Signer`] trait objects;
 //! - [`lock`]: one writer at a time (an OS file lock);
+//! - [`online`]: snapshot and timestamp signed by the server that holds only their keys;
+//! - [`upload`]: publication of offline-signed targets uploaded to that server, verified
+//!   against the live repository and switched in atomically;
 //! - [`error`]: [`RepoError`], typed errors naming the file, role or key.
 //!
 //! ```no_run
@@ -38,6 +41,7 @@ pub mod policy;
 pub mod publish;
 pub mod repository;
 pub mod targets;
+pub mod upload;
 
 pub use error::{RepoError, Result};
 pub use repository::Repository;

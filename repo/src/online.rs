@@ -93,6 +93,21 @@ impl OnlineSigner {
         }
     }
 
+    /// Sign and publish a new snapshot and timestamp for `repo` as given, due or not: for a
+    /// publication that has just put new metadata in place ([`crate::upload`]), which the
+    /// snapshot lists from [`Repository::pending_targets`] and [`Repository::snapshot`]'s
+    /// entries. The caller holds the writer lock.
+    pub fn publish_now(&self, repo: &Repository, now: DateTime<Utc>) -> Result<Published> {
+        let signers = keys::role_signers(&self.keys);
+        let needs = Needs {
+            root: false,
+            targets: false,
+            snapshot: true,
+            timestamp: true,
+        };
+        publish::publish(repo, repo.targets.signed.clone(), needs, &signers, now)
+    }
+
     /// Re-sign what is due (see [`OnlineSigner::plan`]) under the writer lock; `None` when
     /// nothing was.
     pub fn renew(&self, repo_dir: &Path, now: DateTime<Utc>) -> Result<Option<Published>> {

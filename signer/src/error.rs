@@ -7,7 +7,9 @@
 //! | 2 | usage or bad input (arguments, firmware file, image name, version, hardware id, a target name taken by another image or version, recipients) |
 //! | 3 | keys: missing, unreadable, not an Ed25519 PKCS#8 PEM key, not authorised for the role in root, or inside the repository |
 //! | 4 | repository: missing, corrupt, already existing where a new one was asked, or locked by another run |
-//! | 5 | version policy: the version is not newer than the published one, or that version is already published with another image |
+//! | 5 | version policy: the version is not newer than the published one, or that version is already published with another image; `publish --to`: the server refused a targets version not above its published one |
+//! | 6 | `publish --to`: the server cannot be reached (connection, TLS, timeout) or gave an unexpected answer |
+//! | 7 | `publish --to`: the server refused the publication: wrong or missing token, a release that does not verify (signatures, threshold, expiry, target files), or over its size limit |
 //! | 10 | `status` only: a role expires within a quarter of its period, or has expired |
 //!
 //! With `--json`, a failure also prints `{"error": {"kind", "message", "hint", "exit_code"}}` on
@@ -54,6 +56,22 @@ pub enum Error {
         /// What to do about it.
         hint: String,
     },
+    /// The server of `publish --to` cannot be reached or answered unexpectedly.
+    #[error("{msg}")]
+    Network {
+        /// What failed.
+        msg: String,
+        /// What to do about it.
+        hint: String,
+    },
+    /// The server of `publish --to` refused the publication (its reason in `msg`).
+    #[error("{msg}")]
+    Refused {
+        /// The refusal, in the server's words.
+        msg: String,
+        /// What to do about it.
+        hint: String,
+    },
     /// An I/O failure while writing.
     #[error("{msg}")]
     Io {
@@ -96,6 +114,20 @@ impl Error {
             hint: hint.into(),
         }
     }
+    /// The server cannot be reached or answered unexpectedly.
+    pub fn network(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Network {
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
+    /// The server refused the publication.
+    pub fn refused(msg: impl Into<String>, hint: impl Into<String>) -> Self {
+        Error::Refused {
+            msg: msg.into(),
+            hint: hint.into(),
+        }
+    }
     /// A failed write of `path`.
     pub fn write(path: &std::path::Path, e: impl std::fmt::Display) -> Self {
         Error::Io {
@@ -126,7 +158,7 @@ impl Error {
     }
 
     /// The stable, lower-case word for the error class in `--json` error output: `input`,
-    /// `keys`, `repo`, `policy` or `io`.
+    /// `keys`, `repo`, `policy`, `io`, `network` or `refused`.
     pub fn kind(&self) -> &'static str {
         match self {
             Error::Input { .. } => "input",
@@ -134,6 +166,8 @@ impl Error {
             Error::Repo { .. } => "repo",
             Error::Policy { .. } => "policy",
             Error::Io { .. } => "io",
+            Error::Network { .. } => "network",
+            Error::Refused { .. } => "refused",
         }
     }
 
@@ -144,7 +178,9 @@ impl Error {
             | Error::Keys { hint, .. }
             | Error::Repo { hint, .. }
             | Error::Policy { hint, .. }
-            | Error::Io { hint, .. } => hint,
+            | Error::Io { hint, .. }
+            | Error::Network { hint, .. }
+            | Error::Refused { hint, .. } => hint,
         }
     }
 
@@ -156,6 +192,8 @@ impl Error {
             Error::Keys { .. } => 3,
             Error::Repo { .. } => 4,
             Error::Policy { .. } => 5,
+            Error::Network { .. } => 6,
+            Error::Refused { .. } => 7,
         }
     }
 }
@@ -275,6 +313,26 @@ impl From<RepoError> for Error {
                 msg,
                 "a published version is never replaced (devices could not tell the two apart): publish the new image under a new version",
             ),
+            // Refusals of an upload (made by the server's library; listed for completeness).
+            RepoError::UploadNotNewer { .. } => Error::policy(
+                msg,
+                "sign a new targets version above the published one, then publish again",
+            ),
+            RepoError::UploadTargetsCount { .. }
+            | RepoError::UploadBadName { .. }
+            | RepoError::UploadCorrupt { .. }
+            | RepoError::UploadBelowThreshold { .. }
+            | RepoError::UploadSignatures { .. }
+            | RepoError::UploadExpired { .. }
+            | RepoError::UploadNotDelegated { .. }
+            | RepoError::UploadUnsafeTargetPath { .. }
+            | RepoError::UploadPayloadMissing { .. }
+            | RepoError::UploadPayloadMismatch { .. }
+            | RepoError::UploadMetadataExists { .. } => Error::refused(
+                msg,
+                "nothing was published; fix the release on the release machine and publish again",
+            ),
+            RepoError::UploadRead { .. } => Error::repo(msg, "check the staging directory's disk"),
         }
     }
 }

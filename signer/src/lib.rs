@@ -14,6 +14,7 @@
 //! - [`delta_target`]: patch targets of `add --delta-from` (bases, base images, metadata);
 //! - [`recipients`]: `ota-recipients.json`, the devices and groups encrypted targets are for;
 //! - [`encrypt`]: encryption of targets and their key slips;
+//! - [`upload`]: `publish --to`, the client of `ota-server`'s upload API;
 //! - [`cmd`]: one module per subcommand.
 //!
 //! Errors carry a hint and map to the CLI's exit codes (see [`error`]); the typed errors of
@@ -29,6 +30,7 @@ pub mod encrypt;
 pub mod error;
 pub mod keys;
 pub mod recipients;
+pub mod upload;
 
 pub use error::{Error, Result};
 

@@ -21,16 +21,23 @@ Exit codes:
   4   repository: missing, corrupt (incl. ota-recipients.json), already existing (init), or
       locked by another ota-sign run (.ota-sign.lock)
   5   version policy: the version is not newer than the published (or staged) ones, or it
-      is already published with another image
+      is already published with another image (publish --to: the server refused a targets
+      version not above its published one)
+  6   publish --to: the server cannot be reached (connection, TLS, timeout) or answered
+      something unexpected
+  7   publish --to: the server refused the publication (wrong or missing token, signatures
+      or threshold, expiry, target files not as signed, --max-upload-size); its reason is
+      in the error line
   10  status: a role has under a quarter of its expiry period left, or has expired
 
 With --json, a failure also prints on stdout
-  {\"error\": {\"kind\": \"input|keys|repo|policy|io\", \"message\", \"hint\", \"exit_code\"}}
+  {\"error\": {\"kind\": \"input|keys|repo|policy|io|network|refused\", \"message\", \"hint\", \"exit_code\"}}
 
 Example:
   ota-sign init --repo repo --keys ~/ota-keys
   ota-sign add --repo repo --keys ~/ota-keys fw.img --name gateway-fw --version 1.2.0 --hardware board-a
-  ota-sign status --repo repo";
+  ota-sign status --repo repo
+  ota-sign publish --repo repo --to https://updates.example.com:8443 --token-file publish.token";
 
 /// `ota-sign`: create and sign OTA update repositories (TUF, consistent snapshots), offline.
 #[derive(Debug, Parser)]
@@ -55,7 +62,8 @@ pub enum Command {
     Init(init::Args),
     /// Add a firmware image as a target and publish it.
     Add(add::Args),
-    /// Re-sign targets, snapshot and timestamp when they change or expire soon.
+    /// Re-sign targets, snapshot and timestamp when they change or expire soon, or upload a
+    /// release to a server holding the online keys (--to).
     Publish(publish::Args),
     /// Show roles, versions, keys, thresholds and expiry; exit 10 when a role is due.
     Status(status::Args),

@@ -1,6 +1,8 @@
-//! `ota-sign publish`: re-sign targets, snapshot and timestamp when due, bumping versions.
+//! `ota-sign publish`: re-sign targets, snapshot and timestamp when due, bumping versions;
+//! with `--to URL`, upload the release signed offline to the server holding the online keys
+//! ([`crate::upload`]).
 use crate::keys;
-use crate::Result;
+use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_repo::lock::RepoLock;
 use ota_repo::policy::{health, Health};
@@ -18,7 +20,22 @@ Examples:
 Targets staged with `ota-sign add --no-publish` are signed and published.
 A role is re-signed when under a quarter of its expiry period is left (or it expired); a new
 targets implies a new snapshot, which implies a new timestamp. Root is re-signed only with --root
-(its keys stay offline otherwise). Only the keys of the roles being signed are needed. Run it from cron (e.g. daily) to keep the repository fresh.";
+(its keys stay offline otherwise). Only the keys of the roles being signed are needed. Run it from cron (e.g. daily) to keep the repository fresh.
+
+Publishing to a server (online roles: `ota-sign init --online-roles`, `ota-server --online-keys
+KEYS-ONLINE --publish-token-file TOKEN`):
+  ota-sign add --repo repo --keys ~/ota-keys fw.img --name gw --version 1.3.0 --hardware board-a
+  ota-sign publish --repo repo --to https://updates.example.com:8443 --token-file ~/publish.token \
+      --cacert ca.pem
+  OTA_PUBLISH_TOKEN=... ota-sign publish --repo repo --to https://updates.example.com:8443 --json
+
+--to uploads the newest N.targets.json of the repository (signed offline by `add`), the delegated
+metadata it reaches, and the target files the server does not have yet; the server verifies them
+against its trusted root and published versions, then publishes them with a new snapshot and
+timestamp, or refuses and publishes nothing. No keys are needed. Exit codes of --to: 0 published,
+2 bad arguments or token, 4 local repository, 5 the server refused a targets version not above its
+published one, 6 server unreachable or unexpected answer, 7 refused by the server (token, signatures,
+threshold, expiry, target files, size limit; the server's reason is in the error line).";
 
 /// Arguments of `publish`.
 #[derive(Debug, clap::Args)]
@@ -27,15 +44,31 @@ pub struct Args {
     /// Repository directory.
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
-    /// Directory of the private keys.
-    #[arg(long, value_name = "DIR")]
-    pub keys: PathBuf,
+    /// Directory of the private keys (not with --to).
+    #[arg(
+        long,
+        value_name = "DIR",
+        required_unless_present = "to",
+        conflicts_with = "to"
+    )]
+    pub keys: Option<PathBuf>,
     /// Re-sign targets, snapshot and timestamp even if none is due.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to")]
     pub force: bool,
     /// Also sign a new root version (same keys, new expiry); needs the root keys.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "to")]
     pub root: bool,
+    /// Upload the release signed offline in --repo to this ota-server (https://HOST:PORT) and
+    /// have it published there.
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// With --to: file holding the server's publish token (else $OTA_PUBLISH_TOKEN).
+    #[arg(long, value_name = "FILE", requires = "to")]
+    pub token_file: Option<PathBuf>,
+    /// With --to: PEM file of the CA that issued the server's certificate (else the public
+    /// roots).
+    #[arg(long, value_name = "PEM", requires = "to")]
+    pub cacert: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -53,7 +86,16 @@ pub struct Report {
 
 /// Run `publish`.
 pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
-    keys::check_outside_repo(&a.keys, &a.repo)?;
+    if let Some(url) = &a.to {
+        return upload(&a, url);
+    }
+    let Some(key_dir) = &a.keys else {
+        return Err(Error::input(
+            "--keys is missing",
+            "pass --keys DIR to sign, or --to URL to upload to a server",
+        ));
+    };
+    keys::check_outside_repo(key_dir, &a.repo)?;
     let _lock = RepoLock::acquire(&a.repo)?;
     let repo = Repository::load(&a.repo)?;
     let mut needs = publish::plan(&repo, repo.staged.is_some(), a.force, now);
@@ -68,7 +110,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             warnings: Vec::new(),
         }
     } else {
-        let role_keys = keys::load_roles(&a.keys, &repo, &needs.roles())?;
+        let role_keys = keys::load_roles(key_dir, &repo, &needs.roles())?;
         let signers = ota_repo::keys::role_signers(&role_keys);
         publish::publish(&repo, repo.working_targets(), needs, &signers, now)?
     };
@@ -99,6 +141,33 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             "root expires {}: sign a new root with `ota-sign publish --root` (needs the root keys)",
             repo.root.signed.expires.format("%Y-%m-%d %H:%M UTC")
         ));
+    }
+    Ok(0)
+}
+
+/// `publish --to URL`.
+fn upload(a: &Args, url: &str) -> Result<u8> {
+    let token = crate::upload::read_token(a.token_file.as_deref())?;
+    let up = crate::upload::Uploader::new(url, token, a.cacert.as_deref())?;
+    let report = crate::upload::publish(&up, &a.repo)?;
+    if a.json {
+        super::print_json(&report);
+    } else {
+        let p = &report.published;
+        let delegated: String = p
+            .delegated
+            .iter()
+            .map(|(role, v)| format!(", {role} v{v}"))
+            .collect();
+        println!(
+            "published on {}: targets v{}{delegated}, snapshot v{}, timestamp v{} ({} target file(s), {} bytes uploaded)",
+            report.server,
+            p.targets_version,
+            p.snapshot_version,
+            p.timestamp_version,
+            report.payloads_uploaded.len(),
+            report.bytes_uploaded
+        );
     }
     Ok(0)
 }
