@@ -64,7 +64,10 @@ pub enum StoreError {
     },
 
     /// No PostgreSQL server answered at the URL's host and port within the connect timeout.
-    #[error("PostgreSQL at {url_without_password}: unreachable: {source}")]
+    #[error(
+        "PostgreSQL at {url_without_password}: unreachable: {}",
+        crate::postgres::describe(source)
+    )]
     Unreachable {
         /// The URL with any password removed.
         url_without_password: String,
@@ -96,7 +99,10 @@ pub enum StoreError {
     },
 
     /// Any other PostgreSQL failure.
-    #[error("PostgreSQL at {url_without_password}: {source}")]
+    #[error(
+        "PostgreSQL at {url_without_password}: {}",
+        crate::postgres::describe(source)
+    )]
     Postgres {
         /// The URL with any password removed.
         url_without_password: String,

@@ -20,7 +20,7 @@ use crate::{
 
 /// The advisory-lock key serializing migrations ("ota-flt" in ASCII): openers of one database
 /// wait for each other instead of both creating the tables.
-const MIGRATION_LOCK: i64 = 0x6f74_612d_666c_74;
+const MIGRATION_LOCK: i64 = 0x006f_7461_2d66_6c74;
 
 /// A report store in a PostgreSQL database.
 pub(crate) struct PostgresStore {
@@ -28,6 +28,8 @@ pub(crate) struct PostgresStore {
     /// The URL without its password, for messages.
     display: String,
     client: Client,
+    /// The last failure left the connection unusable: reconnect before the next operation.
+    broken: bool,
 }
 
 impl PostgresStore {
@@ -36,7 +38,7 @@ impl PostgresStore {
         let display = without_password(url);
         let mut config = Config::from_str(url).map_err(|e| StoreError::BadPostgresUrl {
             url_without_password: display.clone(),
-            reason: e.to_string(),
+            reason: describe(&e),
         })?;
         // Without it an address that drops packets would hang the server for minutes (the
         // kernel's SYN retries); a URL's own connect_timeout wins.
@@ -51,6 +53,7 @@ impl PostgresStore {
             config,
             display,
             client,
+            broken: false,
         };
         store.migrate()?;
         Ok(store)
@@ -59,10 +62,28 @@ impl PostgresStore {
     /// The connection, re-established if the previous one was lost (server restart, network):
     /// the call that saw it break failed, the next one works again.
     fn client(&mut self) -> Result<&mut Client, StoreError> {
-        if self.client.is_closed() {
+        if self.broken || self.client.is_closed() {
             self.client = connect(&self.config, &self.display)?;
+            self.broken = false;
         }
         Ok(&mut self.client)
+    }
+
+    /// Runs an operation, and marks the connection for replacement when its failure was not
+    /// an ordinary SQL error: the client notices a terminated or reset connection only later
+    /// (`is_closed` stays false until then), so the next call would fail again otherwise.
+    fn watch<T>(
+        &mut self,
+        op: impl FnOnce(&mut Self) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        let result = op(self);
+        if let Err(StoreError::Postgres { source, .. }) = &result {
+            let ordinary = source
+                .as_db_error()
+                .is_some_and(|db| db.severity() == "ERROR");
+            self.broken |= !ordinary;
+        }
+        result
     }
 
     fn err(&self, source: postgres::Error) -> StoreError {
@@ -115,6 +136,29 @@ impl PostgresStore {
 
 impl ReportStore for PostgresStore {
     fn record(&mut self, batch: &[ReportRecord]) -> Result<Vec<RecordOutcome>, StoreError> {
+        self.watch(|s| s.try_record(batch))
+    }
+
+    fn devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
+        self.watch(Self::try_devices)
+    }
+
+    fn latest_report(&mut self, device_id: &str) -> Result<Option<ReportRecord>, StoreError> {
+        self.watch(|s| s.try_latest_report(device_id))
+    }
+
+    fn report_count(&mut self) -> Result<u64, StoreError> {
+        self.watch(Self::try_report_count)
+    }
+
+    fn schema_version(&mut self) -> Result<u32, StoreError> {
+        self.watch(Self::try_schema_version)
+    }
+}
+
+/// The operations, each wrapped by [`PostgresStore::watch`] in the trait impl below.
+impl PostgresStore {
+    fn try_record(&mut self, batch: &[ReportRecord]) -> Result<Vec<RecordOutcome>, StoreError> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
@@ -157,7 +201,7 @@ impl ReportStore for PostgresStore {
         Ok(plan.outcomes)
     }
 
-    fn devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
+    fn try_devices(&mut self) -> Result<Vec<DeviceSummary>, StoreError> {
         let rows = self
             .client()?
             .query(
@@ -187,7 +231,7 @@ impl ReportStore for PostgresStore {
         Ok(devices)
     }
 
-    fn latest_report(&mut self, device_id: &str) -> Result<Option<ReportRecord>, StoreError> {
+    fn try_latest_report(&mut self, device_id: &str) -> Result<Option<ReportRecord>, StoreError> {
         let row = self
             .client()?
             .query_opt(
@@ -218,7 +262,7 @@ impl ReportStore for PostgresStore {
         }))
     }
 
-    fn report_count(&mut self) -> Result<u64, StoreError> {
+    fn try_report_count(&mut self) -> Result<u64, StoreError> {
         let row = self
             .client()?
             .query_one("SELECT count(*) FROM reports", &[])
@@ -227,7 +271,7 @@ impl ReportStore for PostgresStore {
         Ok(n.max(0) as u64)
     }
 
-    fn schema_version(&mut self) -> Result<u32, StoreError> {
+    fn try_schema_version(&mut self) -> Result<u32, StoreError> {
         let row = self
             .client()?
             .query_one(
@@ -392,6 +436,25 @@ fn connect(config: &Config, display: &str) -> Result<Client, StoreError> {
             },
         }
     })
+}
+
+/// The whole of a PostgreSQL error on one line: the client's own Display says only "db error"
+/// or "error connecting to server", and the project prints errors by Display alone.
+pub(crate) fn describe(e: &postgres::Error) -> String {
+    if let Some(db) = e.as_db_error() {
+        let mut line = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+        if let Some(detail) = db.detail() {
+            line = format!("{line} ({detail})");
+        }
+        return line;
+    }
+    let mut line = e.to_string();
+    let mut cause = std::error::Error::source(e);
+    while let Some(c) = cause {
+        line = format!("{line}: {c}");
+        cause = c.source();
+    }
+    line
 }
 
 /// The URL for messages: no password, and no query (which may carry `password=`).
