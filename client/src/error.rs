@@ -2,12 +2,14 @@
 //! can tell a rollback from an expired role from a network outage.
 use crate::transport::TransportError;
 use chrono::{DateTime, Utc};
+use ota_formats::trust::TrustError;
 use std::path::PathBuf;
 
 /// Result with the client error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Why a refresh or a download was refused.
+/// Why a refresh or a download was refused. The refusals of the verification state machine
+/// ([`TrustError`]) map one to one onto the variants of the same names.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The bytes are not valid metadata of the expected role (bad JSON, wrong `_type`, ...).
@@ -137,6 +139,33 @@ impl Error {
         Error::Io {
             path: path.into(),
             source,
+        }
+    }
+}
+
+impl From<TrustError> for Error {
+    fn from(e: TrustError) -> Self {
+        use TrustError as T;
+        match e {
+            T::InvalidMetadata { role, source } => Error::InvalidMetadata { role, source },
+            T::SignatureThreshold { role, source } => Error::SignatureThreshold { role, source },
+            T::ExpiredMetadata { role, expires } => Error::ExpiredMetadata { role, expires },
+            T::Rollback { role, trusted, new } => Error::Rollback { role, trusted, new },
+            T::VersionMismatch {
+                role,
+                expected,
+                actual,
+            } => Error::VersionMismatch {
+                role,
+                expected,
+                actual,
+            },
+            T::EqualVersion { version } => Error::EqualVersion { version },
+            T::SnapshotEntryRemoved { file } => Error::SnapshotEntryRemoved { file },
+            T::NotInSnapshot { role } => Error::NotInSnapshot { role },
+            T::NotDelegated { role, delegator } => Error::NotDelegated { role, delegator },
+            T::HashMismatch { what, source } => Error::HashMismatch { what, source },
+            T::Workflow(what) => Error::Workflow(what),
         }
     }
 }

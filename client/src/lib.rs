@@ -3,8 +3,9 @@
 //! The device side of the OTA toolkit: a TUF client (specification section 5) usable from
 //! plain synchronous code.
 //!
-//! - [`trusted::TrustedSet`] is the verification state machine: no I/O, fed bytes and a
-//!   reference time; it accepts metadata into the trusted set or returns a specific [`Error`].
+//! - [`trusted::TrustedSet`] is the verification state machine (`ota_formats::trust`, pure: no
+//!   I/O, fed bytes and a reference time); it accepts metadata into the trusted set or returns
+//!   a specific [`Error`].
 //! - [`Updater`] does the fetching and caching around it: a metadata directory holding exactly
 //!   the verified bytes (`root.json`, `timestamp.json`, `snapshot.json`, `targets.json`,
 //!   percent-encoded delegated role names), and verified, atomic target downloads.
@@ -19,7 +20,6 @@ pub mod boot;
 pub mod clock;
 pub mod config;
 pub mod crash_point;
-mod delegation_index;
 pub mod device;
 mod error;
 pub mod metadata_cache;
@@ -32,7 +32,6 @@ pub mod transport;
 pub mod trusted;
 mod updater;
 pub mod verified;
-mod verify;
 
 pub use clock::{Clock, FixedClock, SystemClock};
 pub use config::{Limits, UpdaterConfig};

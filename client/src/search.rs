@@ -1,31 +1,10 @@
 //! Target search through the delegation graph: pre-order depth-first, lazy loading,
 //! `terminating` honoured, each role visited once, at most `max_delegations` roles.
-use crate::delegation_index::DelegationIndex;
 use crate::updater::Updater;
 use crate::verified::{VerifiedTarget, VerifiedTargets};
 use crate::{Error, Result};
 use ota_formats::metadata::Delegations;
 use std::collections::{BTreeSet, HashSet};
-
-/// Children of a delegating role that are trusted for `path`, in priority order, with their
-/// `terminating` flag. Succinct hash bins never terminate a search by themselves.
-fn children_for(
-    delegations: &Delegations,
-    index: &DelegationIndex,
-    path: &str,
-) -> Vec<(String, bool)> {
-    if delegations.roles.is_some() {
-        index
-            .roles_for(delegations, path)
-            .into_iter()
-            .map(|r| (r.name.clone(), r.terminating))
-            .collect()
-    } else if let Some(s) = &delegations.succinct_roles {
-        vec![(s.role_for(path), false)]
-    } else {
-        Vec::new()
-    }
-}
 
 /// Every role a delegating role names, whatever the path (all bins for succinct roles).
 fn all_children(delegations: &Delegations) -> Vec<String> {
@@ -42,9 +21,9 @@ fn all_children(delegations: &Delegations) -> Vec<String> {
 }
 
 impl Updater {
-    fn loaded(&self, role: &str) -> Result<(&VerifiedTargets, &DelegationIndex)> {
+    fn loaded(&self, role: &str) -> Result<&VerifiedTargets> {
         self.trusted
-            .targets_role_indexed(role)
+            .targets_role(role)
             .ok_or(Error::Workflow("targets role not loaded"))
     }
 
@@ -59,19 +38,20 @@ impl Updater {
                 continue;
             }
             self.load_targets(&role, &delegator)?;
-            let (targets, index) = self.loaded(&role)?;
-            if let Some(file) = targets.targets.get(target_path) {
+            if let Some(file) = self.loaded(&role)?.targets.get(target_path) {
                 tracing::debug!(target = target_path, %role, "target found");
                 return Ok(Some(VerifiedTarget::new(target_path, file.clone(), role)));
             }
             let mut children = Vec::new();
-            if let Some(d) = &targets.delegations {
-                for (child, terminating) in children_for(d, index, target_path) {
-                    children.push((child, role.clone()));
-                    if terminating {
-                        to_visit.clear();
-                        break;
-                    }
+            for child in self
+                .trusted
+                .delegates_for(&role, target_path)
+                .unwrap_or_default()
+            {
+                children.push((child.role, role.clone()));
+                if child.terminating {
+                    to_visit.clear();
+                    break;
                 }
             }
             visited.insert(role);
@@ -103,7 +83,7 @@ impl Updater {
                 Err(Error::NotInSnapshot { .. }) if role != "targets" => continue,
                 Err(e) => return Err(e),
             }
-            let (targets, _) = self.loaded(&role)?;
+            let targets = self.loaded(&role)?;
             paths.extend(targets.targets.keys().cloned());
             if let Some(d) = &targets.delegations {
                 let children = all_children(d);

@@ -1,51 +1,13 @@
-//! Roles and targets that passed verification. Only the state machine in
-//! [`crate::trusted`] constructs these, so holding one is proof of the checks.
+//! Roles and targets that passed verification. The roles ([`Verified`] and its aliases) come
+//! from the state machine in `ota_formats::trust`, the only code that constructs them;
+//! [`VerifiedTarget`] comes from this crate's target search through the delegations of verified
+//! roles, the only code that constructs it. Holding one is proof of the checks.
 use ota_formats::hash::Hashes;
-use ota_formats::metadata::{Root, Snapshot, TargetFile, Targets, Timestamp};
+use ota_formats::metadata::TargetFile;
+pub use ota_formats::trust::{
+    Verified, VerifiedRoot, VerifiedSnapshot, VerifiedTargets, VerifiedTimestamp,
+};
 use serde_json::Value;
-use std::ops::Deref;
-
-/// A role's metadata that passed signature, version, expiry and snapshot checks.
-#[derive(Debug, Clone)]
-pub struct Verified<T> {
-    name: String,
-    signed: T,
-}
-
-impl<T> Verified<T> {
-    pub(crate) fn new(name: impl Into<String>, signed: T) -> Self {
-        Verified {
-            name: name.into(),
-            signed,
-        }
-    }
-
-    /// The role name ("root", "targets", or a delegated role's name).
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
-    /// The verified `signed` content.
-    pub fn signed(&self) -> &T {
-        &self.signed
-    }
-}
-
-impl<T> Deref for Verified<T> {
-    type Target = T;
-    fn deref(&self) -> &T {
-        &self.signed
-    }
-}
-
-/// The trusted root.
-pub type VerifiedRoot = Verified<Root>;
-/// The trusted timestamp.
-pub type VerifiedTimestamp = Verified<Timestamp>;
-/// The trusted snapshot.
-pub type VerifiedSnapshot = Verified<Snapshot>;
-/// A trusted targets role (top-level or delegated).
-pub type VerifiedTargets = Verified<Targets>;
 
 /// A target path and its entry, proven by the delegation chain from the top-level targets.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,6 +7,8 @@
 //!
 //! Verification always runs over the canonical JSON of the *raw* `signed` value as received,
 //! never over a re-serialised struct, so unknown fields written by other tools keep verifying.
+//! [`trust::TrustedSet`] is the TUF verification state machine (root chain, timestamp,
+//! snapshot, targets, delegations) that the device client and the repository editor share.
 //!
 //! ```
 //! use ota_formats::crypto::{Ed25519Signer, Signer};
@@ -34,6 +36,7 @@ pub mod patch;
 pub mod pathmatch;
 pub mod report;
 pub mod target_meta;
+pub mod trust;
 pub mod version;
 
 pub use error::{Error, Result};

@@ -40,7 +40,8 @@ impl RawMetadata {
                 })
             }
         }
-        let parsed: T = serde_json::from_value(self.signed.clone())
+        // Deserialised from a reference: the tree is not copied first.
+        let parsed = T::deserialize(&self.signed)
             .map_err(|e| Error::malformed(format!("{} metadata", T::TYPE), e))?;
         super::common::check_common(T::TYPE, parsed.version(), parsed.spec_version())?;
         parsed.validate()?;

@@ -6,8 +6,8 @@
 //! The index only narrows the candidates; every candidate is still checked with
 //! [`DelegatedRole::is_delegated_path`], so the result and its priority order are exactly those of
 //! a full scan.
-use ota_formats::hash::sha256_hex;
-use ota_formats::metadata::{DelegatedRole, Delegations};
+use crate::hash::sha256_hex;
+use crate::metadata::{DelegatedRole, Delegations};
 use std::collections::{BTreeSet, HashMap};
 
 /// Roles grouped by a prefix that every path (or path hash) they are trusted for starts with.
