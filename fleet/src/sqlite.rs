@@ -114,6 +114,10 @@ impl SqliteStore {
 
 impl ReportStore for SqliteStore {
     fn record(&mut self, batch: &[ReportRecord]) -> Result<Vec<RecordOutcome>, StoreError> {
+        // Nothing to write: do not take (or wait for) the write lock.
+        if batch.is_empty() {
+            return Ok(Vec::new());
+        }
         let path = self.path.clone();
         let database = self.database();
         let e = |e| sqlite_error(&path, e);
