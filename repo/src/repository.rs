@@ -1,4 +1,7 @@
-//! Loading a repository directory and checking it the way a client would.
+//! Loading a repository directory and checking it the way a client would: through the TUF
+//! state machine of `ota_formats::trust`, from `1.root.json` up the root chain, then the
+//! timestamp, the snapshot it lists and the targets that lists, every signature, version,
+//! length and hash, but not expiry (re-signing what expired is the editor's job).
 //!
 //! Layout (consistent snapshots):
 //!
@@ -14,9 +17,8 @@
 use crate::config::{RepoConfig, CONFIG_FILE};
 use crate::{RepoError, Result};
 use ota_formats::hash::{sha256_hex, Hashes};
-use ota_formats::metadata::{
-    MetaFile, RawMetadata, RoleType, Root, Signed, Snapshot, Targets, Timestamp,
-};
+use ota_formats::metadata::{MetaFile, Root, Signed, Snapshot, Targets, Timestamp};
+use ota_formats::trust::{TopLevel, TrustError, TrustedSet};
 use ota_fs::user_file::{self, UserFileError};
 use std::path::{Path, PathBuf};
 
@@ -123,51 +125,44 @@ impl Repository {
         };
         let config = RepoConfig::from_bytes(&cfg_bytes)?;
         let md = dir.join(METADATA_DIR);
-
-        let (root, root_bytes) = read_root(&md.join("root.json"))?;
-        let versioned = md.join(format!("{}.root.json", root.signed.version));
-        match user_file::read(&versioned, MAX_METADATA_LEN) {
-            Ok(b) if b == root_bytes => {}
-            Ok(_) => return Err(RepoError::RootCopyDiffers { path: versioned }),
-            Err(e) => return Err(unreadable(&versioned)(e)),
-        }
-        let ts_path = md.join("timestamp.json");
-        let (timestamp, _) = read_role::<Timestamp>(&ts_path, &root.signed)?;
-        let snap_meta = timestamp
-            .signed
-            .snapshot_meta()
-            .map_err(|e| corrupt(&ts_path, e))?
-            .clone();
-        let snap_path = md.join(format!("{}.snapshot.json", snap_meta.version));
-        let (snapshot, snap_bytes) = read_role::<Snapshot>(&snap_path, &root.signed)?;
-        check_meta(&snap_path, &snap_meta, snapshot.signed.version, &snap_bytes)?;
-        let Some(targets_meta) = snapshot.signed.meta.get("targets.json").cloned() else {
+        let (mut chain, snap_path) = load_chain(&md)?;
+        let listed = chain.snapshot().and_then(|s| s.meta.get("targets.json"));
+        let Some(targets_version) = listed.map(|m| m.version) else {
             return Err(RepoError::NotListed {
                 path: snap_path,
                 entry: "targets.json".into(),
             });
         };
-        let targets_path = md.join(format!("{}.targets.json", targets_meta.version));
-        let (targets, targets_bytes) = read_role::<Targets>(&targets_path, &root.signed)?;
-        check_meta(
-            &targets_path,
-            &targets_meta,
-            targets.signed.version,
-            &targets_bytes,
-        )?;
+        let targets_path = md.join(format!("{targets_version}.targets.json"));
+        let bytes = read_metadata(&targets_path)?;
+        chain
+            .update_targets(&bytes)
+            .map_err(|e| refused(&targets_path, e))?;
 
         if !dir.join(TARGETS_DIR).is_dir() {
             return Err(RepoError::DirMissing {
                 path: dir.join(TARGETS_DIR),
             });
         }
-        let (targets, pending_targets) = if config.online_roles {
-            match newest_pending_targets(&md, &root.signed, targets.signed.version)? {
-                Some((newer, meta)) => (newer, Some(meta)),
-                None => (targets, None),
-            }
+        let pending = if config.online_roles {
+            newest_pending_targets(&md, &chain, targets_version)?
         } else {
-            (targets, None)
+            None
+        };
+        let TopLevel {
+            root,
+            timestamp,
+            snapshot,
+            targets,
+        } = chain.into_top_level().map_err(|e| corrupt(&md, e))?;
+        let (root, timestamp, snapshot) = (
+            root.into_signed(),
+            timestamp.into_signed(),
+            snapshot.into_signed(),
+        );
+        let (targets, pending_targets) = match pending {
+            Some((newer, meta)) => (newer, Some(meta)),
+            None => (targets.into_signed(), None),
         };
         check_target_files(dir, &targets.signed)?;
         let staged_path = dir.join(STAGED_FILE);
@@ -230,12 +225,89 @@ impl Repository {
     }
 }
 
-/// The newest `N.targets.json` above `listed` that verifies under `root` with version `N`
-/// (signed offline, waiting for the online snapshot), with its snapshot entry. Files that do
+/// The chain a client would trust, up to the snapshot: the roots from `1.root.json` up to the
+/// last `N.root.json` (with `root.json` a copy of it), the timestamp, and the snapshot it
+/// lists (whose path comes with it). Expiry is not checked.
+fn load_chain(md: &Path) -> Result<(TrustedSet, PathBuf)> {
+    let first = md.join("1.root.json");
+    let bytes = read_metadata(&first)?;
+    let mut chain = TrustedSet::new_ignoring_expiry(&bytes).map_err(|e| refused(&first, e))?;
+    let mut newest = (first, bytes);
+    loop {
+        let path = md.join(format!("{}.root.json", chain.root().version + 1));
+        let bytes = match user_file::read(&path, MAX_METADATA_LEN) {
+            Ok(b) => b,
+            Err(UserFileError::NotFound { .. }) => break,
+            Err(e) => return Err(unreadable(&path)(e)),
+        };
+        chain.update_root(&bytes).map_err(|e| refused(&path, e))?;
+        newest = (path, bytes);
+    }
+    let copy = read_metadata(&md.join("root.json"))?;
+    if copy != newest.1 {
+        return Err(RepoError::RootCopyDiffers { path: newest.0 });
+    }
+
+    let ts_path = md.join("timestamp.json");
+    let bytes = read_metadata(&ts_path)?;
+    chain
+        .update_timestamp(&bytes)
+        .map_err(|e| refused(&ts_path, e))?;
+    let snap_version = chain
+        .snapshot_meta()
+        .map_err(|e| refused(&ts_path, e))?
+        .version;
+    let snap_path = md.join(format!("{snap_version}.snapshot.json"));
+    let bytes = read_metadata(&snap_path)?;
+    chain
+        .update_snapshot(&bytes, false)
+        .map_err(|e| refused(&snap_path, e))?;
+    Ok((chain, snap_path))
+}
+
+fn read_metadata(path: &Path) -> Result<Vec<u8>> {
+    user_file::read(path, MAX_METADATA_LEN).map_err(unreadable(path))
+}
+
+/// The repository error for metadata at `path` that the state machine refused.
+fn refused(path: &Path, e: TrustError) -> RepoError {
+    let path = path.to_path_buf();
+    match e {
+        TrustError::SignatureThreshold { source, .. } => RepoError::BadSignatures { path, source },
+        TrustError::VersionMismatch {
+            expected, actual, ..
+        } => RepoError::VersionMismatch {
+            path,
+            version: actual,
+            listed: expected,
+        },
+        TrustError::HashMismatch {
+            source: ota_formats::Error::LengthMismatch { expected, actual },
+            ..
+        } => RepoError::LengthMismatch {
+            path,
+            length: actual,
+            listed: expected,
+        },
+        TrustError::InvalidMetadata { source, .. } | TrustError::HashMismatch { source, .. } => {
+            RepoError::Corrupt {
+                path,
+                reason: source.to_string(),
+            }
+        }
+        other => RepoError::Corrupt {
+            path,
+            reason: other.to_string(),
+        },
+    }
+}
+
+/// The newest `N.targets.json` above `listed` that verifies under the trusted root with version
+/// `N` (signed offline, waiting for the online snapshot), with its snapshot entry. Files that do
 /// not verify are skipped with a warning: they are not published, and never will be.
 fn newest_pending_targets(
     md: &Path,
-    root: &Root,
+    chain: &TrustedSet,
     listed: u64,
 ) -> Result<Option<(Signed<Targets>, MetaFile)>> {
     let mut versions: Vec<u64> = std::fs::read_dir(md)
@@ -253,7 +325,13 @@ fn newest_pending_targets(
     versions.sort_unstable_by(|a, b| b.cmp(a));
     for v in versions {
         let path = md.join(format!("{v}.targets.json"));
-        match read_role::<Targets>(&path, root) {
+        let checked = read_metadata(&path).and_then(|bytes| {
+            let t = chain
+                .check_unlisted_targets(&bytes)
+                .map_err(|e| refused(&path, e))?;
+            Ok((t, bytes))
+        });
+        match checked {
             Ok((t, bytes)) if t.signed.version == v => return Ok(Some((t, meta_entry(v, &bytes)))),
             Ok(_) => {
                 tracing::warn!(path = %path.display(), "version inside differs from the file name; not published")
@@ -262,75 +340,6 @@ fn newest_pending_targets(
         }
     }
     Ok(None)
-}
-
-fn read_raw(path: &Path) -> Result<(RawMetadata, Vec<u8>)> {
-    let bytes = user_file::read(path, MAX_METADATA_LEN).map_err(unreadable(path))?;
-    let raw = RawMetadata::from_bytes(&bytes).map_err(|e| corrupt(path, e))?;
-    Ok((raw, bytes))
-}
-
-/// Read root metadata and verify it against its own keys.
-fn read_root(path: &Path) -> Result<(Signed<Root>, Vec<u8>)> {
-    let (raw, bytes) = read_raw(path)?;
-    let root: Root = raw.parse().map_err(|e| corrupt(path, e))?;
-    verify(path, &raw, &root, "root")?;
-    Ok((
-        Signed {
-            signed: root,
-            signatures: raw.signatures,
-        },
-        bytes,
-    ))
-}
-
-/// Read a metadata file and verify it against `root`.
-fn read_role<T: RoleType>(path: &Path, root: &Root) -> Result<(Signed<T>, Vec<u8>)> {
-    let (raw, bytes) = read_raw(path)?;
-    let signed: T = raw.parse().map_err(|e| corrupt(path, e))?;
-    verify(path, &raw, root, T::TYPE)?;
-    Ok((
-        Signed {
-            signed,
-            signatures: raw.signatures,
-        },
-        bytes,
-    ))
-}
-
-fn verify(path: &Path, raw: &RawMetadata, root: &Root, role: &str) -> Result<()> {
-    let rk = root
-        .role(role)
-        .map_err(|e| corrupt(Path::new("root.json"), e))?;
-    raw.verify(role, root, &rk.keyids, rk.threshold)
-        .map_err(|source| RepoError::BadSignatures {
-            path: path.to_path_buf(),
-            source,
-        })
-}
-
-fn check_meta(path: &Path, meta: &MetaFile, version: u64, bytes: &[u8]) -> Result<()> {
-    if version != meta.version {
-        return Err(RepoError::VersionMismatch {
-            path: path.to_path_buf(),
-            version,
-            listed: meta.version,
-        });
-    }
-    if let Some(len) = meta.length {
-        if len != bytes.len() as u64 {
-            return Err(RepoError::LengthMismatch {
-                path: path.to_path_buf(),
-                length: bytes.len() as u64,
-                listed: len,
-            });
-        }
-    }
-    if let Some(hashes) = &meta.hashes {
-        ota_formats::hash::verify_bytes(bytes, hashes, bytes.len() as u64)
-            .map_err(|e| corrupt(path, e))?;
-    }
-    Ok(())
 }
 
 /// Every target file is present with the listed length (hashing them all would make each
@@ -356,4 +365,222 @@ fn check_target_files(dir: &Path, targets: &Targets) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CompressionPolicy, CONFIG_FORMAT};
+    use crate::policy::{Period, ROLES};
+    use chrono::{TimeZone, Utc};
+    use ota_formats::crypto::{Ed25519Signer, Signer};
+    use ota_formats::metadata::RoleType;
+    use serde_json::Map;
+
+    fn key(role: &str) -> Ed25519Signer {
+        let seed = ROLES.iter().position(|r| *r == role).unwrap() as u8 + 1;
+        Ed25519Signer::from_seed(&[seed; 32])
+    }
+
+    fn sign<T: RoleType>(value: T, signer: &Ed25519Signer) -> Vec<u8> {
+        Signed::sign(value, &[signer as &dyn Signer])
+            .unwrap()
+            .to_bytes()
+            .unwrap()
+    }
+
+    /// A repository (one key per role) whose metadata all expired in 2001.
+    struct Fixture {
+        _tmp: tempfile::TempDir,
+        dir: PathBuf,
+        root: Root,
+    }
+
+    impl Fixture {
+        fn new(online_roles: bool) -> Self {
+            let tmp = tempfile::tempdir().unwrap();
+            let dir = tmp.path().join("repo");
+            std::fs::create_dir_all(dir.join(METADATA_DIR)).unwrap();
+            std::fs::create_dir_all(dir.join(TARGETS_DIR)).unwrap();
+            let expired = Utc.with_ymd_and_hms(2001, 1, 1, 0, 0, 0).unwrap();
+            let mut root = Root::new(1, expired);
+            for role in ROLES {
+                root.add_key(role, key(role).public_key()).unwrap();
+            }
+            let config = RepoConfig {
+                format: CONFIG_FORMAT,
+                expiry: ROLES
+                    .iter()
+                    .map(|r| (r.to_string(), Period::from_secs(86_400)))
+                    .collect(),
+                key_files: ROLES
+                    .iter()
+                    .map(|r| (r.to_string(), vec![crate::keys::key_file_name(r, 1)]))
+                    .collect(),
+                compression: CompressionPolicy::default(),
+                online_roles,
+                extra: Map::new(),
+            };
+            std::fs::write(dir.join(CONFIG_FILE), config.to_bytes().unwrap()).unwrap();
+            let f = Fixture {
+                _tmp: tmp,
+                dir,
+                root,
+            };
+            let root_bytes = sign(f.root.clone(), &key("root"));
+            f.write("1.root.json", &root_bytes);
+            f.write("root.json", &root_bytes);
+            let targets = sign(Targets::new(1, expired), &key("targets"));
+            f.write("1.targets.json", &targets);
+            let mut snapshot = Snapshot::new(1, expired);
+            snapshot
+                .meta
+                .insert("targets.json".into(), meta_entry(1, &targets));
+            f.publish_snapshot(snapshot);
+            f
+        }
+
+        fn md(&self, name: &str) -> PathBuf {
+            self.dir.join(METADATA_DIR).join(name)
+        }
+
+        fn write(&self, name: &str, bytes: &[u8]) {
+            std::fs::write(self.md(name), bytes).unwrap();
+        }
+
+        /// Sign `snapshot` as its version, and a timestamp listing it.
+        fn publish_snapshot(&self, snapshot: Snapshot) {
+            let version = snapshot.version;
+            let expires = snapshot.expires;
+            let bytes = sign(snapshot, &key("snapshot"));
+            self.write(&format!("{version}.snapshot.json"), &bytes);
+            let ts = Timestamp::new(version, expires, meta_entry(version, &bytes));
+            self.write("timestamp.json", &sign(ts, &key("timestamp")));
+        }
+
+        fn load(&self) -> Result<Repository> {
+            Repository::load(&self.dir)
+        }
+    }
+
+    #[test]
+    fn an_expired_repository_loads_so_that_it_can_be_re_signed() {
+        let f = Fixture::new(false);
+        let repo = f.load().unwrap();
+        assert!(repo.timestamp.signed.expires.timestamp() < 1_000_000_000);
+        assert_eq!(repo.root.signatures.len(), 1);
+        assert_eq!(repo.targets.signed.version, 1);
+        assert!(repo.pending_targets.is_none());
+    }
+
+    #[test]
+    fn the_root_chain_is_walked_from_version_1() {
+        let f = Fixture::new(false);
+        let mut next = f.root.clone();
+        next.version = 2;
+        let v2 = sign(next.clone(), &key("root"));
+        f.write("2.root.json", &v2);
+        // root.json must be the newest root of the chain.
+        assert!(matches!(
+            f.load(),
+            Err(RepoError::RootCopyDiffers { ref path }) if path.ends_with("2.root.json")
+        ));
+        f.write("root.json", &v2);
+        assert_eq!(f.load().unwrap().root.signed.version, 2);
+
+        // Version 3 signed by a key version 2 does not trust for root.
+        next.version = 3;
+        f.write("3.root.json", &sign(next.clone(), &key("targets")));
+        assert!(matches!(
+            f.load(),
+            Err(RepoError::BadSignatures { ref path, .. }) if path.ends_with("3.root.json")
+        ));
+        // A file whose version is not its name's.
+        next.version = 4;
+        f.write("3.root.json", &sign(next, &key("root")));
+        assert!(matches!(
+            f.load(),
+            Err(RepoError::VersionMismatch { ref path, version: 4, listed: 3 }) if path.ends_with("3.root.json")
+        ));
+    }
+
+    #[test]
+    fn refusals_name_the_file_and_keep_their_kind() {
+        let f = Fixture::new(false);
+        let ts = std::fs::read(f.md("timestamp.json")).unwrap();
+        let mut forged: Signed<Timestamp> = serde_json::from_slice(&ts).unwrap();
+        forged.signed.version = 7;
+        f.write("timestamp.json", &forged.to_bytes().unwrap());
+        assert!(matches!(
+            f.load(),
+            Err(RepoError::BadSignatures { ref path, .. }) if path.ends_with("timestamp.json")
+        ));
+        f.write("timestamp.json", &ts);
+
+        let mut snapshot = std::fs::read(f.md("1.snapshot.json")).unwrap();
+        snapshot.push(b'\n');
+        f.write("1.snapshot.json", &snapshot);
+        assert!(matches!(
+            f.load(),
+            Err(RepoError::LengthMismatch { ref path, .. }) if path.ends_with("1.snapshot.json")
+        ));
+
+        // A snapshot that lists no targets, then one listing a version the file does not have.
+        let expired = f.root.expires;
+        f.publish_snapshot(Snapshot::new(1, expired));
+        assert!(matches!(
+            f.load(),
+            Err(RepoError::NotListed { ref path, ref entry }) if path.ends_with("1.snapshot.json") && entry == "targets.json"
+        ));
+        let bytes = sign(Targets::new(2, expired), &key("targets"));
+        f.write("1.targets.json", &bytes);
+        let mut snapshot = Snapshot::new(1, expired);
+        snapshot
+            .meta
+            .insert("targets.json".into(), meta_entry(1, &bytes));
+        f.publish_snapshot(snapshot);
+        assert!(matches!(
+            f.load(),
+            Err(RepoError::VersionMismatch { ref path, version: 2, listed: 1 }) if path.ends_with("1.targets.json")
+        ));
+
+        f.write("1.targets.json", b"{}");
+        assert!(matches!(f.load(), Err(RepoError::LengthMismatch { .. })));
+    }
+
+    #[test]
+    fn with_online_roles_the_newest_correctly_signed_targets_is_pending() {
+        let f = Fixture::new(true);
+        let expired = f.root.expires;
+        f.write(
+            "2.targets.json",
+            &sign(Targets::new(2, expired), &key("targets")),
+        );
+        // Newer, but signed with another role's key, or with another version inside: skipped.
+        f.write(
+            "3.targets.json",
+            &sign(Targets::new(3, expired), &key("snapshot")),
+        );
+        f.write(
+            "4.targets.json",
+            &sign(Targets::new(5, expired), &key("targets")),
+        );
+        let repo = f.load().unwrap();
+        assert_eq!(repo.targets.signed.version, 2);
+        let pending = repo.pending_targets.unwrap();
+        assert_eq!(pending.version, 2);
+        assert_eq!(
+            pending.length,
+            Some(std::fs::metadata(f.md("2.targets.json")).unwrap().len())
+        );
+        // Without online roles, only what the snapshot lists counts.
+        let f = Fixture::new(false);
+        f.write(
+            "2.targets.json",
+            &sign(Targets::new(2, expired), &key("targets")),
+        );
+        let repo = f.load().unwrap();
+        assert_eq!(repo.targets.signed.version, 1);
+        assert!(repo.pending_targets.is_none());
+    }
 }
