@@ -28,6 +28,22 @@ pub struct Config {
     pub max_connections: usize,
     /// HTTPS (and optionally mutual TLS) instead of plain HTTP; `None` serves plain HTTP.
     pub tls: Option<TlsSettings>,
+    /// The upload API (`/api/v1/uploads`, see [`crate::upload`]); `None` leaves it out.
+    pub upload: Option<crate::upload::UploadSettings>,
+    /// Take device status reports (`POST /api/v1/reports`); `None` takes none.
+    pub reports: Option<ReportSettings>,
+}
+
+/// Where status reports are verified and stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReportSettings {
+    /// The store: a SQLite file path (or `sqlite:PATH`) or a `postgres://` URL.
+    pub database: String,
+    /// The device CA to verify report certificates with (`--report-ca`); `None` uses the TLS
+    /// layer's `--client-ca` (and its CRLs).
+    pub report_ca: Option<PathBuf>,
+    /// CRL files for `report_ca`.
+    pub crls: Vec<PathBuf>,
 }
 
 /// Default [`Config::header_timeout`].
@@ -53,6 +69,8 @@ impl Config {
             header_timeout: DEFAULT_HEADER_TIMEOUT,
             max_connections: default_max_connections(),
             tls: None,
+            upload: None,
+            reports: None,
         }
     }
 }

@@ -17,7 +17,9 @@ use crate::cache_policy;
 use crate::etag;
 use crate::file_cache::{FileCache, Validators, SMALL_FILE};
 use crate::identity::{DeviceIdentity, RoutePolicy};
+use crate::metrics::{self, Metrics};
 use crate::range::{self, RangeOutcome};
+use crate::reports::{self, Reports};
 use crate::resolve::{self, OpenError, OpenedFile, PathError, RequestPath};
 use crate::response::{self, ResponseBody};
 
@@ -30,7 +32,11 @@ pub(crate) async fn handle<B>(
     policy: RoutePolicy,
     peer: SocketAddr,
     req: Request<B>,
-) -> Response<ResponseBody> {
+) -> Response<ResponseBody>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     let started = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
@@ -45,16 +51,38 @@ pub(crate) async fn handle<B>(
             "request from verified device"
         );
     }
-    let resp = if device.is_none() && policy.requires_device(&path) {
+    let uploads = repo
+        .uploads
+        .as_ref()
+        .filter(|_| crate::upload::is_api_path(&path));
+    let resp = if let Some(uploads) = uploads {
+        // Authenticated by its own token, so a publisher needs no device certificate.
+        crate::upload::handle(uploads, peer, req).await
+    } else if device.is_none() && policy.requires_device(&path) {
         // Only reachable without a certificate under --open-metadata (otherwise the handshake
         // already refused the client); checked here too so no other path can skip it.
         tracing::warn!(%peer, path = %path, reason = "no client certificate", "refused: this path needs a verified device certificate");
         response::error(StatusCode::FORBIDDEN)
+    } else if path == reports::PATH {
+        if method != Method::POST {
+            let mut resp = response::method_not_allowed();
+            resp.headers_mut()
+                .insert(hyper::header::ALLOW, HeaderValue::from_static("POST"));
+            return resp;
+        }
+        match read_body(req.into_body(), ota_formats::report::MAX_REPORT_LEN).await {
+            Ok(body) => reports::handle(repo.reports.as_ref(), body, device.as_deref()).await,
+            Err(status) => response::error(status),
+        }
+    } else if path == metrics::PATH && (method == Method::GET || method == Method::HEAD) {
+        response::metrics(repo.metrics.render(&repo.root, chrono::Utc::now()))
     } else {
         respond(repo, &method, &path, req.headers()).await
     };
     // Planned body size; a client hanging up mid-transfer is logged by the connection task.
     let bytes = resp.body().size_hint().exact().unwrap_or(0);
+    repo.metrics
+        .record(metrics::route_of(&path), resp.status().as_u16(), bytes);
     let device_sha256 = device.as_ref().map(|d| d.sha256_hex());
     tracing::info!(
         %peer,
@@ -68,6 +96,26 @@ pub(crate) async fn handle<B>(
         "request"
     );
     resp
+}
+
+/// A request body of at most `limit` bytes: 413 beyond it, 400 if the client broke off.
+async fn read_body<B>(body: B, limit: usize) -> Result<Bytes, StatusCode>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    use http_body_util::BodyExt;
+    if body.size_hint().lower() > limit as u64 {
+        return Err(StatusCode::PAYLOAD_TOO_LARGE);
+    }
+    match http_body_util::Limited::new(body, limit).collect().await {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(StatusCode::PAYLOAD_TOO_LARGE),
+        Err(e) => {
+            tracing::debug!(error = %e, "request body not received");
+            Err(StatusCode::BAD_REQUEST)
+        }
+    }
 }
 
 /// Time until the response head was ready (the body streams afterwards).
@@ -149,20 +197,36 @@ async fn respond(
     }
 }
 
-/// The repository being served and its small-file cache.
+/// The repository being served, its small-file cache, and the services beside it.
 #[derive(Debug)]
 pub(crate) struct Repo {
     /// Canonical repository directory.
     pub(crate) root: PathBuf,
     cache: FileCache,
+    /// The upload API, if the server takes uploads.
+    pub(crate) uploads: Option<Arc<crate::upload::Uploads>>,
+    /// Status reports, if the server takes them.
+    pub(crate) reports: Option<Reports>,
+    /// Request counters for `/metrics`.
+    pub(crate) metrics: Metrics,
 }
 
 impl Repo {
-    pub(crate) fn new(root: PathBuf) -> Self {
+    pub(crate) fn new(root: PathBuf, reports: Option<Reports>) -> Self {
+        let metrics = Metrics::with_reports(reports.as_ref().map(|r| Arc::clone(r.sink.stats())));
         Repo {
             root,
             cache: FileCache::default(),
+            uploads: None,
+            reports,
+            metrics,
         }
+    }
+
+    /// This repository with the upload API `uploads`.
+    pub(crate) fn with_uploads(mut self, uploads: Option<Arc<crate::upload::Uploads>>) -> Self {
+        self.uploads = uploads;
+        self
     }
 }
 

@@ -21,6 +21,7 @@
 
 pub mod cache_policy;
 pub mod config;
+pub mod config_file;
 mod conn;
 pub mod etag;
 mod file_cache;
@@ -30,15 +31,19 @@ mod health;
 pub mod identity;
 pub mod log_batch;
 pub mod logging;
+pub mod metrics;
 pub mod online;
 pub mod range;
+mod reports;
 pub mod resolve;
 pub mod response;
 mod server;
 pub mod shutdown;
 pub mod tls;
+pub mod upload;
 
-pub use config::{Config, RepoError};
+pub use config::{Config, RepoError, ReportSettings};
 pub use identity::{DeviceIdentity, RoutePolicy, SubjectAltNameEntry};
 pub use server::{serve, RunningServer, ServeError, Server, ShutdownOutcome};
 pub use tls::{ReloadHandle, TlsError, TlsSettings};
+pub use upload::UploadSettings;

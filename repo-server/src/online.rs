@@ -6,6 +6,7 @@
 use ota_repo::online::OnlineSigner;
 use ota_repo::RepoError;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// How often the repository is checked: often enough for the shortest sensible timestamp
@@ -19,7 +20,7 @@ pub fn load(keys: &Path, repo: &Path) -> Result<OnlineSigner, RepoError> {
 }
 
 /// Re-sign what is due every [`CHECK_INTERVAL`], for the life of the process.
-pub fn spawn(signer: OnlineSigner, repo: PathBuf) -> std::io::Result<()> {
+pub fn spawn(signer: Arc<OnlineSigner>, repo: PathBuf) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("online-signer".into())
         .spawn(move || loop {

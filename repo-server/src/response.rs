@@ -166,6 +166,21 @@ pub fn health(ok: bool, reason: &str) -> Response<ResponseBody> {
     resp
 }
 
+/// The Prometheus exposition `text` (never cached).
+pub fn metrics(text: String) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::bytes(text));
+    let h = resp.headers_mut();
+    h.insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(crate::cache_policy::NO_STORE),
+    );
+    resp
+}
+
 /// 405 with the `Allow` header RFC 9110 requires.
 pub fn method_not_allowed() -> Response<ResponseBody> {
     let mut resp = error(StatusCode::METHOD_NOT_ALLOWED);

@@ -21,7 +21,11 @@ use crate::config::{self, check_repo, Config, RepoError};
 use crate::conn::{self, ConnState, Ended, Registration, Registry, TrackedBody, TrackedIo};
 use crate::handler::{self, Repo};
 use crate::identity::{DeviceIdentity, RoutePolicy};
+use crate::reports::sink::{ReportSink, SinkError};
+use crate::reports::{DeviceVerifier, Reports};
+use crate::tls::device_ca::DeviceCa;
 use crate::tls::{self, ReloadHandle, TlsError, TlsState};
+use crate::upload::Uploads;
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,12 @@ pub enum ServeError {
     /// The TLS flags or files are unusable.
     #[error(transparent)]
     Tls(#[from] TlsError),
+    /// Reports were asked for without a device CA to verify them with.
+    #[error("status reports need a device CA: give --client-ca (mutual TLS) or --report-ca")]
+    ReportsWithoutCa,
+    /// The report store cannot be opened.
+    #[error(transparent)]
+    ReportStore(#[from] SinkError),
     /// The listen address could not be bound (in use, not local, no permission).
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -40,6 +50,23 @@ pub enum ServeError {
         /// The underlying error.
         source: io::Error,
     },
+}
+
+/// The report service: the device CA (`--report-ca`, else the TLS layer's `--client-ca`) and
+/// the store, opened (and migrated) now so that a bad database stops the start.
+fn open_reports(
+    settings: &crate::config::ReportSettings,
+    tls: Option<&Arc<TlsState>>,
+) -> Result<Reports, ServeError> {
+    let verifier = match (&settings.report_ca, tls) {
+        (Some(ca), _) => {
+            DeviceVerifier::Ca(Arc::new(DeviceCa::load(ca.clone(), settings.crls.clone())?))
+        }
+        (None, Some(t)) if t.client_verifier().is_some() => DeviceVerifier::Tls(Arc::clone(t)),
+        _ => return Err(ServeError::ReportsWithoutCa),
+    };
+    let sink = ReportSink::start(&settings.database)?;
+    Ok(Reports { verifier, sink })
 }
 
 /// How the server stopped.
@@ -62,6 +89,8 @@ pub struct Server {
     header_timeout: Duration,
     max_connections: usize,
     tls: Option<Arc<TlsState>>,
+    reports: Option<Reports>,
+    uploads: Option<Arc<Uploads>>,
 }
 
 impl Server {
@@ -74,12 +103,28 @@ impl Server {
             Some(settings) => Some(Arc::new(TlsState::load(settings)?)),
             None => None,
         };
+        let reports = match &config.reports {
+            Some(r) => Some(open_reports(r, tls.as_ref())?),
+            None => None,
+        };
         let bind_err = |source| ServeError::Bind {
             addr: config.listen,
             source,
         };
         let listener = listen(config.listen).map_err(bind_err)?;
         let local_addr = listener.local_addr().map_err(bind_err)?;
+        // Once the address is ours: it clears what an earlier run left in REPO/.uploads.
+        let uploads = match config.upload {
+            Some(settings) => {
+                Some(
+                    Uploads::start(&root, settings).map_err(|source| RepoError::Io {
+                        path: root.join(ota_repo::upload::UPLOADS_DIR),
+                        source,
+                    })?,
+                )
+            }
+            None => None,
+        };
         Ok(Server {
             listener,
             root: Arc::new(root),
@@ -88,6 +133,8 @@ impl Server {
             header_timeout: config.header_timeout,
             max_connections: config.max_connections.clamp(1, Semaphore::MAX_PERMITS),
             tls,
+            reports,
+            uploads,
         })
     }
 
@@ -119,12 +166,14 @@ impl Server {
             header_timeout,
             max_connections,
             tls,
+            reports,
+            uploads,
         } = self;
         let policy = tls
             .as_ref()
             .map_or(RoutePolicy::Open, |t| t.settings().route_policy());
         let shared = Arc::new(Shared {
-            repo: Arc::new(Repo::new(root.as_ref().clone())),
+            repo: Arc::new(Repo::new(root.as_ref().clone(), reports).with_uploads(uploads)),
             policy,
             // No hyper timer: the header timeout is enforced per connection by
             // `conn::supervise`, which (unlike hyper's HTTP/1-only `header_read_timeout`) also

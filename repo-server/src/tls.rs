@@ -17,6 +17,7 @@
 //! starts while the server runs, and then every [`EXPIRY_WARN_REPEAT`].
 
 mod crl;
+pub(crate) mod device_ca;
 
 pub use crl::{CERT_EXPIRY_WARNING, EXPIRY_WARN_REPEAT};
 
@@ -229,6 +230,9 @@ impl std::fmt::Debug for TlsState {
 #[derive(Clone)]
 struct Current {
     config: Arc<ServerConfig>,
+    /// The device-certificate verifier inside `config` (`--client-ca`), also used to verify
+    /// the certificates that status reports carry.
+    verifier: Option<Arc<dyn ClientCertVerifier>>,
     key: Arc<CertifiedKey>,
     roots: Option<Arc<RootCertStore>>,
     /// The `--client-ca` certificates, parsed (to verify CRL signatures on a CRL reload).
@@ -307,6 +311,12 @@ impl TlsState {
         Arc::clone(&current.config)
     }
 
+    /// The current device-certificate verifier (`--client-ca`, with the CRLs as last loaded).
+    pub(crate) fn client_verifier(&self) -> Option<Arc<dyn ClientCertVerifier>> {
+        let current = self.current.read().unwrap_or_else(|e| e.into_inner());
+        current.verifier.clone()
+    }
+
     fn lock_reload(&self) -> MutexGuard<'_, Vec<Option<FileStamp>>> {
         self.reload.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -360,11 +370,11 @@ impl TlsState {
         let rebuilt =
             load_crls(&client.crls, &current.cas, &self.provider).and_then(|(crls, dates)| {
                 let verifier = build_verifier(&roots, crls.clone(), client, &self.provider)?;
-                let config = assemble(&self.provider, &current.key, Some(verifier))?;
-                Ok((config, crls, dates))
+                let config = assemble(&self.provider, &current.key, Some(Arc::clone(&verifier)))?;
+                Ok((config, verifier, crls, dates))
             });
         match rebuilt {
-            Ok((config, crls, dates)) => {
+            Ok((config, verifier, crls, dates)) => {
                 tracing::info!(
                     files = client.crls.len(),
                     crls = crls.len(),
@@ -376,6 +386,7 @@ impl TlsState {
                 };
                 self.install(Current {
                     config,
+                    verifier: Some(verifier),
                     expiry,
                     ..current
                 });
@@ -451,7 +462,7 @@ fn load_all(settings: &TlsSettings, provider: &Arc<CryptoProvider>) -> Result<Cu
     };
     let (verifier, roots, cas) = match &settings.client_auth {
         Some(client) => {
-            let (roots, cas) = load_roots(&client.ca)?;
+            let (roots, cas) = load_roots("--client-ca", &client.ca)?;
             let roots = Arc::new(roots);
             let (crls, dates) = load_crls(&client.crls, &cas, provider)?;
             expiry.crls = dates;
@@ -461,9 +472,10 @@ fn load_all(settings: &TlsSettings, provider: &Arc<CryptoProvider>) -> Result<Cu
         }
         None => (None, None, Vec::new()),
     };
-    let config = assemble(provider, &key, verifier)?;
+    let config = assemble(provider, &key, verifier.clone())?;
     Ok(Current {
         config,
+        verifier,
         key,
         roots,
         cas: Arc::new(cas),
@@ -742,10 +754,12 @@ fn check_validity(path: &Path, cert: &Certificate) -> Result<(), TlsError> {
 }
 
 /// The CA certificates as a webpki root store, and parsed (those the store took).
-fn load_roots(path: &Path) -> Result<(RootCertStore, Vec<Certificate>), TlsError> {
-    const HINT: &str =
-        "--client-ca takes the PEM certificate(s) of the CA(s) that issue device certificates";
-    let sections = pem_sections("--client-ca", path, MAX_PEM_FILE, HINT)?;
+fn load_roots(
+    flag: &'static str,
+    path: &Path,
+) -> Result<(RootCertStore, Vec<Certificate>), TlsError> {
+    const HINT: &str = "give the PEM certificate(s) of the CA(s) that issue device certificates";
+    let sections = pem_sections(flag, path, MAX_PEM_FILE, HINT)?;
     let mut roots = RootCertStore::empty();
     let mut cas = Vec::new();
     let mut refused = Vec::new();
@@ -767,14 +781,14 @@ fn load_roots(path: &Path) -> Result<(RootCertStore, Vec<Certificate>), TlsError
             format!("no usable CA certificate ({})", refused.join("; "))
         };
         return Err(TlsError::Invalid {
-            flag: "--client-ca",
+            flag,
             path: path.to_path_buf(),
             problem,
             hint: HINT,
         });
     }
     for r in refused {
-        tracing::warn!(client_ca = %path.display(), "skipped a certificate: {r}");
+        tracing::warn!(flag, path = %path.display(), "skipped a certificate: {r}");
     }
     Ok((roots, cas))
 }

@@ -8,6 +8,7 @@ pub mod device;
 pub mod fixture;
 pub mod nginx;
 pub mod noise;
+pub mod postgres;
 pub mod python;
 pub mod server;
 pub mod tls_server;

@@ -42,6 +42,24 @@ pub fn hint(e: &DeviceError) -> String {
             DeviceError::NoIdentityKey { .. } => {
                 "create the identity key and its signing request first, then have the CA sign that request".into()
             }
+            DeviceError::NoIdentityCertificate { .. } => {
+                "enrol the device first: `ota-client enroll --name ID`, have the fleet CA issue identity.csr, then `ota-client enroll --cert CERT.pem`".into()
+            }
+            DeviceError::Report(_) => {
+                "status reports are signed with the P-256 identity key that `ota-client enroll` makes; re-enrol if the key is of another type".into()
+            }
+            DeviceError::ReportRefused { status: 409, .. } => {
+                "the service already holds a newer report of this device; check the device clock and STATE/report-sequence".into()
+            }
+            DeviceError::ReportRefused { status: 403, .. } => {
+                "the service does not accept this device's certificate or signature: check that it is issued by the fleet CA the service trusts, unexpired and not revoked".into()
+            }
+            DeviceError::ReportRefused { status: 404, .. } => {
+                "this server takes no reports: point `report --url` (or report_url in config.json) at the fleet service".into()
+            }
+            DeviceError::ReportRefused { .. } => {
+                "the service could not take the report now; it is sent again after the next update attempt".into()
+            }
             DeviceError::Tuf(ota_client::Error::Transport(TransportError::Tls { cause, .. })) => {
                 use ota_client::transport::TlsCause;
                 match cause {
