@@ -395,7 +395,7 @@ pub enum RepoError {
         /// The file under `targets/`.
         file: String,
         /// The mismatch.
-        source: ota_formats::Error,
+        source: Box<ota_formats::Error>,
     },
     /// A versioned metadata file of the upload already exists, with other content, in the
     /// repository (left by something else; versioned files are never replaced).

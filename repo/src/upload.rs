@@ -515,7 +515,7 @@ pub fn verify_payloads(repo_dir: &Path, staging: &Path, payloads: &[Payload]) ->
                 return Err(RepoError::UploadPayloadMismatch {
                     target: p.target.clone(),
                     file: p.file.clone(),
-                    source,
+                    source: Box::new(source),
                 })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

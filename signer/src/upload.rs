@@ -277,7 +277,9 @@ fn server_error(server: &str, status: u16, body: &str) -> Error {
         (401, _) => refused(&format!(
             "check the token (--token-file or {TOKEN_ENV}): it must be the one in the server's --publish-token-file"
         )),
-        (413, _) => refused("the release is larger than the server's --max-upload-size: raise that limit on the server"),
+        (413, _) | (_, "too_large") => refused(
+            "the release is larger than the server's --max-upload-size: raise that limit on the server",
+        ),
         (_, "version") => Error::policy(
             format!("{server} refused the publication: {message}"),
             "sign a new targets version above the published one on the release machine (ota-sign add, or ota-sign publish --keys KEYS --force), then publish again",

@@ -328,10 +328,8 @@ fn target_files_must_be_uploaded_and_match_their_signed_length_and_hashes() {
     assert!(
         matches!(
             &e,
-            RepoError::UploadPayloadMismatch {
-                source: ota_formats::Error::HashMismatch { .. },
-                ..
-            }
+            RepoError::UploadPayloadMismatch { source, .. }
+                if matches!(**source, ota_formats::Error::HashMismatch { .. })
         ),
         "{e:?}"
     );
@@ -342,10 +340,8 @@ fn target_files_must_be_uploaded_and_match_their_signed_length_and_hashes() {
     assert!(
         matches!(
             &e,
-            RepoError::UploadPayloadMismatch {
-                source: ota_formats::Error::LengthMismatch { .. },
-                ..
-            }
+            RepoError::UploadPayloadMismatch { source, .. }
+                if matches!(**source, ota_formats::Error::LengthMismatch { .. })
         ),
         "{e:?}"
     );
