@@ -717,7 +717,37 @@ fn main() {
             m.big.push(i, rate, cpu);
         }
     }
+    for i in 0..2 {
+        m.peak_mib[i].push(peak_resident_mib(servers[i].child.id()));
+        m.peak_mib_plain[i].push(peak_resident_mib(plain[i].child.id()));
+    }
     print!("{}", m.table());
+}
+
+/// Peak resident memory (VmHWM) of process `root` and its children (nginx's workers), in MiB,
+/// over the whole run; NaN without /proc.
+fn peak_resident_mib(root: u32) -> f64 {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return f64::NAN;
+    };
+    let mut kib = 0u64;
+    for entry in dir.flatten() {
+        let Ok(status) = std::fs::read_to_string(entry.path().join("status")) else {
+            continue;
+        };
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .map(|v| v.trim().trim_end_matches(" kB").trim().to_string())
+        };
+        let pid = field("Pid:").and_then(|v| v.parse::<u32>().ok());
+        let ppid = field("PPid:").and_then(|v| v.parse::<u32>().ok());
+        if pid == Some(root) || ppid == Some(root) {
+            kib += field("VmHWM:").and_then(|v| v.parse().ok()).unwrap_or(0);
+        }
+    }
+    kib as f64 / 1024.0
 }
 
 /// Samples of one measurement: `[ota-server, nginx]`.
@@ -742,6 +772,9 @@ struct Measurements {
     p99: [Vec<f64>; 2],
     plain_rps: Series,
     big: Series,
+    /// Peak resident memory after all the load, MiB: HTTPS servers, plain servers.
+    peak_mib: [Vec<f64>; 2],
+    peak_mib_plain: [Vec<f64>; 2],
 }
 
 impl Measurements {
@@ -831,6 +864,18 @@ impl Measurements {
             &self.big.cpu,
             false,
             0,
+        );
+        row(
+            "peak resident memory under this load (HTTPS), MiB",
+            &self.peak_mib,
+            false,
+            1,
+        );
+        row(
+            "peak resident memory under this load (HTTP), MiB",
+            &self.peak_mib_plain,
+            false,
+            1,
         );
         writeln!(
             table,
