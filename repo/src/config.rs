@@ -40,7 +40,8 @@ pub struct RepoConfig {
     pub format: u32,
     /// Role → expiry period of newly signed metadata.
     pub expiry: BTreeMap<String, Period>,
-    /// Role → key file names (in the `--keys` directory), in the order they were created.
+    /// Role → key file names (in the `--keys` directory), in the order they were created, or
+    /// `pkcs11:` URIs of keys on a token.
     pub key_files: BTreeMap<String, Vec<String>>,
     /// Compression of new targets.
     #[serde(default)]
@@ -74,7 +75,16 @@ impl RepoConfig {
                 return Err(corrupt(format!("no key files for role {role}")));
             }
             for f in files {
-                if !is_plain_file_name(f) {
+                if crate::key_source::pkcs11::is_uri(f) {
+                    // A key on a PKCS#11 token; a PIN has no place in this file.
+                    let uri = crate::key_source::Pkcs11Uri::parse(f)
+                        .map_err(|e| corrupt(format!("key {f:?} of role {role}: {e}")))?;
+                    if uri.pin_value.is_some() {
+                        return Err(corrupt(format!(
+                            "key {uri} of role {role} has a pin-value= (a PIN must not be stored in {CONFIG_FILE})"
+                        )));
+                    }
+                } else if !is_plain_file_name(f) {
                     return Err(corrupt(format!(
                         "key file name {f:?} of role {role} is not a plain file name"
                     )));

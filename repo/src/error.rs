@@ -249,6 +249,14 @@ pub enum RepoError {
         /// The role.
         role: String,
     },
+    /// A key whose source (an encrypted key file, a PKCS#11 token) gives no signer.
+    #[error("key {key}: {source}")]
+    KeySource {
+        /// The key: its file path, or its `pkcs11:` URI without any PIN.
+        key: String,
+        /// What went wrong.
+        source: crate::key_source::KeySourceError,
+    },
     /// Signing failed, or what was signed does not verify against root (e.g. too few keys).
     #[error("cannot sign {role}: {source}")]
     Sign {

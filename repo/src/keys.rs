@@ -1,21 +1,27 @@
 //! Role keys in a key directory: one PKCS#8 v1 PEM file per key (RFC 8410, which OpenSSL and
 //! python `cryptography` read; v2 files with an embedded public key are read too), mode 0600,
 //! in a 0700 directory outside the repository. The repository's policy file names each role's
-//! files; root metadata says which keys are authorised.
+//! keys; root metadata says which keys are authorised.
+//!
+//! A policy entry may also be a passphrase-encrypted key file or a `pkcs11:` URI naming a
+//! key on a token ([`crate::key_source`]); the `*_with` functions take the [`KeyAccess`] that
+//! unlocks them (the others use the environment: `OTA_KEY_PASSPHRASE`, `OTA_PKCS11_MODULE`,
+//! `OTA_PKCS11_PIN`).
 //!
 //! Publication signs through [`Signer`] trait objects ([`as_signers`], [`role_signers`]), so
-//! a key loaded here is one kind of signer among others (an HSM, a remote signer).
+//! a key loaded here is one kind of signer among others.
 use crate::config::RepoConfig;
+use crate::key_source::{self, BoxSigner, KeyAccess, KeyKind, KeyRef, OpenError};
 use crate::publish::RoleSigners;
 use crate::{RepoError, Result};
 use ota_formats::crypto::{Ed25519Signer, Signer};
 use ota_formats::metadata::Root;
 use ota_fs::atomic;
 use ota_fs::mode::{SECRET_DIR, SECRET_FILE};
-use ota_fs::user_file;
 use std::collections::BTreeMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use zeroize::Zeroizing;
 
 /// Mode of the keys directory.
 pub const KEY_DIR_MODE: u32 = SECRET_DIR;
@@ -33,56 +39,131 @@ pub fn key_file_name(role: &str, index: usize) -> String {
 }
 
 /// A loaded private key with where it came from.
-#[derive(Debug)]
 pub struct LoadedKey {
-    /// File name in the keys directory.
+    /// The policy entry: a file name in the keys directory, or a `pkcs11:` URI (shown
+    /// without any PIN).
     pub file: String,
     /// Key id of its public key.
     pub keyid: String,
     /// The key.
-    pub signer: Ed25519Signer,
-    /// Permission bits of the file (`0o600` expected; a caller may warn about others).
+    pub signer: BoxSigner,
+    /// Permission bits of the file (`0o600` expected; a caller may warn about others);
+    /// `0o600` for a token key.
     pub mode: u32,
+    /// The kind of source (file, encrypted file, token).
+    pub kind: KeyKind,
+    /// The PKCS#8 PEM of a key generated in memory and not saved yet ([`save_generated`]).
+    generated_pem: Option<Zeroizing<String>>,
+}
+
+impl std::fmt::Debug for LoadedKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never private key material: the public key only.
+        f.debug_struct("LoadedKey")
+            .field("file", &self.file)
+            .field("keyid", &self.keyid)
+            .field("kind", &self.kind)
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
 }
 
 impl LoadedKey {
+    /// A key generated in memory, to be saved as `file`.
+    pub fn generated(file: String, signer: Ed25519Signer) -> Result<Self> {
+        let keyid = signer
+            .key_id()
+            .map_err(|source| RepoError::KeyEncode { source })?;
+        let pem = signer
+            .to_pkcs8_pem()
+            .map_err(|source| RepoError::KeyEncode { source })?;
+        Ok(LoadedKey {
+            file,
+            keyid,
+            signer: Box::new(signer),
+            mode: KEY_FILE_MODE,
+            kind: KeyKind::File,
+            generated_pem: Some(Zeroizing::new(pem)),
+        })
+    }
+
+    /// Whether this key was generated in memory ([`LoadedKey::generated`]).
+    pub fn is_generated(&self) -> bool {
+        self.generated_pem.is_some()
+    }
+
     /// Whether group or others may read the file.
     pub fn is_open(&self) -> bool {
-        self.mode & 0o077 != 0
+        self.kind != KeyKind::Pkcs11 && self.mode & 0o077 != 0
     }
 }
 
 /// Loaded keys by role.
 pub type RoleKeys = BTreeMap<String, Vec<LoadedKey>>;
 
-/// Load one PEM key file, with errors that name the file.
+/// Load one key (a file in `dir` or a `pkcs11:` URI) with the secrets of the environment.
 ///
 /// A file readable by group or others is loaded (its [`LoadedKey::mode`] says so) rather
 /// than refused: the public example keys come from version control, which does not keep 0600.
 pub fn load_key(dir: &Path, file: &str) -> Result<LoadedKey> {
-    let path = dir.join(file);
-    // Only a regular file, and only so much of it: a FIFO or a link to /dev/zero named as a
-    // key must not hang a run that holds the repository lock.
-    let bytes =
-        user_file::read(&path, MAX_KEY_FILE_LEN).map_err(|source| RepoError::KeyUnreadable {
-            path: path.clone(),
-            source,
-        })?;
-    let mode = std::fs::metadata(&path)
-        .map(|m| m.permissions().mode() & 0o777)
-        .unwrap_or(KEY_FILE_MODE);
-    let signer = Ed25519Signer::from_key_file(&bytes).map_err(|source| RepoError::KeyInvalid {
-        path: path.clone(),
+    load_key_with(dir, file, &KeyAccess::from_env())
+}
+
+/// Load one key, its file or token unlocked through `access`, with errors that name the file
+/// or the URI.
+pub fn load_key_with(dir: &Path, entry: &str, access: &KeyAccess<'_>) -> Result<LoadedKey> {
+    let key = KeyRef::parse(entry).map_err(|source| RepoError::KeySource {
+        key: entry.to_string(),
         source,
     })?;
-    let keyid = signer
-        .key_id()
-        .map_err(|source| RepoError::KeyId { path, source })?;
+    let (shown, path) = match &key {
+        KeyRef::File(f) => (dir.join(f).display().to_string(), Some(dir.join(f))),
+        KeyRef::Pkcs11(u) => (u.to_string(), None),
+    };
+    let opened = key_source::open(dir, &key, access).map_err(|e| match (e, &path) {
+        (OpenError::Unreadable(source), Some(path)) => RepoError::KeyUnreadable {
+            path: path.clone(),
+            source,
+        },
+        (OpenError::Invalid(source), Some(path)) => RepoError::KeyInvalid {
+            path: path.clone(),
+            source,
+        },
+        (OpenError::Unreadable(e), None) => RepoError::KeySource {
+            key: shown.clone(),
+            source: key_source::KeySourceError::PinFile {
+                path: e.path().to_path_buf(),
+                reason: e.to_string(),
+            },
+        },
+        (OpenError::Invalid(e), None) => RepoError::KeySource {
+            key: shown.clone(),
+            source: key_source::KeySourceError::PublicKey {
+                object: shown.clone(),
+                reason: e.to_string(),
+            },
+        },
+        (OpenError::Source(source), _) => RepoError::KeySource {
+            key: shown.clone(),
+            source,
+        },
+    })?;
+    let keyid = opened.signer.key_id().map_err(|source| RepoError::KeyId {
+        path: path.clone().unwrap_or_else(|| shown.clone().into()),
+        source,
+    })?;
+    let mode = path
+        .as_ref()
+        .and_then(|p| std::fs::metadata(p).ok())
+        .map(|m| m.permissions().mode() & 0o777)
+        .unwrap_or(KEY_FILE_MODE);
     Ok(LoadedKey {
-        file: file.to_string(),
+        file: key.display(),
         keyid,
-        signer,
+        signer: opened.signer,
         mode,
+        kind: opened.kind,
+        generated_pem: None,
     })
 }
 
@@ -95,17 +176,41 @@ pub fn save_key(dir: &Path, file: &str, signer: &Ed25519Signer) -> Result<()> {
     atomic::write_new(&path, pem.as_bytes(), KEY_FILE_MODE).map_err(|e| RepoError::write(&path, e))
 }
 
-/// Load the keys of `role` listed in the config and check each against root.
-///
-/// A present key that root does not list for the role is an error
-/// ([`RepoError::KeyNotAuthorised`], a mix-up worth stopping for); missing files are fine as
-/// long as the threshold is reached ([`RepoError::BelowThreshold`] otherwise), so a release
-/// engineer may hold only some keys of a threshold role.
+/// Write the file of a key made by [`LoadedKey::generated`] (0600) as `dir/FILE`; never
+/// replaces an existing file. A key that was loaded, not generated, is left alone.
+pub fn save_generated(dir: &Path, key: &LoadedKey) -> Result<()> {
+    let Some(pem) = &key.generated_pem else {
+        return Ok(());
+    };
+    let path = dir.join(&key.file);
+    atomic::write_new(&path, pem.as_bytes(), KEY_FILE_MODE).map_err(|e| RepoError::write(&path, e))
+}
+
+/// Load the keys of `role` listed in the config and check each against root, with the
+/// secrets of the environment (see [`load_role_with`]).
 pub fn load_role(
     dir: &Path,
     config: &RepoConfig,
     root: &Root,
     role: &str,
+) -> Result<Vec<LoadedKey>> {
+    load_role_with(dir, config, root, role, &KeyAccess::from_env())
+}
+
+/// Load the keys of `role` listed in the config, unlocked through `access`, and check each
+/// against root.
+///
+/// A present key that root does not list for the role is an error
+/// ([`RepoError::KeyNotAuthorised`], a mix-up worth stopping for); missing files are fine as
+/// long as the threshold is reached ([`RepoError::BelowThreshold`] otherwise), so a release
+/// engineer may hold only some keys of a threshold role. A token key that cannot be opened
+/// is an error, not a missing key.
+pub fn load_role_with(
+    dir: &Path,
+    config: &RepoConfig,
+    root: &Root,
+    role: &str,
+    access: &KeyAccess<'_>,
 ) -> Result<Vec<LoadedKey>> {
     if !dir.is_dir() {
         return Err(RepoError::KeyDirMissing {
@@ -119,19 +224,24 @@ pub fn load_role(
     let mut loaded: Vec<LoadedKey> = Vec::new();
     let mut missing = Vec::new();
     for file in config.files(role) {
-        if !dir.join(file).exists() {
+        let is_file = !key_source::pkcs11::is_uri(file);
+        if is_file && !dir.join(file).exists() {
             missing.push(file.clone());
             continue;
         }
-        let key = load_key(dir, file)?;
+        let key = load_key_with(dir, file, access)?;
         if !role_keys.keyids.contains(&key.keyid) {
             return Err(RepoError::KeyNotAuthorised {
                 role: role.to_string(),
                 keyid: key.keyid,
-                path: dir.join(file),
+                path: if is_file {
+                    dir.join(file)
+                } else {
+                    key.file.clone().into()
+                },
             });
         }
-        tracing::debug!(role, file = %file, keyid = %key.keyid, "key loaded");
+        tracing::debug!(role, key = %key.file, keyid = %key.keyid, "key loaded");
         if !loaded.iter().any(|k| k.keyid == key.keyid) {
             loaded.push(key);
         }
@@ -155,7 +265,9 @@ pub fn short_id(keyid: &str) -> &str {
 
 /// Borrow loaded keys as signers.
 pub fn as_signers(keys: &[LoadedKey]) -> Vec<&dyn Signer> {
-    keys.iter().map(|k| &k.signer as &dyn Signer).collect()
+    keys.iter()
+        .map(|k| k.signer.as_ref() as &dyn Signer)
+        .collect()
 }
 
 /// Borrow the loaded keys of every role as the signers [`crate::publish::publish`] takes.

@@ -9,6 +9,8 @@
 //! - [`config`]: `ota-repo.json`, the signer policy kept in the repository;
 //! - [`policy`]: expiry periods, and when a role is due for re-signing;
 //! - [`keys`]: role keys in a key directory, checked against root;
+//! - [`key_source`]: where a role key comes from: a PEM file, a passphrase-encrypted PEM
+//!   file, or a PKCS#11 token (`pkcs11:` URI);
 //! - [`targets`]: the version policy of an image line, target names, placing target files;
 //! - [`publish`]: the ordered, atomic publication of new metadata, signed through
 //!   [`ota_formats::crypto::Signer`] trait objects;
@@ -34,6 +36,7 @@
 
 pub mod config;
 pub mod error;
+pub mod key_source;
 pub mod keys;
 pub mod lock;
 pub mod online;

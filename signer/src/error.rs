@@ -291,6 +291,7 @@ impl From<RepoError> for Error {
                 msg,
                 "restore the key from your backup; ota-sign reads Ed25519 keys in PKCS#8 PEM, as `ota-sign init` and `openssl genpkey -algorithm ed25519` write them",
             ),
+            RepoError::KeySource { source, .. } => crate::keys::key_source_error(msg, &source),
             RepoError::KeyId { .. } => Error::keys(msg, "restore the key from your backup"),
             RepoError::KeyEncode { .. } => Error::keys(msg, "report this bug; nothing was written"),
             RepoError::KeyNotAuthorised { role, .. } => Error::keys(

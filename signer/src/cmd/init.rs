@@ -8,12 +8,12 @@
 use crate::keys;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
-use ota_formats::crypto::{Ed25519Signer, Signer};
+use ota_formats::crypto::Ed25519Signer;
 use ota_formats::metadata::{Root, Signed, Snapshot, Targets, Timestamp};
 use ota_fs::atomic;
 use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
 use ota_repo::config::{CompressionPolicy, RepoConfig, CONFIG_FILE, CONFIG_FORMAT};
-use ota_repo::keys::{key_file_name, LoadedKey, RoleKeys, KEY_FILE_MODE};
+use ota_repo::keys::{key_file_name, LoadedKey, RoleKeys};
 use ota_repo::policy::{expires_at, Period, ROLES};
 use ota_repo::repository::{meta_entry, Repository, METADATA_DIR, TARGETS_DIR};
 use serde::Serialize;
@@ -192,17 +192,8 @@ fn role_keys(
                 tracing::info!(file, "reusing existing key");
                 keys::load_key(dir, &file)?
             } else {
-                let signer = Ed25519Signer::generate();
-                let keyid = signer.key_id().map_err(|e| {
-                    Error::keys(format!("cannot derive key id: {e}"), "report this bug")
-                })?;
                 generated.push(file.clone());
-                LoadedKey {
-                    file,
-                    keyid,
-                    signer,
-                    mode: KEY_FILE_MODE,
-                }
+                LoadedKey::generated(file, Ed25519Signer::generate())?
             };
             if all
                 .values()
@@ -361,7 +352,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     }
     for (role, role_keys) in &keys {
         for k in role_keys.iter().filter(|k| generated.contains(&k.file)) {
-            ota_repo::keys::save_key(&a.key_dir(role), &k.file, &k.signer)?;
+            ota_repo::keys::save_generated(&a.key_dir(role), k)?;
         }
     }
     write_repo(&a.repo, &files, &config)?;
