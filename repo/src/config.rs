@@ -77,8 +77,11 @@ impl RepoConfig {
             for f in files {
                 if crate::key_source::pkcs11::is_uri(f) {
                     // A key on a PKCS#11 token; a PIN has no place in this file.
-                    let uri = crate::key_source::Pkcs11Uri::parse(f)
-                        .map_err(|e| corrupt(format!("key {f:?} of role {role}: {e}")))?;
+                    let uri = crate::key_source::Pkcs11Uri::parse(f).map_err(|e| {
+                        // The query may hold a PIN: leave it out of the message.
+                        let shown = f.split('?').next().unwrap_or_default();
+                        corrupt(format!("key {shown:?} of role {role}: {e}"))
+                    })?;
                     if uri.pin_value.is_some() {
                         return Err(corrupt(format!(
                             "key {uri} of role {role} has a pin-value= (a PIN must not be stored in {CONFIG_FILE})"

@@ -102,6 +102,7 @@ pub fn key_source_error(msg: String, e: &KeySourceError) -> Error {
         K::PassphraseRead { .. } => format!("set {ENV_PASSPHRASE} instead of typing it"),
         K::EncryptedDamaged { .. } => "restore the key file from your backup".into(),
         K::EncryptedUnsupported { .. } => "decrypt it with the tool that wrote it and re-encrypt it with `ota-sign keys encrypt`".into(),
+        K::SwitchRefused { .. } => "nothing was written; see the reason above".into(),
         K::Encrypt { .. } => "report this bug; nothing was written".into(),
     };
     Error::keys(msg, hint)

@@ -170,6 +170,14 @@ pub enum KeySourceError {
         /// The scheme found.
         reason: String,
     },
+    /// Switching a role to a key is refused before anything was written.
+    #[error("cannot switch role {role} to this key: {reason}")]
+    SwitchRefused {
+        /// The role.
+        role: String,
+        /// Why.
+        reason: String,
+    },
     /// Encrypting a key failed (a bug or an unusable parameter).
     #[error("cannot encrypt the key: {reason}")]
     Encrypt {

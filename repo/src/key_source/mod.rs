@@ -34,6 +34,7 @@ pub mod encrypted;
 mod error;
 pub mod file;
 pub mod pkcs11;
+pub mod switch;
 
 pub use error::KeySourceError;
 pub use pkcs11::Pkcs11Uri;

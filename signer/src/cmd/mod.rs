@@ -6,6 +6,7 @@ use serde::Serialize;
 
 pub mod add;
 pub mod init;
+pub mod keys;
 pub mod publish;
 pub mod recipients;
 pub mod status;
@@ -69,6 +70,9 @@ pub enum Command {
     Status(status::Args),
     /// Manage the devices and groups that encrypted targets are for (public keys).
     Recipients(recipients::Args),
+    /// Protect role keys: encrypt a key file with a passphrase, or switch a role to a key on
+    /// a PKCS#11 token (HSM).
+    Keys(keys::Args),
 }
 
 impl Command {
@@ -79,6 +83,7 @@ impl Command {
             Command::Add(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Status(a) => a.json,
+            Command::Keys(a) => a.json(),
             Command::Recipients(a) => match &a.command {
                 recipients::Sub::Add { json, .. }
                 | recipients::Sub::Import { json, .. }
@@ -116,6 +121,7 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Publish(a) => publish::run(a, now),
         Command::Status(a) => status::run(a, now),
         Command::Recipients(a) => recipients::run(a),
+        Command::Keys(a) => keys::run(a, now),
     }
 }
 
