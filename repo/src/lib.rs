@@ -6,6 +6,8 @@
 //! uploads.
 //!
 //! - [`repository`]: the layout, loading a repository and verifying it as a client would;
+//! - [`ceremony`]: the multi-party offline signing ceremony (request, detached signatures,
+//!   combine and publish at threshold) and its hash-chained audit log;
 //! - [`config`]: `ota-repo.json`, the signer policy kept in the repository;
 //! - [`policy`]: expiry periods, and when a role is due for re-signing;
 //! - [`keys`]: role keys in a key directory, checked against root;
@@ -34,6 +36,7 @@
 #![deny(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod ceremony;
 pub mod config;
 pub mod error;
 pub mod key_source;

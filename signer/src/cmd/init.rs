@@ -24,6 +24,7 @@ const EXAMPLE: &str = "\
 Examples:
   ota-sign init --repo repo --keys ~/ota-keys
   ota-sign init --repo repo --keys ~/ota-keys --threshold root=2 --timestamp-expiry 12h
+  ota-sign init --repo repo --keys ~/ota-keys --key-count targets=5 --threshold targets=3
   ota-sign init --repo demo-repo --keys keys-example     # reuse the public example keys
 
 Key files already in --keys under the expected names (root-1.pem, targets-1.pem, ...)
@@ -54,6 +55,10 @@ pub struct Args {
     /// Signature threshold of a role, with that many keys (repeatable; default 1 each).
     #[arg(long = "threshold", value_name = "ROLE=N")]
     pub thresholds: Vec<String>,
+    /// Number of keys of a role, at least its threshold (repeatable; default: the
+    /// threshold): any threshold of them sign, e.g. in a signing ceremony.
+    #[arg(long = "key-count", value_name = "ROLE=N")]
+    pub key_counts: Vec<String>,
     /// zstd level of targets added later (1-19).
     #[arg(long, default_value_t = 19, value_parser = clap::value_parser!(i32).range(1..=19))]
     pub zstd_level: i32,
@@ -153,6 +158,35 @@ fn parse_thresholds(specs: &[String]) -> Result<BTreeMap<String, u64>> {
     Ok(out)
 }
 
+/// The number of keys of each role: `--key-count ROLE=N`, else the role's threshold.
+fn parse_key_counts(
+    specs: &[String],
+    thresholds: &BTreeMap<String, u64>,
+) -> Result<BTreeMap<String, u64>> {
+    let mut out = thresholds.clone();
+    for spec in specs {
+        let bad = |why: &str| {
+            Error::input(
+                format!("invalid --key-count {spec:?}: {why}"),
+                "write ROLE=N with ROLE one of root, targets, snapshot, timestamp and N from the role's threshold to 32, e.g. --key-count targets=5 --threshold targets=3",
+            )
+        };
+        let (role, n) = spec.split_once('=').ok_or_else(|| bad("no '='"))?;
+        let role = role.trim();
+        let n: u64 = n.trim().parse().map_err(|_| bad("N is not a number"))?;
+        let Some(threshold) = thresholds.get(role).copied() else {
+            return Err(bad("unknown role"));
+        };
+        if n < threshold || n > 32 {
+            return Err(bad(&format!(
+                "the {role} threshold is {threshold}, so N must be from {threshold} to 32"
+            )));
+        }
+        out.insert(role.to_string(), n);
+    }
+    Ok(out)
+}
+
 fn check_repo_dir(dir: &Path) -> Result<()> {
     if Repository::exists(dir) {
         return Err(Error::repo(
@@ -175,15 +209,16 @@ fn check_repo_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Load or generate the keys of every role; returns them and the newly generated ones.
+/// Load or generate `counts[role]` keys of every role; returns them and the newly generated
+/// ones.
 fn role_keys(
     dir_of: &dyn Fn(&str) -> PathBuf,
-    thresholds: &BTreeMap<String, u64>,
+    counts: &BTreeMap<String, u64>,
 ) -> Result<(RoleKeys, Vec<String>)> {
     let mut all = BTreeMap::new();
     let mut generated = Vec::new();
     for role in ROLES {
-        let n = thresholds.get(role).copied().unwrap_or(1);
+        let n = counts.get(role).copied().unwrap_or(1);
         let dir = &dir_of(role);
         let mut keys = Vec::new();
         for i in 1..=n as usize {
@@ -329,7 +364,8 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             ));
         }
     }
-    let (keys, generated) = role_keys(&|role| a.key_dir(role), &thresholds)?;
+    let counts = parse_key_counts(&a.key_counts, &thresholds)?;
+    let (keys, generated) = role_keys(&|role| a.key_dir(role), &counts)?;
     let files = build_files(&keys, &thresholds, &periods, now)?;
     let config = RepoConfig {
         format: CONFIG_FORMAT,

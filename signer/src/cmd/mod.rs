@@ -5,10 +5,15 @@ use clap::{ArgAction, Parser, Subcommand};
 use serde::Serialize;
 
 pub mod add;
+pub mod audit;
+pub mod ceremony;
+pub mod combine;
 pub mod init;
 pub mod keys;
 pub mod publish;
 pub mod recipients;
+pub mod request;
+pub mod sign_request;
 pub mod status;
 
 const EXIT_CODES: &str = "\
@@ -70,6 +75,15 @@ pub enum Command {
     Status(status::Args),
     /// Manage the devices and groups that encrypted targets are for (public keys).
     Recipients(recipients::Args),
+    /// Write a signing request: the next targets or root, unsigned, with a summary of what
+    /// changes and who must sign (multi-party signing ceremony).
+    Request(request::Args),
+    /// Sign a request with one key (no repository needed) into a detached signature file.
+    SignRequest(sign_request::Args),
+    /// Check the signatures of a request and publish it once its thresholds are met.
+    Combine(combine::Args),
+    /// Verify or show the signing ceremony's hash-chained audit log.
+    Audit(audit::Args),
     /// Protect role keys: encrypt a key file with a passphrase, or switch a role to a key on
     /// a PKCS#11 token (HSM).
     Keys(keys::Args),
@@ -83,6 +97,10 @@ impl Command {
             Command::Add(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Status(a) => a.json,
+            Command::Request(a) => a.json,
+            Command::SignRequest(a) => a.json,
+            Command::Combine(a) => a.json,
+            Command::Audit(a) => a.json(),
             Command::Keys(a) => a.json(),
             Command::Recipients(a) => match &a.command {
                 recipients::Sub::Add { json, .. }
@@ -121,6 +139,10 @@ pub fn run(cli: Cli) -> Result<u8> {
         Command::Publish(a) => publish::run(a, now),
         Command::Status(a) => status::run(a, now),
         Command::Recipients(a) => recipients::run(a),
+        Command::Request(a) => request::run(a, now),
+        Command::SignRequest(a) => sign_request::run(a, now),
+        Command::Combine(a) => combine::run(a, now),
+        Command::Audit(a) => audit::run(a),
         Command::Keys(a) => keys::run(a, now),
     }
 }
