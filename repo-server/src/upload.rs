@@ -282,9 +282,9 @@ impl Uploads {
 
     /// Remove uploads idle for [`STALE_AFTER`], refusals older than [`REFUSAL_KEPT`], and
     /// directories in `.uploads` that no upload owns.
-    async fn sweep(&self) {
+    async fn sweep(self: &Arc<Self>) {
         let now = Instant::now();
-        let (stale, known): (Vec<String>, Vec<String>) = {
+        let stale: Vec<String> = {
             let mut st = self.state();
             st.refused
                 .retain(|_, r| now.duration_since(r.at) < REFUSAL_KEPT);
@@ -297,16 +297,18 @@ impl Uploads {
             for id in &stale {
                 st.open.remove(id);
             }
-            (stale, st.open.keys().cloned().collect())
+            stale
         };
-        let dir = self.dir.clone();
+        let up = Arc::clone(self);
         let _ = tokio::task::spawn_blocking(move || {
-            let Ok(entries) = std::fs::read_dir(&dir) else {
+            let Ok(entries) = std::fs::read_dir(&up.dir) else {
                 return;
             };
             for entry in entries.flatten() {
                 let name = entry.file_name().to_string_lossy().into_owned();
-                if known.contains(&name) {
+                // Checked now, not from a list made before: an upload is registered before
+                // its directory is made, so a directory of no open upload is an orphan.
+                if up.state().open.contains_key(&name) {
                     continue;
                 }
                 let expired = stale.contains(&name);
@@ -551,13 +553,6 @@ where
 }
 
 async fn create(up: &Arc<Uploads>, peer: SocketAddr) -> Response<ResponseBody> {
-    if up.state().open.len() >= MAX_OPEN_UPLOADS {
-        return api_error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "busy",
-            &format!("{MAX_OPEN_UPLOADS} uploads are open already; finish or abandon one"),
-        );
-    }
     let mut raw = [0u8; 16];
     if let Err(e) = rand_core::RngCore::try_fill_bytes(&mut rand_core::OsRng, &mut raw) {
         tracing::error!(error = %e, "no randomness for an upload id");
@@ -568,6 +563,27 @@ async fn create(up: &Arc<Uploads>, peer: SocketAddr) -> Response<ResponseBody> {
         );
     }
     let id = hex::encode(raw);
+    {
+        // Registered (busy) before its directory exists, so the sweep never takes the
+        // directory for an orphan.
+        let mut st = up.state();
+        if st.open.len() >= MAX_OPEN_UPLOADS {
+            return api_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "busy",
+                &format!("{MAX_OPEN_UPLOADS} uploads are open already; finish or abandon one"),
+            );
+        }
+        st.open.insert(
+            id.clone(),
+            Open {
+                last: Instant::now(),
+                files: HashMap::new(),
+                busy: true,
+            },
+        );
+    }
+    let busy = Busy { up, id: id.clone() };
     let staging = up.staging(&id);
     let made = tokio::task::spawn_blocking(move || {
         std::fs::create_dir(&staging)?;
@@ -579,6 +595,9 @@ async fn create(up: &Arc<Uploads>, peer: SocketAddr) -> Response<ResponseBody> {
     })
     .await;
     if let Err(e) = made.map_err(std::io::Error::other).and_then(|r| r) {
+        up.state().open.remove(&id);
+        drop(busy);
+        up.remove_staging(&id).await;
         tracing::error!(error = %e, dir = %up.dir.display(), "cannot create a staging directory");
         return api_error(
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -586,14 +605,7 @@ async fn create(up: &Arc<Uploads>, peer: SocketAddr) -> Response<ResponseBody> {
             &format!("cannot create a staging directory: {e}"),
         );
     }
-    up.state().open.insert(
-        id.clone(),
-        Open {
-            last: Instant::now(),
-            files: HashMap::new(),
-            busy: false,
-        },
-    );
+    drop(busy);
     tracing::info!(%peer, upload = %id, "upload opened");
     let mut resp = json(
         StatusCode::CREATED,

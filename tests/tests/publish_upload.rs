@@ -576,7 +576,18 @@ fn a_wrong_or_missing_token_is_refused_before_anything_is_staged() {
 #[test]
 fn an_upload_over_the_size_limit_is_refused_and_staging_is_never_served() {
     let s = Setup::new(&[]);
+    // What an earlier run left staged is removed at start-up.
+    let left = s
+        .srv
+        .join(".uploads/00000000000000000000000000000000/targets");
+    std::fs::create_dir_all(&left).unwrap();
+    std::fs::write(left.join("half.bin"), b"half an upload").unwrap();
     let server = s.server(&["--max-upload-size".as_ref(), "100KiB".as_ref()]);
+    assert_eq!(
+        s.staged_uploads(),
+        0,
+        "stale uploads are removed at start-up"
+    );
     let url = server.url();
     let addr = addr_of(&server);
 
