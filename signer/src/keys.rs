@@ -59,6 +59,9 @@ impl Secrets for CliSecrets {
                 return Ok(Some(p));
             }
         }
+        if attempt > 0 {
+            eprintln!("wrong passphrase for {}", path.display());
+        }
         let p = prompt(&format!("Passphrase for key file {}: ", path.display()))?;
         *self.last.borrow_mut() = Some(p.clone());
         Ok(Some(p))

@@ -315,6 +315,45 @@ fn add_signs_with_a_p256_token_key_and_a_device_installs_it() {
     switch_targets_to_token_and_install("EC:prime256v1", "ecdsa-sha2-nistp256");
 }
 
+#[test]
+fn import_with_keep_adds_beside_and_again_only_lists() {
+    let Some(t) = Token::new() else { return };
+    t.keygen("EC:edwards25519", "t2", "07");
+    let module = t.module.to_str().unwrap();
+    let env = [("OTA_PKCS11_MODULE", module), ("OTA_PKCS11_PIN", PIN)];
+    let repo = Repo::init();
+    let uri = "pkcs11:token=ota;object=t2";
+    let r = repo.import(&t, &env, uri, &["--keep"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let hsm = r.json()["keyid"].as_str().unwrap().to_string();
+    assert_eq!(r.json()["root_version"], 2);
+    assert_eq!(r.json()["removed"], serde_json::json!([]));
+    let mut signers = repo.targets_signers();
+    signers.sort();
+    assert_eq!(signers.len(), 2, "the file key and the token key sign");
+    assert!(signers.contains(&hsm));
+
+    // Authorised already and kept: only the policy (unchanged) is written, no new root.
+    let before = cli::tree(&repo.repo);
+    let r = repo.import(&t, &env, uri, &["--keep"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["root_version"], serde_json::Value::Null);
+    assert_eq!(cli::tree(&repo.repo), before);
+
+    // Without --keep the file key leaves root and the policy.
+    let r = repo.import(&t, &env, uri, &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["root_version"], 3);
+    assert_eq!(
+        r.json()["retired_entries"],
+        serde_json::json!(["targets-1.pem"])
+    );
+    assert_eq!(repo.targets_signers(), vec![hsm]);
+    let r = sign(Some(&t), &env, &repo.add_args("1.0.0", &image(7, 5000)));
+    assert_eq!(r.code, 0, "{r:?}");
+    ota_repo::Repository::load(&repo.repo).expect("the repository verifies");
+}
+
 fn assert_fails(r: &Run, says: &str) {
     assert_eq!(r.code, 3, "{r:?}");
     assert!(
