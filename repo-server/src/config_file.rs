@@ -55,6 +55,10 @@ pub struct FileConfig {
     pub report_ca: Option<PathBuf>,
     /// `--log-format` (`text` or `json`).
     pub log_format: Option<String>,
+    /// `--publish-token-file`.
+    pub publish_token_file: Option<PathBuf>,
+    /// `--max-upload-size` (e.g. `"4G"`).
+    pub max_upload_size: Option<String>,
 }
 
 /// Why the configuration file cannot be used.
@@ -113,6 +117,7 @@ impl FileConfig {
         fix(&mut self.client_ca);
         fix(&mut self.online_keys);
         fix(&mut self.report_ca);
+        fix(&mut self.publish_token_file);
         for c in self.crl.iter_mut().flatten() {
             if c.is_relative() {
                 *c = base.join(&*c);

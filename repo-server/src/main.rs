@@ -183,16 +183,8 @@ struct ServeArgs {
     publish_token_file: Option<PathBuf>,
     /// Most bytes one upload may hold, all its files together (suffix K, M, G or T: powers of
     /// 1024) [default: 4GiB].
-    #[arg(long, value_name = "SIZE", requires = "publish_token_file",
-          value_parser = ota_repo_server::upload::parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = ota_repo_server::upload::parse_size)]
     max_upload_size: Option<u64>,
-}
-
-/// `--publish-token-file` and `--max-upload-size` (command line only).
-#[derive(Debug, Clone)]
-struct PublishFlags {
-    token_file: Option<PathBuf>,
-    max_upload_size: u64,
 }
 
 fn main() -> ExitCode {
@@ -200,13 +192,6 @@ fn main() -> ExitCode {
     if let Some(Sub::Devices(a)) = cli.command {
         return cmd::devices::run(a);
     }
-    let publish = PublishFlags {
-        token_file: cli.serve.publish_token_file.clone(),
-        max_upload_size: cli
-            .serve
-            .max_upload_size
-            .unwrap_or(ota_repo_server::upload::DEFAULT_MAX_UPLOAD_SIZE),
-    };
     let cli = match cmd::settings::Settings::resolve(cli.serve) {
         Ok(s) => s,
         Err((message, hint)) => {
@@ -214,7 +199,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if publish.token_file.is_some() && cli.online_keys.is_none() {
+    if cli.publish_token_file.is_some() && cli.online_keys.is_none() {
         eprintln!(
             "error: --publish-token-file needs --online-keys (hint: the server signs a new snapshot and timestamp for each release it accepts; give it the directory `ota-sign init --online-roles` wrote with the snapshot and timestamp keys)"
         );
@@ -234,10 +219,10 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    runtime.block_on(run(cli, publish))
+    runtime.block_on(run(cli))
 }
 
-async fn run(cli: cmd::settings::Settings, publish: PublishFlags) -> ExitCode {
+async fn run(cli: cmd::settings::Settings) -> ExitCode {
     let tls = match TlsSettings::from_flags(
         cli.tls_cert.clone(),
         cli.tls_key.clone(),
@@ -282,8 +267,8 @@ async fn run(cli: cmd::settings::Settings, publish: PublishFlags) -> ExitCode {
     config.shutdown_timeout = Duration::from_secs(cli.shutdown_timeout);
     config.header_timeout = Duration::from_secs(cli.header_timeout);
     config.reports = cli.reports.clone();
-    if let (Some(file), Some(signer)) = (&publish.token_file, &online) {
-        match UploadSettings::from_token_file(file, publish.max_upload_size, signer.clone()) {
+    if let (Some(file), Some(signer)) = (&cli.publish_token_file, &online) {
+        match UploadSettings::from_token_file(file, cli.max_upload_size, signer.clone()) {
             Ok(s) => config.upload = Some(s),
             Err(e) => {
                 eprintln!(

@@ -96,10 +96,7 @@ fn metrics_count_requests_bytes_errors_and_show_role_expiry() {
         request(addr, "GET", "/targets/nothing-here", &[]).status,
         404
     );
-    assert_eq!(
-        request(addr, "DELETE", "/elsewhere", &[]).status,
-        405
-    );
+    assert_eq!(request(addr, "DELETE", "/elsewhere", &[]).status, 405);
     let resp = request(addr, "GET", "/metrics", &[]);
     assert_eq!(resp.status, 200);
     assert!(resp
@@ -202,6 +199,14 @@ fn configuration_mistakes_are_refused_with_the_file_and_key_named() {
             "log-format \"xml\"",
         ),
         ("listen = \"127.0.0.1:0\"\n", "no repository"),
+        (
+            "repo = \"repo\"\npublish-token-file = \"token\"\n",
+            "--publish-token-file needs --online-keys",
+        ),
+        (
+            "repo = \"repo\"\nmax-upload-size = \"lots\"\n",
+            "max-upload-size \"lots\"",
+        ),
     ] {
         std::fs::write(&conf, text).unwrap();
         let (code, stderr) = start(&["--config", conf.to_str().unwrap()]).err().unwrap();

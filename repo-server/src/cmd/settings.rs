@@ -24,6 +24,8 @@ pub struct Settings {
     pub open_metadata: bool,
     pub online_keys: Option<PathBuf>,
     pub reports: Option<ReportSettings>,
+    pub publish_token_file: Option<PathBuf>,
+    pub max_upload_size: u64,
     pub json: bool,
     pub log_format: LogFormat,
     pub verbose: u8,
@@ -128,6 +130,17 @@ impl Settings {
             open_metadata: a.open_metadata || file.open_metadata.unwrap_or(false),
             online_keys: a.online_keys.or(file.online_keys),
             reports,
+            max_upload_size: match (a.max_upload_size, &file.max_upload_size) {
+                (Some(n), _) => n,
+                (None, Some(text)) => ota_repo_server::upload::parse_size(text).map_err(|e| {
+                    (
+                        format!("configuration file: max-upload-size {text:?}: {e}"),
+                        "give a size such as \"4G\" or \"512M\"".to_string(),
+                    )
+                })?,
+                (None, None) => ota_repo_server::upload::DEFAULT_MAX_UPLOAD_SIZE,
+            },
+            publish_token_file: a.publish_token_file.or(file.publish_token_file),
             json: a.json,
             log_format,
             verbose: a.verbose,
