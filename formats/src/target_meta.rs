@@ -17,6 +17,8 @@
 //! ```
 //!
 //! `encryption` and `delta` are optional and reserved for the encryption and delta features;
+//! `rollback_from` (a list of versions, e.g. `["1.3.0"]`) marks a deliberate rollback: only
+//! devices running one of those newer versions install this older release;
 //! unknown fields (at every level) and other keys of `custom` are preserved, so metadata written
 //! by a newer tool round-trips through an older one without losing signed data.
 //!
@@ -33,6 +35,7 @@
 //! let back = OtaTarget::from_custom(Some(&custom)).unwrap().unwrap();
 //! assert_eq!(back, meta);
 //! ```
+use crate::version::Version;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -158,6 +161,11 @@ pub struct OtaTarget {
     /// delta feature).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub delta: Option<Value>,
+    /// A deliberate rollback: devices running one of these (newer) versions install this
+    /// older release; see [`OtaTarget::rolls_back_from`]. Nothing else makes a device go to
+    /// a lower version. Absent (empty) for ordinary releases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rollback_from: Vec<String>,
     /// Unknown fields, preserved.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
@@ -180,6 +188,7 @@ impl OtaTarget {
             compression,
             encryption: None,
             delta: None,
+            rollback_from: Vec::new(),
             extra: Map::new(),
         };
         t.validate()?;
@@ -246,7 +255,38 @@ impl OtaTarget {
                 format!("{h:?} is not 64 lower-case hex digits"),
             ));
         }
+        self.check_rollback_from()
+    }
+
+    /// Every `rollback_from` entry is a version newer than this release's own: a "rollback"
+    /// to a newer version, or from an unparsable one, is malformed metadata.
+    fn check_rollback_from(&self) -> Result<()> {
+        if self.rollback_from.is_empty() {
+            return Ok(());
+        }
+        let own = Version::parse(&self.version)?;
+        for v in &self.rollback_from {
+            let from = Version::parse(v)
+                .map_err(|e| Error::invalid("custom.ota.rollback_from", format!("{v:?}: {e}")))?;
+            if from <= own {
+                return Err(Error::invalid(
+                    "custom.ota.rollback_from",
+                    format!(
+                        "{v:?} is not newer than the release's own version {:?}",
+                        self.version
+                    ),
+                ));
+            }
+        }
         Ok(())
+    }
+
+    /// Whether this release is a signed rollback for devices running `installed`: it names
+    /// that version (by semantic-versioning precedence) in `rollback_from`.
+    pub fn rolls_back_from(&self, installed: &Version) -> bool {
+        self.rollback_from
+            .iter()
+            .any(|v| Version::parse(v).is_ok_and(|v| v == *installed))
     }
 
     /// The typed `delta` object: `Ok(None)` for a full target, an error when `delta` is
@@ -430,6 +470,45 @@ mod tests {
         bad.base.sha256 = "XY".into();
         t.delta = Some(bad.to_value().unwrap());
         assert!(t.delta_info().is_err());
+    }
+
+    #[test]
+    fn rollback_from_round_trips_and_is_checked() {
+        let mut t = OtaTarget::new(
+            "fw",
+            "1.2.0",
+            vec!["b".into()],
+            ImageInfo::new(1, "a".repeat(64)),
+            Compression::Zstd,
+        )
+        .unwrap();
+        let custom = t.to_custom(None).unwrap();
+        assert!(
+            custom["ota"].get("rollback_from").is_none(),
+            "ordinary releases do not carry the field"
+        );
+        t.rollback_from = vec!["1.3.0".into(), "2.0.0-rc.1".into()];
+        let custom = t.to_custom(None).unwrap();
+        assert_eq!(
+            custom["ota"]["rollback_from"],
+            json!(["1.3.0", "2.0.0-rc.1"])
+        );
+        let back = OtaTarget::from_custom(Some(&custom)).unwrap().unwrap();
+        assert_eq!(back, t);
+        assert!(back.rolls_back_from(&"1.3.0".parse().unwrap()));
+        assert!(back.rolls_back_from(&"1.3.0+build.7".parse().unwrap()));
+        assert!(!back.rolls_back_from(&"1.3.1".parse().unwrap()));
+        assert!(!back.rolls_back_from(&"1.2.0".parse().unwrap()));
+        for bad in [
+            json!(["1.2.0"]),
+            json!(["1.1.0"]),
+            json!(["x"]),
+            json!("1.3.0"),
+        ] {
+            let mut c = custom.clone();
+            c["ota"]["rollback_from"] = bad.clone();
+            assert!(OtaTarget::from_custom(Some(&c)).is_err(), "{bad}");
+        }
     }
 
     #[test]

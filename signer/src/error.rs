@@ -308,7 +308,7 @@ impl From<RepoError> for Error {
             ),
             RepoError::NotNewer { .. } => Error::policy(
                 msg,
-                "publish a higher version, or pass --allow-downgrade to roll back on purpose",
+                "publish a higher version; to move devices back, withdraw the bad release (`ota-sign withdraw NAME@VERSION`) and sign the older one with --rollback-from VERSION",
             ),
             RepoError::VersionTaken { .. } => Error::policy(
                 msg,

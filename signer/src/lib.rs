@@ -15,6 +15,8 @@
 //! - [`recipients`]: `ota-recipients.json`, the devices and groups encrypted targets are for;
 //! - [`encrypt`]: encryption of targets and their key slips;
 //! - [`upload`]: `publish --to`, the client of `ota-server`'s upload API;
+//! - [`expiry`]: the expiry policy of each role (status, warnings after every command);
+//! - [`release`]: `NAME@VERSION` releases, their targets and the versions ever published;
 //! - [`cmd`]: one module per subcommand.
 //!
 //! Errors carry a hint and map to the CLI's exit codes (see [`error`]); the typed errors of
@@ -28,8 +30,10 @@ pub mod delta;
 pub mod delta_target;
 pub mod encrypt;
 pub mod error;
+pub mod expiry;
 pub mod keys;
 pub mod recipients;
+pub mod release;
 pub mod upload;
 
 pub use error::{Error, Result};

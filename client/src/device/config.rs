@@ -30,6 +30,30 @@ pub struct DeviceConfig {
     /// Where status reports go; `SERVER/api/v1/reports` when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub report_url: Option<String>,
+    /// What to do with expired metadata: `"refuse"` (the default and only policy).
+    #[serde(default, skip_serializing_if = "ExpiredMetadataPolicy::is_default")]
+    pub expired_metadata: ExpiredMetadataPolicy,
+}
+
+/// What a device does with metadata that has expired at its verification time (the later of
+/// its clock and its time floor, see [`crate::clock`]): `"expired_metadata"` in
+/// `config.json`. There is one policy, `refuse`: nothing is installed from expired metadata
+/// and the command fails (exit 4) saying which role expired when. Any other value is refused
+/// when the configuration is loaded, so a typo or a wish to "ignore" expiry never turns
+/// verification off.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ExpiredMetadataPolicy {
+    /// Refuse the update (the TUF rule).
+    #[default]
+    Refuse,
+}
+
+impl ExpiredMetadataPolicy {
+    /// Whether this is the default (then `config.json` need not mention it).
+    pub fn is_default(&self) -> bool {
+        *self == ExpiredMetadataPolicy::default()
+    }
 }
 
 /// The A/B slots of a device and how its boot loader is told which one to boot.
@@ -108,6 +132,7 @@ impl DeviceConfig {
             tls: TlsSettings::default(),
             slots: None,
             report_url: None,
+            expired_metadata: ExpiredMetadataPolicy::Refuse,
         })
     }
 
@@ -163,6 +188,7 @@ impl DeviceConfig {
             tls: cfg.tls,
             slots: cfg.slots,
             report_url: cfg.report_url,
+            expired_metadata: cfg.expired_metadata,
             ..checked
         })
     }
@@ -238,6 +264,40 @@ mod tests {
             DeviceConfig::load(&state),
             Err(DeviceError::BadState { .. })
         ));
+    }
+
+    #[test]
+    fn expired_metadata_policy_is_refuse_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        let c = DeviceConfig::new("https://u.example", "b", None).unwrap();
+        c.save(&state).unwrap();
+        assert!(!std::fs::read_to_string(state.config())
+            .unwrap()
+            .contains("expired_metadata"));
+        assert_eq!(
+            DeviceConfig::load(&state).unwrap().expired_metadata,
+            ExpiredMetadataPolicy::Refuse
+        );
+        std::fs::write(
+            state.config(),
+            br#"{"server": "https://u.example", "hardware_id": "b", "expired_metadata": "refuse"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            DeviceConfig::load(&state).unwrap().expired_metadata,
+            ExpiredMetadataPolicy::Refuse
+        );
+        for bad in ["ignore", "warn", "Refuse", ""] {
+            std::fs::write(
+                state.config(),
+                format!(r#"{{"server": "https://u.example", "hardware_id": "b", "expired_metadata": "{bad}"}}"#),
+            )
+            .unwrap();
+            let err = DeviceConfig::load(&state).unwrap_err();
+            assert!(matches!(err, DeviceError::BadState { .. }), "{bad}: {err}");
+            assert!(err.to_string().contains("refuse"), "{err}");
+        }
     }
 
     #[test]

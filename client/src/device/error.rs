@@ -260,6 +260,27 @@ pub enum DeviceError {
         #[source]
         source: std::io::Error,
     },
+    /// The time floor (`time-floor.json`) cannot be read or written.
+    #[error(transparent)]
+    TimeFloor(#[from] crate::clock::TimeFloorError),
+    /// Verification refused the metadata on a device whose clock is clearly wrong (more than
+    /// a day behind the time floor, or before 2020): the refusal stands, and says so.
+    #[error("{source}; {clock}")]
+    ClockWrong {
+        /// What the clock check found (see [`crate::clock::ClockCheck::message`]).
+        clock: String,
+        /// The refusal.
+        #[source]
+        source: Box<DeviceError>,
+    },
+    /// The directory given to install from (removable media) holds no repository copy.
+    #[error("{}: {reason}", dir.display())]
+    NoRepositoryCopy {
+        /// The directory.
+        dir: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
 }
 
 impl DeviceError {
@@ -284,7 +305,10 @@ impl DeviceError {
             | DeviceError::SlotUnusable { .. }
             | DeviceError::Boot(_)
             | DeviceError::Busy { .. }
+            | DeviceError::TimeFloor(_)
+            | DeviceError::NoRepositoryCopy { .. }
             | DeviceError::NotSlotMode { .. } => Category::State,
+            DeviceError::ClockWrong { source, .. } => source.category(),
             DeviceError::SlotReadBack { .. } | DeviceError::Hook { .. } => Category::InstallIo,
             DeviceError::Tuf(e) => match e {
                 crate::Error::Transport(TransportError::TooLarge { .. }) => Category::Refused,

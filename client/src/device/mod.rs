@@ -48,7 +48,7 @@ mod unlock;
 
 pub use ab::{BootView, MarkGood, SlotOutcome, SlotPair, SlotStatus, SlotView};
 pub use base::Base;
-pub use config::{DeviceConfig, SlotConfig};
+pub use config::{DeviceConfig, ExpiredMetadataPolicy, SlotConfig};
 pub use decompress::ZSTD_WINDOW_LOG_MAX;
 pub use delta::{choose as choose_delta, deltas_for, CurrentImage, DeltaTarget};
 pub use error::{Category, DeviceError, DeviceResult};

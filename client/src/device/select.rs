@@ -1,6 +1,12 @@
 //! Choosing the update: the newest target of this device's image line, for its hardware,
 //! strictly newer than what is installed. Versions are ordered by the toolkit's one rule,
 //! [`ota_formats::version::Version`] (semantic-versioning precedence).
+//!
+//! The installed version (the committed slot's, on an A/B device) is the anti-rollback
+//! floor. The one way below it is a signed, explicit rollback: a release whose signed
+//! `custom.ota.rollback_from` names exactly the installed version
+//! ([`OtaTarget::rolls_back_from`]), made by `ota-sign add --rollback-from`. A newer
+//! release always wins over a rollback, and a device on any other version ignores it.
 use super::delta::{deltas_for, DeltaTarget};
 use super::error::{DeviceError, DeviceResult};
 use super::image::{Encryption, VerifiedImage};
@@ -21,10 +27,20 @@ pub struct Candidate {
     image: VerifiedImage,
     encryption: Encryption,
     deltas: Vec<DeltaTarget>,
+    rollback_from: Option<String>,
 }
 
 impl Candidate {
-    fn signed(target: &VerifiedTarget, ota: OtaTarget, version: Version) -> Self {
+    /// `current` is the installed version: a candidate below it is a signed rollback.
+    fn signed(
+        target: &VerifiedTarget,
+        ota: OtaTarget,
+        version: Version,
+        current: Option<&Version>,
+    ) -> Self {
+        let rollback_from = current
+            .filter(|c| version < **c)
+            .map(|c| c.as_str().to_string());
         Candidate {
             image: VerifiedImage::signed(target, &ota, &version),
             encryption: Encryption::of(&ota),
@@ -32,7 +48,14 @@ impl Candidate {
             ota,
             version,
             deltas: Vec::new(),
+            rollback_from,
         }
+    }
+
+    /// When this candidate is a signed rollback (older than the installed version, which its
+    /// `custom.ota.rollback_from` names), the installed version it rolls back from.
+    pub fn rollback_from(&self) -> Option<&str> {
+        self.rollback_from.as_deref()
     }
 
     /// The verified target entry.
@@ -123,8 +146,10 @@ impl Selector<'_> {
     /// Whether a release of this hardware (`ota`, `version`) is installable here, given the
     /// installed version `current`.
     fn admits(&self, ota: &OtaTarget, version: &Version, current: Option<&Version>) -> bool {
-        // Strictly newer only: equal or older would be a reinstall or a rollback.
-        self.line().is_none_or(|n| n == ota.name) && current.is_none_or(|c| version > c)
+        // Strictly newer, or a signed rollback from exactly the installed version: equal
+        // would be a reinstall, and older without that signed consent a downgrade.
+        self.line().is_none_or(|n| n == ota.name)
+            && current.is_none_or(|c| version > c || (version < c && ota.rolls_back_from(c)))
     }
 
     /// Whether `target` is installable here, with its metadata if so.
@@ -133,7 +158,7 @@ impl Selector<'_> {
         Ok(self
             .release_for_hardware(target)
             .filter(|(ota, version)| self.admits(ota, version, current.as_ref()))
-            .map(|(ota, version)| Candidate::signed(target, ota, version)))
+            .map(|(ota, version)| Candidate::signed(target, ota, version, current.as_ref())))
     }
 
     /// Every acceptable target, newest first (ties broken by target path, for determinism),
@@ -162,7 +187,7 @@ impl Selector<'_> {
         let mut out: Vec<Candidate> = releases
             .into_iter()
             .filter(|(_, ota, version)| self.admits(ota, version, current.as_ref()))
-            .map(|(t, ota, version)| Candidate::signed(t, ota, version))
+            .map(|(t, ota, version)| Candidate::signed(t, ota, version, current.as_ref()))
             .collect();
         out.sort_by(|a, b| {
             b.version
@@ -350,6 +375,73 @@ mod tests {
         };
         let err = sel.newest(&ts).unwrap_err();
         assert!(matches!(err, DeviceError::BadState { .. }), "{err}");
+    }
+
+    /// A release of `fw` for hardware `b` that rolls back from `from`.
+    fn rollback(path: &str, version: &str, from: &[&str]) -> VerifiedTarget {
+        let t = target(path, "fw", version, &["b"]);
+        let mut file = t.file().clone();
+        file.custom.as_mut().unwrap()["ota"]["rollback_from"] = json!(from);
+        VerifiedTarget::new(path, file, "targets")
+    }
+
+    fn on(version: &str, targets: &[VerifiedTarget]) -> Option<(String, Option<String>)> {
+        let inst = installed("fw", version);
+        let sel = Selector {
+            hardware_id: "b",
+            image_name: None,
+            installed: Some(&inst),
+        };
+        sel.newest(targets).unwrap().map(|c| {
+            (
+                c.target().path().to_string(),
+                c.rollback_from().map(str::to_string),
+            )
+        })
+    }
+
+    #[test]
+    fn only_a_signed_rollback_from_the_installed_version_goes_backwards() {
+        // 1.3.0 was withdrawn; 1.1.1 is the signed rollback for devices on 1.3.0.
+        let ts = vec![
+            target("1.0.0", "fw", "1.0.0", &["b"]),
+            target("1.1.0", "fw", "1.1.0", &["b"]),
+            rollback("1.1.1", "1.1.1", &["1.3.0"]),
+        ];
+        assert_eq!(
+            on("1.3.0", &ts),
+            Some(("1.1.1".into(), Some("1.3.0".into()))),
+            "the named version rolls back"
+        );
+        assert_eq!(
+            on("1.3.0+build.2", &ts).map(|c| c.0).as_deref(),
+            Some("1.1.1"),
+            "by precedence"
+        );
+        assert_eq!(on("1.2.0", &ts), None, "another newer version does not");
+        assert_eq!(on("1.4.0", &ts), None);
+        assert_eq!(on("1.1.1", &ts), None, "equal is no reinstall");
+        assert_eq!(
+            on("1.0.0", &ts),
+            Some(("1.1.1".into(), None)),
+            "below it is an ordinary update"
+        );
+        // Without the signed field, an older release is never a candidate (withdrawal).
+        let plain = vec![target("1.1.0", "fw", "1.1.0", &["b"])];
+        assert_eq!(on("1.3.0", &plain), None);
+        // A newer release wins over the rollback.
+        let mut with_fix = ts.clone();
+        with_fix.push(target("1.3.1", "fw", "1.3.1", &["b"]));
+        assert_eq!(on("1.3.0", &with_fix), Some(("1.3.1".into(), None)));
+        // A malformed rollback_from (not newer than the release) is not installed at all.
+        let bad = vec![rollback("1.1.1", "1.1.1", &["1.0.0"])];
+        assert_eq!(on("1.0.0", &bad), None);
+        // Another image line's rollback is not this device's.
+        let other = target("x", "other", "0.1.0", &["b"]);
+        let mut file = other.file().clone();
+        file.custom.as_mut().unwrap()["ota"]["rollback_from"] = json!(["1.3.0"]);
+        let other = vec![VerifiedTarget::new("x", file, "targets")];
+        assert_eq!(on("1.3.0", &other), None);
     }
 
     #[test]

@@ -27,6 +27,10 @@ pub struct Device {
     pub(super) storage: Arc<dyn Storage>,
     last_transfer: Option<Transfer>,
     skipped: Vec<Skipped>,
+    /// The device clock, before the time floor is applied.
+    clock: Arc<dyn crate::Clock>,
+    /// The time floor when the device was opened.
+    time_floor: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 /// Where an install stands, reported to the caller of [`Device::install_into`] so that the
@@ -78,11 +82,48 @@ pub enum UpdateOutcome {
 
 impl Device {
     /// Open an initialised state directory. `adjust` may change the updater configuration
-    /// (e.g. wrap the targets transport to show progress).
+    /// (e.g. wrap the targets transport to show progress, or inject a clock).
     pub fn open(state: StateDir, adjust: impl FnOnce(&mut UpdaterConfig)) -> DeviceResult<Self> {
+        Self::open_from(state, None, adjust)
+    }
+
+    /// Like [`Device::open`]; with `from`, metadata and targets come from that directory
+    /// (a repository copy on removable media, as `ota-sign export` writes it: `metadata/`
+    /// and `targets/`) instead of the configured server. Only the transport differs: the
+    /// metadata is verified against the same trusted state, and the state it leaves is
+    /// where the next refresh (from the server or another copy) starts.
+    ///
+    /// Expiry is checked against the later of the updater's clock and the device's time
+    /// floor ([`crate::clock`]).
+    pub fn open_from(
+        state: StateDir,
+        from: Option<&Path>,
+        adjust: impl FnOnce(&mut UpdaterConfig),
+    ) -> DeviceResult<Self> {
         let config = DeviceConfig::load(&state)?;
-        let mut uc = config.updater_config(&state)?;
+        let mut uc = match from {
+            None => config.updater_config(&state)?,
+            Some(dir) => {
+                let metadata = dir.join("metadata");
+                if !metadata.join("timestamp.json").is_file() {
+                    return Err(DeviceError::NoRepositoryCopy {
+                        dir: dir.to_path_buf(),
+                        reason: format!(
+                            "no repository copy here ({} is missing)",
+                            metadata.join("timestamp.json").display()
+                        ),
+                    });
+                }
+                UpdaterConfig::local_dir(state.metadata(), dir)
+            }
+        };
         adjust(&mut uc);
+        let time_floor = crate::clock::TimeFloor::load(&state.time_floor())?;
+        let clock: Arc<dyn crate::Clock> = Arc::from(std::mem::replace(
+            &mut uc.clock,
+            Box::new(crate::SystemClock),
+        ));
+        uc.clock = Box::new(crate::clock::FlooredClock::new(clock.clone(), time_floor));
         let updater = Updater::new(uc).map_err(|e| match e {
             crate::Error::Io { path, source } => DeviceError::StateIo { path, source },
             other => DeviceError::Tuf(other),
@@ -94,7 +135,48 @@ impl Device {
             storage: crate::storage::os(),
             last_transfer: None,
             skipped: Vec::new(),
+            clock,
+            time_floor,
         })
+    }
+
+    /// The device clock compared with its time floor (no network).
+    pub fn clock_check(&self) -> crate::clock::ClockCheck {
+        crate::clock::ClockCheck::new(self.clock.now(), self.time_floor)
+    }
+
+    /// Refresh the metadata at the floored time: warn when the clock is behind the floor,
+    /// add the clock's state to a refusal when it is clearly wrong, and raise the floor to
+    /// the clock after a successful refresh.
+    fn refresh(&mut self) -> DeviceResult<()> {
+        let check = self.clock_check();
+        if let Some(msg) = check.message() {
+            tracing::warn!("{msg}");
+        }
+        match self.updater.refresh() {
+            Ok(()) => {}
+            Err(e) => {
+                let e = DeviceError::Tuf(e);
+                return Err(match check.message() {
+                    Some(clock)
+                        if check.state == crate::clock::ClockState::Wrong
+                            && e.category() == super::error::Category::Refused =>
+                    {
+                        DeviceError::ClockWrong {
+                            clock,
+                            source: Box::new(e),
+                        }
+                    }
+                    _ => e,
+                });
+            }
+        }
+        // The metadata verified at the clock's time (or the floor's): never trust less.
+        self.time_floor = Some(crate::clock::TimeFloor::raise(
+            &self.state.time_floor(),
+            check.verification_time,
+        )?);
+        Ok(())
     }
 
     /// Send slot writes, the A/B state and a `file:` boot environment through `storage`
@@ -138,10 +220,13 @@ impl Device {
                     Err(e) => return Err(state_io(dir, e)),
                 }
             }
-            match std::fs::remove_file(state.installed()) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(state_io(state.installed(), e)),
+            // The time floor comes from the discarded metadata: it goes with it.
+            for file in [state.installed(), state.time_floor()] {
+                match std::fs::remove_file(&file) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(state_io(file, e)),
+                }
             }
         }
         std::fs::create_dir_all(state.root()).map_err(|e| state_io(state.root(), e))?;
@@ -298,7 +383,7 @@ impl Device {
     pub fn check(&mut self) -> DeviceResult<Option<Candidate>> {
         self.skipped.clear();
         let installed = self.floor()?;
-        self.updater.refresh()?;
+        self.refresh()?;
         let targets = self.updater.all_targets()?;
         let selector = Selector {
             hardware_id: &self.config.hardware_id,

@@ -45,6 +45,11 @@ impl StateDir {
         self.root.join("slots.json")
     }
 
+    /// `time-floor.json`: the newest time already seen (see [`crate::clock::TimeFloor`]).
+    pub fn time_floor(&self) -> PathBuf {
+        self.root.join("time-floor.json")
+    }
+
     /// `lock`: locked (`flock`) by the running `ota-client`.
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")

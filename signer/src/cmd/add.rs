@@ -27,7 +27,8 @@ use std::path::{Path, PathBuf};
 const EXAMPLE: &str = "\
 Examples:
   ota-sign add --repo repo --keys ~/ota-keys build/fw.img --name gateway-fw --version 1.2.0 --hardware board-a,board-b
-  ota-sign add --repo repo --keys ~/ota-keys fw-1.1.9.img --name gateway-fw --version 1.1.9 --hardware board-a --allow-downgrade
+  ota-sign withdraw --repo repo --keys ~/ota-keys gateway-fw@1.3.0      # a bad release, then:
+  ota-sign add --repo repo --keys ~/ota-keys fw-1.2.1.img --name gateway-fw --version 1.2.1 --hardware board-a --rollback-from 1.3.0
   ota-sign add --repo repo --no-publish modem.img --name modem-fw --version 3.0.0 --hardware board-a
   ota-sign publish --repo repo --keys ~/ota-keys         # signs the staged targets as one release
   ota-sign add --repo repo --keys ~/ota-keys fw.img --name gw --version 1.3.0 --hardware board-a --encrypt-to group:board-a,device:lab-1
@@ -37,6 +38,15 @@ Examples:
 The target is published as NAME-VERSION.img.zst (zstd, window at most 8 MiB) and stored as
 targets/<sha256>.NAME-VERSION.img.zst. A version must be newer (semver) than every published
 version of NAME unless --allow-downgrade is given.
+
+Devices never install a release older than the one they run, with one exception: a release
+signed with --rollback-from VERSION (recorded as custom.ota.rollback_from) is installed by the
+devices that run exactly VERSION. VERSION must be newer than --version, must have been
+published, and must be withdrawn first (`ota-sign withdraw NAME@VERSION`, or those devices
+would update to it again); the rollback release must be at least the newest listed version of
+NAME (devices that roll back would otherwise update on to that one). A release made with
+--allow-downgrade carries no such consent: no device that runs a newer version installs it
+(only devices below it, or new ones, do).
 
 --encrypt-to RECIPIENTS (see `ota-sign recipients --help`) encrypts the compressed target under
 a fresh data key: group:NAME embeds a key slip for the group in the signed metadata,
@@ -77,9 +87,19 @@ pub struct Args {
         required = true
     )]
     pub hardware: Vec<String>,
-    /// Accept a version that is not newer than the published ones (a deliberate rollback).
-    #[arg(long)]
+    /// Accept a version that is not newer than the published ones. No device running a newer
+    /// version installs it (only devices below it, or new ones): to move devices back, use
+    /// --rollback-from.
+    #[arg(long, conflicts_with = "rollback_from")]
     pub allow_downgrade: bool,
+    /// Sign a deliberate rollback: devices running VERSION (newer than --version, withdrawn
+    /// with `ota-sign withdraw`) install this release (comma-separated or repeated).
+    #[arg(
+        long = "rollback-from",
+        value_name = "VERSION[,VERSION..]",
+        value_delimiter = ','
+    )]
+    pub rollback_from: Vec<String>,
     /// Only stage the target (no keys needed); `ota-sign publish` signs all staged targets
     /// as one release.
     #[arg(long)]
@@ -151,6 +171,64 @@ fn bad_input(e: ota_formats::Error, hint: &str) -> Error {
     Error::input(msg, hint)
 }
 
+/// The `--rollback-from` versions of a rollback release `name` `version`, checked: each
+/// newer than `version`, published once (listed now or in an earlier targets version) and
+/// withdrawn since, and `version` at least the newest listed version of `name` (`previous`),
+/// so devices that roll back stay there.
+fn check_rollback(
+    repo: &Repository,
+    targets: &ota_formats::metadata::Targets,
+    name: &str,
+    version: &Version,
+    previous: Option<&Version>,
+    from: &[String],
+) -> Result<Vec<String>> {
+    if let Some(prev) = previous.filter(|p| version < *p) {
+        return Err(Error::policy(
+            format!("{name} {prev} is listed, newer than the rollback release {version}: devices that roll back would update to {prev} again"),
+            format!("withdraw {prev} too (`ota-sign withdraw {name}@{prev}`), or roll back to {prev}"),
+        ));
+    }
+    let mut out = Vec::new();
+    for v in from {
+        let v = v.trim();
+        let parsed = Version::parse(v).map_err(|e| {
+            Error::input(
+                format!("--rollback-from {v:?}: {e}"),
+                "name the version devices roll back from, e.g. --rollback-from 1.3.0",
+            )
+        })?;
+        if parsed <= *version {
+            return Err(Error::input(
+                format!("--rollback-from {v} is not newer than --version {version}"),
+                "a rollback goes from a newer version to this older release",
+            ));
+        }
+        if !crate::release::release_paths(&targets.targets, name, &parsed)
+            .0
+            .is_empty()
+        {
+            return Err(Error::policy(
+                format!("{name} {v} is still listed: devices would roll back from it and then update to it again"),
+                format!("withdraw it first: ota-sign withdraw --repo DIR --keys KEYS {name}@{v}"),
+            ));
+        }
+        if !crate::release::ever_published(repo, name, &parsed) {
+            return Err(Error::input(
+                format!("--rollback-from {v}: {name} {v} was never published in this repository"),
+                "check the version devices run (`ota-sign status`, the device's `ota-client status`)",
+            ));
+        }
+        if !out
+            .iter()
+            .any(|o: &String| Version::parse(o).is_ok_and(|o| o == parsed))
+        {
+            out.push(v.to_string());
+        }
+    }
+    Ok(out)
+}
+
 /// Place the compressed file under its final name; an identical file already there (from
 /// an earlier, interrupted run) is kept.
 fn place(c: compress::Compressed, dest: &Path) -> Result<()> {
@@ -199,7 +277,19 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             "target {path}: {e}; ignored for the version check"
         ))
     });
-    check_newer(&a.name, &version, previous.as_ref(), a.allow_downgrade)?;
+    let rollback_from = if a.rollback_from.is_empty() {
+        check_newer(&a.name, &version, previous.as_ref(), a.allow_downgrade)?;
+        Vec::new()
+    } else {
+        check_rollback(
+            &repo,
+            &targets,
+            &a.name,
+            &version,
+            previous.as_ref(),
+            &a.rollback_from,
+        )?
+    };
     let target_path = format!("{}-{version}.img.zst", a.name);
     let targets_dir = repo.dir.join(TARGETS_DIR);
     let bases = delta_target::resolve_bases(
@@ -279,6 +369,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         Compression::Zstd,
     )
     .map_err(|e| bad_input(e, "check --name, --version and --hardware"))?;
+    ota.rollback_from = rollback_from;
     // Encrypted: slips first (files written here), then the payload, then the metadata.
     let (file, encryption) = match &recipients {
         Some(r) => {
@@ -401,6 +492,12 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             "added {} ({} bytes, {} {how}, {ratio:.1}%)",
             report.target, report.ota.image.length, report.length
         );
+        if !report.ota.rollback_from.is_empty() {
+            println!(
+                "rollback: devices running {} install this release",
+                report.ota.rollback_from.join(" or ")
+            );
+        }
         if let Some(e) = &report.encryption {
             println!(
                 "encrypted for {} group(s) ({}) and {} device(s){}",

@@ -8,6 +8,7 @@ pub mod add;
 pub mod audit;
 pub mod ceremony;
 pub mod combine;
+pub mod export;
 pub mod init;
 pub mod keys;
 pub mod publish;
@@ -15,6 +16,7 @@ pub mod recipients;
 pub mod request;
 pub mod sign_request;
 pub mod status;
+pub mod withdraw;
 
 const EXIT_CODES: &str = "\
 Exit codes:
@@ -75,6 +77,10 @@ pub enum Command {
     Status(status::Args),
     /// Manage the devices and groups that encrypted targets are for (public keys).
     Recipients(recipients::Args),
+    /// Remove a release from the targets devices see (devices that run it keep it).
+    Withdraw(withdraw::Args),
+    /// Copy what devices see (metadata, chosen releases) to a directory, e.g. removable media.
+    Export(export::Args),
     /// Write a signing request: the next targets or root, unsigned, with a summary of what
     /// changes and who must sign (multi-party signing ceremony).
     Request(request::Args),
@@ -97,6 +103,8 @@ impl Command {
             Command::Add(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Status(a) => a.json,
+            Command::Withdraw(a) => a.json,
+            Command::Export(a) => a.json,
             Command::Request(a) => a.json,
             Command::SignRequest(a) => a.json,
             Command::Combine(a) => a.json,
@@ -130,15 +138,53 @@ fn parse_now(s: &str) -> std::result::Result<DateTime<Utc>, String> {
         .map_err(|e| format!("{s:?} is not an RFC 3339 time: {e}"))
 }
 
+impl Command {
+    /// The repository a command touches, for the expiry warnings that follow it
+    /// ([`crate::expiry::warn_for`]); `None` for `status` (it reports expiry itself) and
+    /// for commands without one.
+    pub fn repo_for_expiry_warnings(&self) -> Option<std::path::PathBuf> {
+        match self {
+            Command::Init(a) => Some(a.repo.clone()),
+            Command::Add(a) => Some(a.repo.clone()),
+            Command::Publish(a) => Some(a.repo.clone()),
+            Command::Withdraw(a) => Some(a.repo.clone()),
+            Command::Export(a) => Some(a.repo.clone()),
+            Command::Request(a) => Some(a.repo.clone()),
+            Command::Combine(a) => Some(a.repo.clone()),
+            Command::Recipients(a) => match &a.command {
+                recipients::Sub::Add { repo, .. }
+                | recipients::Sub::Import { repo, .. }
+                | recipients::Sub::Remove { repo, .. }
+                | recipients::Sub::List { repo, .. }
+                | recipients::Sub::GroupCreate { repo, .. } => Some(repo.clone()),
+            },
+            _ => None,
+        }
+    }
+}
+
 /// Run the parsed command; returns the exit code of a successful run (0, or 10 for `status`).
+/// A command that touches a repository is followed by a warning on stderr for every role
+/// inside its expiry warning window (see [`crate::expiry`]).
 pub fn run(cli: Cli) -> Result<u8> {
     let now = cli.now.unwrap_or_else(Utc::now);
-    match cli.command {
+    let repo = cli.command.repo_for_expiry_warnings();
+    let result = run_command(cli.command, now);
+    if let Some(dir) = repo {
+        crate::expiry::warn_for(&dir, now);
+    }
+    result
+}
+
+fn run_command(command: Command, now: DateTime<Utc>) -> Result<u8> {
+    match command {
         Command::Init(a) => init::run(a, now),
         Command::Add(a) => add::run(a, now),
         Command::Publish(a) => publish::run(a, now),
         Command::Status(a) => status::run(a, now),
         Command::Recipients(a) => recipients::run(a),
+        Command::Withdraw(a) => withdraw::run(a, now),
+        Command::Export(a) => export::run(a, now),
         Command::Request(a) => request::run(a, now),
         Command::SignRequest(a) => sign_request::run(a, now),
         Command::Combine(a) => combine::run(a, now),

@@ -1,9 +1,12 @@
-//! `ota-sign status`: roles, versions, keys, thresholds, expiry and the targets.
+//! `ota-sign status`: roles, versions, keys, thresholds, the expiry policy of each role
+//! (when it expires, from when it is warned about, who re-signs it, what devices do once it
+//! expired; see [`crate::expiry`]) and the targets.
 use crate::error::EXIT_EXPIRING;
+use crate::expiry::{self, SignedBy};
 use crate::Result;
 use chrono::{DateTime, Utc};
 use ota_formats::target_meta::OtaTarget;
-use ota_repo::policy::{health, human_duration, Health, Period, ROLES};
+use ota_repo::policy::{human_duration, Health, Period, ROLES};
 use ota_repo::Repository;
 use serde::Serialize;
 use std::path::PathBuf;
@@ -12,9 +15,18 @@ const EXAMPLE: &str = "\
 Examples:
   ota-sign status --repo repo
   ota-sign status --repo repo --json | jq '.roles.timestamp.seconds_left'
+  ota-sign status --repo repo --json | jq '.roles[] | {expires, warn_from, signed_by, resign}'
 
-Exit code 10 when a role has under a quarter of its expiry period left or has expired
-(run `ota-sign publish` for targets, snapshot and timestamp). No keys are needed.";
+For every role: version, threshold and keys, expiry, the start of its warning window (the
+last quarter of its period, when `ota-sign publish` re-signs it), who re-signs it (offline
+keys with `ota-sign publish`, root only with `--root`; with online roles snapshot and
+timestamp are re-signed by `ota-server --online-keys`) and what devices do once it has
+expired (they refuse every update). Every ota-sign command that touches a repository prints
+a warning for a role inside its warning window.
+
+Exit code 10 when a role ota-sign re-signs is inside its warning window or has expired.
+Snapshot and timestamp of an online-roles repository are the server's: their state in this
+directory is shown as a note and never sets exit code 10. No keys are needed.";
 
 /// Arguments of `status`.
 #[derive(Debug, clap::Args)]
@@ -45,6 +57,18 @@ pub struct RoleStatus {
     pub seconds_left: i64,
     /// ok, expiring (under a quarter of the period left) or expired.
     pub health: Health,
+    /// Start of the warning window (a quarter of the period before expiry).
+    pub warn_from: DateTime<Utc>,
+    /// `offline` (ota-sign, with the keys named in `key_files`) or `online` (ota-server
+    /// --online-keys).
+    pub signed_by: SignedBy,
+    /// Key file names of the role (in the `--keys` directory, or the server's
+    /// `--online-keys` directory for online roles).
+    pub key_files: Vec<String>,
+    /// How the role is re-signed.
+    pub resign: String,
+    /// What devices do once it has expired.
+    pub at_expiry: String,
 }
 
 /// One target's status.
@@ -71,8 +95,12 @@ pub struct Report {
     pub targets: Vec<TargetStatus>,
     /// Target paths staged by `add --no-publish` and not yet published.
     pub staged: Vec<String>,
-    /// One line per role that needs attention.
+    /// Whether snapshot and timestamp are signed online by ota-server.
+    pub online_roles: bool,
+    /// One line per role that ota-sign re-signs and that needs attention (exit code 10).
     pub warnings: Vec<String>,
+    /// Online roles near or past expiry in this directory: the server's to renew.
+    pub notes: Vec<String>,
 }
 
 /// Run `status`.
@@ -80,48 +108,37 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let repo = Repository::load(&a.repo)?;
     let mut roles = std::collections::BTreeMap::new();
     let mut warnings = Vec::new();
-    for role in ROLES {
-        let (version, expires) = match role {
-            "root" => (repo.root.signed.version, repo.root.signed.expires),
-            "targets" => (repo.targets.signed.version, repo.targets.signed.expires),
-            "snapshot" => (repo.snapshot.signed.version, repo.snapshot.signed.expires),
-            _ => (repo.timestamp.signed.version, repo.timestamp.signed.expires),
-        };
-        let rk = repo.root.signed.role(role).map_err(|e| {
+    let mut notes = Vec::new();
+    for e in expiry::roles(&repo, now) {
+        let rk = repo.root.signed.role(e.role).map_err(|err| {
             crate::Error::repo(
-                format!("root.json: {e}"),
+                format!("root.json: {err}"),
                 "restore the repository from a backup",
             )
         })?;
-        let period = repo.config.period(role);
-        let h = health(expires, period, now);
-        let left = expires - now;
-        let fix = if role == "root" {
-            "run `ota-sign publish --root` (needs the root keys)"
-        } else {
-            "run `ota-sign publish`"
-        };
-        match h {
-            Health::Ok => {}
-            Health::Expiring => warnings.push(format!(
-                "{role} expires in {} (under a quarter of its {period} period): {fix}",
-                human_duration(left)
-            )),
-            Health::Expired => warnings.push(format!(
-                "{role} expired {} ago; clients reject the repository: {fix}",
-                human_duration(-left)
-            )),
+        if let Some(w) = e.warning() {
+            match e.signed_by {
+                SignedBy::Offline => warnings.push(w),
+                SignedBy::Online => notes.push(format!(
+                    "{w} (in this directory; devices see what the server serves)"
+                )),
+            }
         }
         roles.insert(
-            role.to_string(),
+            e.role.to_string(),
             RoleStatus {
-                version,
+                version: e.version,
                 keyids: rk.keyids.clone(),
                 threshold: rk.threshold,
-                expires,
-                period,
-                seconds_left: left.num_seconds(),
-                health: h,
+                expires: e.expires,
+                period: e.period,
+                seconds_left: e.seconds_left,
+                health: e.health,
+                warn_from: e.warn_from,
+                signed_by: e.signed_by,
+                key_files: e.keys,
+                resign: e.resign,
+                at_expiry: e.at_expiry,
             },
         );
     }
@@ -151,32 +168,51 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         roles,
         targets,
         staged,
+        online_roles: repo.config.online_roles,
         warnings,
+        notes,
     };
     if a.json {
         super::print_json(&report);
     } else {
         println!("repository {}", a.repo.display());
         println!(
-            "  {:<9} {:>7} {:>9}  {:<20} {:>12}  {:<8} keys",
-            "role", "version", "threshold", "expires", "left", "health"
+            "  {:<9} {:>7} {:>9}  {:<20} {:>12}  {:<8} {:<7} keys",
+            "role", "version", "threshold", "expires", "left", "health", "signer"
         );
         for role in ROLES {
-            let r = &report.roles[role];
+            let Some(r) = report.roles.get(role) else {
+                continue;
+            };
             let ids: Vec<&str> = r
                 .keyids
                 .iter()
                 .map(|k| ota_repo::keys::short_id(k))
                 .collect();
             println!(
-                "  {role:<9} {:>7} {:>5} of {} {:<20} {:>12}  {:<8} {}",
+                "  {role:<9} {:>7} {:>5} of {} {:<20} {:>12}  {:<8} {:<7} {}",
                 r.version,
                 r.threshold,
                 r.keyids.len(),
                 r.expires.format("%Y-%m-%d %H:%M UTC").to_string(),
                 human_duration(chrono::Duration::seconds(r.seconds_left)),
                 format!("{:?}", r.health).to_lowercase(),
+                format!("{:?}", r.signed_by).to_lowercase(),
                 ids.join(" ")
+            );
+        }
+        println!("expiry policy:");
+        for role in ROLES {
+            let Some(r) = report.roles.get(role) else {
+                continue;
+            };
+            println!(
+                "  {role}: every {}, warned from {}; key files {}; {}; at expiry {}",
+                r.period,
+                r.warn_from.format("%Y-%m-%d %H:%M UTC"),
+                r.key_files.join(", "),
+                r.resign,
+                r.at_expiry
             );
         }
         println!("targets: {}", report.targets.len());
@@ -202,6 +238,9 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     }
     for w in &report.warnings {
         crate::warn(w);
+    }
+    for n in &report.notes {
+        eprintln!("note: {n}");
     }
     Ok(if report.warnings.is_empty() {
         0

@@ -9,7 +9,8 @@ use std::path::PathBuf;
     "Examples:\n",
     "  ota-client check --state /var/lib/ota && ota-client update --state /var/lib/ota --install-to /data/fw.img\n",
     "  ota-client check --state /var/lib/ota --json\n",
-    "  ota-client check --state /var/lib/ota --install-to /data/firmware.img --json   # would a delta be used?\n\n",
+    "  ota-client check --state /var/lib/ota --install-to /data/firmware.img --json   # would a delta be used?\n",
+    "  ota-client check --state /var/lib/ota --from /media/usb/ota   # a repository copy (ota-sign export)\n\n",
     exit_codes!()
 ))]
 pub struct Args {
@@ -19,6 +20,9 @@ pub struct Args {
     /// The file `update` would replace: hash it to tell whether a delta patch applies to it.
     #[arg(long, value_name = "PATH")]
     pub install_to: Option<PathBuf>,
+    /// Read a repository copy (removable media, `ota-sign export`) instead of the server.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -34,6 +38,7 @@ pub fn describe(c: &Candidate) -> serde_json::Value {
         "image_length": c.image().length(),
         "image_sha256": c.image().sha256(),
         "encrypted": c.encryption().is_encrypted(),
+        "rollback_from": c.rollback_from(),
         "deltas": c.deltas().iter().map(|d| serde_json::json!({
             "target": d.target().path(),
             "length": d.target().length(),
@@ -44,7 +49,7 @@ pub fn describe(c: &Candidate) -> serde_json::Value {
 }
 
 pub fn run(a: Args) -> Result<u8, Failure> {
-    let mut device = Device::open(StateDir::new(&a.state), |_| {})?;
+    let mut device = Device::open_from(StateDir::new(&a.state), a.from.as_deref(), |_| {})?;
     if device.config().slots.is_some() {
         // Like every command: learn first what the boot loader did since the last run (a
         // fallback makes a version failed, which check must not offer).
@@ -86,6 +91,9 @@ pub fn run(a: Args) -> Result<u8, Failure> {
                     c.target().path(),
                     c.target().length()
                 );
+                if let Some(from) = c.rollback_from() {
+                    println!("a signed rollback from the installed {from}");
+                }
                 if let Some(d) = delta {
                     println!(
                         "delta from the installed image: {} ({} bytes)",

@@ -84,6 +84,15 @@ pub fn hint(e: &DeviceError) -> String {
             DeviceError::Tuf(ota_client::Error::ExpiredMetadata { .. }) => {
                 "check this device's clock first (`date -u`): a clock far in the future makes valid metadata look expired; if the clock is right, the repository was not re-signed in time: report it to the release owner. Nothing was installed".into()
             }
+            DeviceError::ClockWrong { .. } => {
+                "set the device clock (NTP, or the RTC and its battery): expiry was checked at the newest time this device has already seen, never at an earlier one; if the clock is right, the repository was not re-signed in time: report it to the release owner. Nothing was installed".into()
+            }
+            DeviceError::TimeFloor(_) => {
+                "check STATE/time-floor.json (it holds {\"time_floor\": \"RFC 3339 time\"}; `ota-client init --force` resets it together with the trusted metadata)".into()
+            }
+            DeviceError::NoRepositoryCopy { .. } => {
+                "pass the directory that `ota-sign export --to DIR` wrote (it holds metadata/ and targets/), and check that the media is mounted".into()
+            }
             DeviceError::InstallPathNotRegular { .. } => {
                 "--install-to replaces a regular file; block devices and partitions need an A/B slot installer, and links or special files are refused so that they are never replaced".into()
             }

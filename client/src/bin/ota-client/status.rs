@@ -35,6 +35,7 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         Some(_) => Some(device.slot_status()?),
         None => None,
     };
+    let clock = device.clock_check();
     if a.json {
         // A/B devices: the slot status first, in its documented shape; then the rest.
         let mut out = match &slots {
@@ -50,6 +51,14 @@ pub fn run(a: Args) -> Result<u8, Failure> {
             "recipient_id": ring.device.as_ref().map(|k| k.id().to_string()),
             "keys": crate::keys::describe(device.state(), &ring),
             "tls": config.tls,
+            "clock": {
+                "now": clock.clock,
+                "time_floor": clock.time_floor,
+                "verification_time": clock.verification_time,
+                "state": clock.state,
+                "message": clock.message(),
+            },
+            "expired_metadata": config.expired_metadata,
             "identity": cert.as_ref().map(|c| serde_json::json!({
                 "certificate": device.state().identity_cert(),
                 "cn": c.subject_cn,
@@ -65,6 +74,17 @@ pub fn run(a: Args) -> Result<u8, Failure> {
         println!("server:       {}", config.server);
         println!("hardware id:  {}", config.hardware_id);
         println!("trusted root: v{root_version}");
+        match clock.message() {
+            Some(m) => println!("clock:        {m}"),
+            None => println!(
+                "clock:        {} (time floor {})",
+                clock
+                    .clock
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                clock.time_floor.map_or("none yet".into(), |f| f
+                    .to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+            ),
+        }
         match installed {
             Some(i) => println!(
                 "installed:    {} {} at {} (sha256 {})",

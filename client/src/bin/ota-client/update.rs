@@ -10,7 +10,12 @@ use std::path::PathBuf;
     "Examples:\n",
     "  ota-client update --state /var/lib/ota                 # A/B device (init --slot ...)\n",
     "  ota-client update --state /var/lib/ota --install-to /data/firmware.img\n",
-    "  ota-client update --state /var/lib/ota --install-hook /usr/libexec/flash-mcu --json -v\n\n",
+    "  ota-client update --state /var/lib/ota --install-hook /usr/libexec/flash-mcu --json -v\n",
+    "  ota-client update --state /var/lib/ota --from /media/usb/ota --install-to /data/firmware.img\n\n",
+    "--from DIR installs from a repository copy on removable media (`ota-sign export --to DIR`)\n",
+    "instead of the server, with exactly the same verification: signatures, versions (a copy\n",
+    "older than what the device has seen is refused), expiry, hashes. The next update from the\n",
+    "server continues from the metadata the copy left. No status report is sent.\n\n",
     "A/B devices: the image is written to the inactive slot, fsync'd, read back and compared\n",
     "with its signed sha256; only then is the boot loader told to try it (ota_slot=<new>,\n",
     "upgrade_available=1, bootcount=0). Exit 0 means: reboot to try it, then run\n",
@@ -35,6 +40,10 @@ pub struct Args {
     /// Executable that receives the image (`write` on stdin, then `commit` or `abort`).
     #[arg(long, value_name = "CMD")]
     pub install_hook: Option<PathBuf>,
+    /// Install from this repository copy (removable media, `ota-sign export`) instead of the
+    /// server.
+    #[arg(long, value_name = "DIR")]
+    pub from: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -45,9 +54,12 @@ pub struct Args {
 
 pub fn run(a: Args) -> Result<u8, Failure> {
     let json = a.json;
-    let mut device = Device::open(StateDir::new(&a.state), |c| progress::attach(c, !json))?;
+    let mut device = Device::open_from(StateDir::new(&a.state), a.from.as_deref(), |c| {
+        progress::attach(c, !json)
+    })?;
     let result = attempt(&mut device, &a);
-    if !a.no_report {
+    // From removable media the device is typically offline: no report then.
+    if !a.no_report && a.from.is_none() {
         report_after(&device, result.as_ref().err());
     }
     result
