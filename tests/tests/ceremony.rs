@@ -183,6 +183,15 @@ fn forged_signature(request: &Value, key: &Ed25519Signer) -> Value {
     })
 }
 
+/// `request` with its `request_sha256` recomputed, as someone who edits a request and
+/// covers the edit would do.
+fn resealed(mut request: Value) -> Value {
+    request.as_object_mut().unwrap().remove("request_sha256");
+    let hash = ota_formats::hash::sha256_hex(&ota_formats::cjson::to_vec(&request).unwrap());
+    request["request_sha256"] = json!(hash);
+    request
+}
+
 fn load_pem(path: &Path) -> Ed25519Signer {
     Ed25519Signer::from_key_file(&std::fs::read(path).unwrap()).unwrap()
 }
@@ -412,6 +421,23 @@ fn three_of_five_targets_keys_two_are_not_enough_the_third_publishes() {
         &["alice.sig.json", "bob.sig.json", "carol.sig.json"],
     );
     assert_refused(&c, &r, 2, "input", "damaged or was edited", &before);
+    // Edited and resealed: a summary that hides the change is caught by recomputing it.
+    let mut hidden = request.clone();
+    hidden["summary"] = json!(["targets version 1 -> 2", "nothing else"]);
+    c.write_json("hidden.json", &resealed(hidden));
+    let r = c.sign(
+        "hidden.json",
+        &c.key("targets-5.pem"),
+        "frank",
+        "frank.sig.json",
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(
+        msg.contains("summary does not describe the change"),
+        "{msg}"
+    );
+    assert!(!c.w("frank.sig.json").exists());
 
     // The third signature publishes: targets v2, then snapshot and timestamp.
     let r = c.combine(
@@ -748,5 +774,97 @@ fn a_root_needs_the_old_and_the_new_root_threshold() {
             "signature 3",
             "publish 3"
         ]
+    );
+}
+
+#[test]
+fn with_online_roles_combine_signs_targets_only_and_refuses_a_lowered_threshold() {
+    let c = Ceremony::init(&[
+        "--online-roles",
+        "--key-count",
+        "targets=3",
+        "--threshold",
+        "targets=2",
+    ]);
+    std::fs::write(c.w("fw.img"), image(9, 50_000)).unwrap();
+    ok(&[
+        "add",
+        "--repo",
+        c.s(&c.repo),
+        "--no-publish",
+        c.s(&c.w("fw.img")),
+        "--name",
+        "gateway",
+        "--version",
+        "1.0.0",
+        "--hardware",
+        "gw-a",
+    ]);
+    assert_eq!(c.request("targets", "req.json", &[]).code, 0);
+    let request = c.read_json("req.json");
+
+    // Someone lowers the threshold to 1 and reseals the request: sign-request cannot know the
+    // repository's threshold, but combine checks it against root and refuses.
+    let mut lowered = request.clone();
+    lowered["thresholds"][0]["threshold"] = json!(1);
+    c.write_json("lowered.json", &resealed(lowered));
+    let r = c.sign(
+        "lowered.json",
+        &c.key("targets-1.pem"),
+        "alice",
+        "low.sig.json",
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let before = c.published();
+    let r = c.combine("lowered.json", &["low.sig.json"]);
+    assert_refused(&c, &r, 4, "repo", "not the repository's", &before);
+
+    for (key, out) in [
+        ("targets-1.pem", "a.sig.json"),
+        ("targets-3.pem", "b.sig.json"),
+    ] {
+        assert_eq!(c.sign("req.json", &c.key(key), "holder", out).code, 0);
+    }
+    // Past the request's expiry, combine refuses.
+    let r = sign_cmd(&[
+        "combine",
+        "--repo",
+        c.s(&c.repo),
+        c.s(&c.w("req.json")),
+        c.s(&c.w("a.sig.json")),
+        c.s(&c.w("b.sig.json")),
+        "--json",
+        "--now",
+        "2200-01-01T00:00:00Z",
+    ]);
+    assert_refused(&c, &r, 2, "input", "expired", &before);
+
+    // No --keys: the release machine holds no snapshot or timestamp key; the server
+    // publishes the new targets with its next snapshot.
+    let r = sign_cmd(&[
+        "combine",
+        "--repo",
+        c.s(&c.repo),
+        c.s(&c.w("req.json")),
+        c.s(&c.w("a.sig.json")),
+        c.s(&c.w("b.sig.json")),
+        "--json",
+    ]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let p = &r.json()["published"];
+    assert_eq!(p["signed"], json!(["targets"]));
+    assert_eq!(
+        (
+            p["targets_version"].as_u64(),
+            p["snapshot_version"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    assert!(c.repo.join("metadata/2.targets.json").exists());
+    assert!(!c.repo.join("metadata/2.snapshot.json").exists());
+    assert_eq!(
+        c.status()["roles"]["targets"]["version"],
+        2,
+        "pending, verified"
     );
 }

@@ -235,6 +235,16 @@ pub enum CeremonyError {
         /// What else differs.
         detail: String,
     },
+    /// A request whose metadata has expired: clients would refuse it.
+    #[error("{role} v{version} of this request expired at {expires}: clients would refuse it")]
+    RequestExpired {
+        /// The role.
+        role: String,
+        /// The version.
+        version: u64,
+        /// Its expiry.
+        expires: chrono::DateTime<chrono::Utc>,
+    },
     /// Fewer valid signatures than a threshold of the request needs.
     #[error(
         "{role} v{version} is not signed enough to publish: {}{}",

@@ -3,13 +3,13 @@
 //! and published once every threshold is met; an audit log records each step.
 //!
 //! 1. [`request`]: on the release machine, [`SigningRequest::create`] makes the request
-//!    file: the unsigned metadata, its hash, who may sign, the thresholds, and a summary
-//!    of what changes ([`summary`]);
+//!    file: the unsigned metadata ([`next`]), its hash, who may sign, the thresholds, and a
+//!    summary of what changes ([`summary`]);
 //! 2. [`signature`]: each key holder checks the request and makes a detached signature
 //!    file with [`DetachedSignature::sign`] (no repository needed);
 //! 3. [`combine`]: back on the release machine, [`combine::combine`] checks the request
-//!    still applies and each signature against it, and publishes when the thresholds are
-//!    met, else changes no metadata;
+//!    still applies and each signature against it ([`tally`]), and publishes when the
+//!    thresholds are met ([`publish`]), else changes no metadata;
 //! 4. [`audit`]: the hash-chained, append-only log of requests, signatures, publications and
 //!    refusals, `REPO/audit/log.jsonl`.
 //!
@@ -17,9 +17,12 @@
 pub mod audit;
 pub mod combine;
 pub mod error;
+pub mod next;
+pub mod publish;
 pub mod request;
 pub mod signature;
 pub mod summary;
+pub mod tally;
 
 pub use error::{CeremonyError, ThresholdCount};
 pub use request::{CeremonyRole, SigningRequest};

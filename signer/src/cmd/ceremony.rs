@@ -140,6 +140,10 @@ impl From<CeremonyError> for Error {
                 msg,
                 "the repository changed since the request was made: make a new request with `ota-sign request` and have it signed; nothing was published",
             ),
+            CeremonyError::RequestExpired { .. } => Error::input(
+                msg,
+                "make a new request (`ota-sign request`, with a later --expires) and have it signed; nothing was published",
+            ),
             CeremonyError::BelowThreshold { .. } => Error::keys(
                 msg,
                 format!("collect more signatures (`ota-sign sign-request` by other key holders) and run combine again with all of them; {NOTHING_PUBLISHED}"),

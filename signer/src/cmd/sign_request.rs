@@ -79,6 +79,13 @@ fn key_location(key: &Path) -> Result<(PathBuf, String)> {
 /// Run `sign-request`.
 pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let req = SigningRequest::read(&a.request)?;
+    if req.changes.expires.to <= now {
+        crate::warn(&format!(
+            "{} expires at {}, which has passed: combine will refuse it",
+            req.describe(),
+            req.changes.expires.to.format("%Y-%m-%d %H:%M:%S UTC")
+        ));
+    }
     let (dir, entry) = key_location(&a.key)?;
     let key = crate::keys::load_key(&dir, &entry)?;
     let signers = ota_repo::keys::as_signers(std::slice::from_ref(&key));
