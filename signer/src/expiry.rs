@@ -64,17 +64,17 @@ impl RoleExpiry {
         match self.health {
             Health::Ok => None,
             Health::Expiring => Some(format!(
-                "{role} v{} expires in {} ({}, under a quarter of its {} period left); {}",
-                self.version,
+                "{role} expires in {} (v{}, {}, under a quarter of its {} period left); {}",
                 human_duration(left),
+                self.version,
                 self.expires.format("%Y-%m-%d %H:%M UTC"),
                 self.period,
                 self.resign
             )),
             Health::Expired => Some(format!(
-                "{role} v{} expired {} ago ({}): {}; {}",
-                self.version,
+                "{role} expired {} ago (v{}, {}): {}; {}",
                 human_duration(-left),
+                self.version,
                 self.expires.format("%Y-%m-%d %H:%M UTC"),
                 self.at_expiry,
                 self.resign

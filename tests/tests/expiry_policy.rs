@@ -78,15 +78,11 @@ fn status_tells_who_re_signs_what_and_commands_warn_ahead_of_expiry() {
     let r = sign(&["--now", &later, "status", "--repo", &repo, "--json"]);
     assert_eq!(r.code, 10, "{r:?}");
     assert_eq!(r.json()["roles"]["timestamp"]["health"], "expiring");
-    assert!(
-        r.stderr.contains("warning: timestamp v1 expires in"),
-        "{r:?}"
-    );
+    assert!(r.stderr.contains("warning: timestamp expires in"), "{r:?}");
     let r = sign(&["--now", &later, "recipients", "list", "--repo", &repo]);
     assert_eq!(r.code, 0, "{r:?}");
     assert!(
-        r.stderr.contains("warning: timestamp v1 expires in")
-            && r.stderr.contains("ota-sign publish"),
+        r.stderr.contains("warning: timestamp expires in") && r.stderr.contains("ota-sign publish"),
         "{r:?}"
     );
     assert!(!r.stderr.contains("warning: root"), "{r:?}");
@@ -94,7 +90,7 @@ fn status_tells_who_re_signs_what_and_commands_warn_ahead_of_expiry() {
     let expired = in_hours(30);
     let r = sign(&["--now", &expired, "recipients", "list", "--repo", &repo]);
     assert!(
-        r.stderr.contains("warning: timestamp v1 expired")
+        r.stderr.contains("warning: timestamp expired")
             && r.stderr.contains("devices refuse every update"),
         "{r:?}"
     );
@@ -112,7 +108,7 @@ fn status_tells_who_re_signs_what_and_commands_warn_ahead_of_expiry() {
         &repo,
     ]);
     assert!(
-        r.stderr.contains("warning: root v1 expires in") && r.stderr.contains("--root"),
+        r.stderr.contains("warning: root expires in") && r.stderr.contains("--root"),
         "{r:?}"
     );
 }
