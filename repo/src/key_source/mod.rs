@@ -17,12 +17,12 @@
 //! Every source yields a `Box<dyn Signer + Send + Sync>` ([`open`]).
 //!
 //! ```no_run
-//! # fn main() -> Result<(), ota_repo::key_source::KeySourceError> {
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! use ota_repo::key_source::{open, KeyAccess, KeyRef};
-//! let access = KeyAccess::from_env();
+//! let access = KeyAccess::from_env(); // OTA_KEY_PASSPHRASE, OTA_PKCS11_MODULE, OTA_PKCS11_PIN
 //! let key = KeyRef::parse("pkcs11:token=ota;object=targets-1")?;
 //! let opened = open(std::path::Path::new("keys"), &key, &access)?;
-//! println!("{}", opened.signer.key_id().map_err(|e| ota_repo::key_source::KeySourceError::Encrypt { reason: e.to_string() })?);
+//! println!("{} ({:?})", opened.signer.key_id()?, opened.kind);
 //! # Ok(())
 //! # }
 //! ```
@@ -189,13 +189,16 @@ impl std::fmt::Debug for Opened {
 
 /// Why [`open`] failed: a key file problem (reported with its path by
 /// [`crate::keys`]) or a key source problem.
-#[derive(Debug)]
+#[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     /// The key file cannot be read.
+    #[error("key file {0}")]
     Unreadable(ota_fs::user_file::UserFileError),
     /// The (decrypted) key file does not hold a usable key.
+    #[error("the key file {0}")]
     Invalid(ota_formats::crypto::KeyFileError),
     /// An encrypted file or a token failed.
+    #[error(transparent)]
     Source(KeySourceError),
 }
 
