@@ -141,15 +141,19 @@ impl Updater {
             self.cache.store("root", &bytes)?;
             tracing::debug!(version = next, "root updated");
         }
-        // Fast-forward attack recovery: metadata signed by rotated-out keys is no longer a
-        // valid baseline for rollback checks, so forget it.
+        // Fast-forward attack recovery (specification 5.3.11): when the timestamp and/or the
+        // snapshot keys were rotated, the trusted timestamp and snapshot (whose versions
+        // whoever held the old keys may have inflated) are no longer a baseline for rollback
+        // checks, so forget both. The new timestamp pins the snapshot by version and hash.
         let rotated = |old: Option<RoleKeys>, new: Option<RoleKeys>| {
             old.map(|k| (k.keyids, k.threshold)) != new.map(|k| (k.keyids, k.threshold))
         };
-        if rotated(ts_keys, keys_of(&self.trusted, "timestamp")) {
+        let ts_rotated = rotated(ts_keys, keys_of(&self.trusted, "timestamp"));
+        if ts_rotated || rotated(snap_keys, keys_of(&self.trusted, "snapshot")) {
+            tracing::debug!(
+                "timestamp or snapshot keys rotated: trusted timestamp and snapshot forgotten"
+            );
             self.cache.remove("timestamp")?;
-        }
-        if rotated(snap_keys, keys_of(&self.trusted, "snapshot")) {
             self.cache.remove("snapshot")?;
         }
         Ok(())

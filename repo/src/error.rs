@@ -420,6 +420,11 @@ pub enum RepoError {
         /// The failure.
         source: std::io::Error,
     },
+
+    // --- Key rotation. ---
+    /// A rotation refused before anything was written ([`crate::rotate`]).
+    #[error(transparent)]
+    Rotate(Box<crate::rotate::RotateError>),
 }
 
 /// What kind of refusal an upload got (see [`RepoError::upload_refusal`]).

@@ -20,6 +20,8 @@
 //! - [`online`]: snapshot and timestamp signed by the server that holds only their keys;
 //! - [`upload`]: publication of offline-signed targets uploaded to that server, verified
 //!   against the live repository and switched in atomically;
+//! - [`rotate`]: key rotation of the top-level roles (one new root per change, signed by the
+//!   old and the new root keys), and staged roots for signing ceremonies;
 //! - [`error`]: [`RepoError`], typed errors naming the file, role or key.
 //!
 //! ```no_run
@@ -46,6 +48,7 @@ pub mod online;
 pub mod policy;
 pub mod publish;
 pub mod repository;
+pub mod rotate;
 pub mod targets;
 pub mod upload;
 

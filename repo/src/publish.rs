@@ -152,6 +152,21 @@ pub fn publish(
     signers: &RoleSigners<'_>,
     now: DateTime<Utc>,
 ) -> Result<Published> {
+    publish_with_root(repo, None, targets, needs, signers, now)
+}
+
+/// Like [`publish`], with `new_root`: the bytes of a root signed elsewhere (a key rotation,
+/// [`crate::rotate`]), whose version must be the next one and which `repo.root` already holds
+/// parsed. It is written first (instead of a root signed here), and the other roles in `needs`
+/// are signed and checked against it.
+pub fn publish_with_root(
+    repo: &Repository,
+    new_root: Option<&[u8]>,
+    targets: Targets,
+    mut needs: Needs,
+    signers: &RoleSigners<'_>,
+    now: DateTime<Utc>,
+) -> Result<Published> {
     let keys = |role: &str| -> Result<&[&dyn Signer]> {
         signers
             .get(role)
@@ -167,7 +182,10 @@ pub fn publish(
     // Root first: clients update root before they look at the timestamp.
     let mut root_version = root.version;
     let mut root_write = None;
-    if needs.root {
+    if let Some(bytes) = new_root {
+        needs.root = true;
+        root_write = Some((md.join(format!("{root_version}.root.json")), bytes.to_vec()));
+    } else if needs.root {
         let mut r = root.clone();
         root_version = repo.next_version("root", root_version);
         r.version = root_version;

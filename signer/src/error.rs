@@ -333,6 +333,7 @@ impl From<RepoError> for Error {
                 msg,
                 "nothing was published; fix the release on the release machine and publish again",
             ),
+            RepoError::Rotate(e) => crate::cmd::rotate::error(msg, &e),
             RepoError::UploadRead { .. } => Error::repo(msg, "check the staging directory's disk"),
         }
     }

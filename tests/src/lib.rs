@@ -6,6 +6,7 @@ pub mod ab;
 pub mod cli;
 pub mod device;
 pub mod fixture;
+pub mod keyroll;
 pub mod nginx;
 pub mod noise;
 pub mod postgres;

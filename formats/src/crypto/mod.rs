@@ -10,7 +10,7 @@ mod signature;
 mod signer;
 mod threshold;
 
-pub use ecdsa::EcdsaP256Signer;
+pub use ecdsa::{signer_from_key_file, EcdsaP256Signer};
 pub use key::{Key, KeyVal};
 pub use signature::Signature;
 pub use signer::{Ed25519Signer, KeyFileError, Signer};

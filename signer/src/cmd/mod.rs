@@ -13,6 +13,7 @@ pub mod init;
 pub mod keys;
 pub mod publish;
 pub mod recipients;
+pub mod rotate;
 pub mod request;
 pub mod sign_request;
 pub mod status;
@@ -77,6 +78,9 @@ pub enum Command {
     Status(status::Args),
     /// Manage the devices and groups that encrypted targets are for (public keys).
     Recipients(recipients::Args),
+    /// Change a role's keys or threshold: one new root signed by the old and the new root
+    /// keys, and what the change requires re-signed (or staged for a signing ceremony).
+    Rotate(rotate::Args),
     /// Remove a release from the targets devices see (devices that run it keep it).
     Withdraw(withdraw::Args),
     /// Copy what devices see (metadata, chosen releases) to a directory, e.g. removable media.
@@ -103,6 +107,7 @@ impl Command {
             Command::Add(a) => a.json,
             Command::Publish(a) => a.json,
             Command::Status(a) => a.json,
+            Command::Rotate(a) => a.json,
             Command::Withdraw(a) => a.json,
             Command::Export(a) => a.json,
             Command::Request(a) => a.json,
@@ -183,6 +188,7 @@ fn run_command(command: Command, now: DateTime<Utc>) -> Result<u8> {
         Command::Publish(a) => publish::run(a, now),
         Command::Status(a) => status::run(a, now),
         Command::Recipients(a) => recipients::run(a),
+        Command::Rotate(a) => rotate::run(a, now),
         Command::Withdraw(a) => withdraw::run(a, now),
         Command::Export(a) => export::run(a, now),
         Command::Request(a) => request::run(a, now),

@@ -1,0 +1,295 @@
+//! `ota-sign rotate`: change the keys or the threshold of one top-level role, making exactly
+//! one new root version signed by the old and the new root keys, and re-sign what the change
+//! requires ([`ota_repo::rotate`]); or stage the new root unsigned for a signing ceremony.
+use crate::keys;
+use crate::{Error, Result};
+use chrono::{DateTime, Utc};
+use ota_repo::policy::Period;
+use ota_repo::rotate::{self, KeyDirs, KeyType, Request, RotateError, Rotated};
+use std::path::PathBuf;
+
+const EXAMPLE: &str = "\
+Examples:
+  ota-sign rotate --repo repo --keys ~/ota-keys --role targets --generate --remove-key 3f1c9a0b
+  ota-sign rotate --repo repo --keys ~/ota-keys --role root --generate --key-type ecdsa-p256
+  ota-sign rotate --repo repo --keys ~/ota-keys --role root --add-key alice-root.pub --threshold 2
+  ota-sign rotate --repo repo --keys ~/ota-keys --role timestamp --generate --remove-key 9d2e41aa --json
+  ota-sign rotate --repo repo --keys ~/ota-keys --role root --add-key hsm.pub --remove-key 3f1c9a0b --stage
+
+ROLE is root, targets, snapshot or timestamp. Delegated roles have their keys in the targets
+metadata that delegates to them, not in root; ota-sign creates no delegations and does not
+rotate them.
+
+Each call makes exactly one new root version. It is signed by the threshold of the current
+root's root keys AND the threshold of the new root's own root keys, so devices can follow it
+from any earlier root. The role whose keys change is re-signed under the new root, and what
+lists it after it (targets -> snapshot -> timestamp); the timestamp is replaced last.
+
+--generate makes a new key (ed25519 unless --key-type ecdsa-p256) saved 0600 in the key
+directory as the next ROLE-N.pem. --add-key takes a public key file whose private key stays
+with its holder: PEM SubjectPublicKeyInfo (openssl pkey -in KEY -pubout) or a TUF key object
+in JSON; it is listed in ota-repo.json as the next ROLE-N.pem, where the holder puts the key
+to sign with ota-sign. --remove-key takes a key id or its first 8+ hex digits, as
+`ota-sign status` shows them. The files of removed keys are left on disk: destroy them.
+
+With online roles (`init --online-roles`), snapshot and timestamp keys are read from and
+written to --online-keys (default: KEYS-online beside --keys); copy that directory to the
+server and restart ota-server after rotating them.
+
+--stage writes the new root unsigned to REPO/ota-staged-root.json (the `signed` part of the
+root metadata, as JSON) when the keys it needs are not all here: a signing ceremony collects
+the signatures and publishes it. A generated key is saved as usual; nothing is published.
+
+Compromised keys: see signer/RECOVERY.md.
+
+Exit codes: 0 rotated (or staged), 1 a write failed part-way, 2 bad input (role, key id,
+threshold, public key file, last key of a role), 3 keys (not enough keys of the current or the
+new root, or of a role to re-sign), 4 repository (missing, corrupt, locked, a root already
+staged).";
+
+/// Arguments of `rotate`.
+#[derive(Debug, clap::Args)]
+#[command(after_help = EXAMPLE)]
+pub struct Args {
+    /// Repository directory.
+    #[arg(long, value_name = "DIR")]
+    pub repo: PathBuf,
+    /// Directory of the private keys.
+    #[arg(long, value_name = "DIR")]
+    pub keys: PathBuf,
+    /// The role whose keys change: root, targets, snapshot or timestamp.
+    #[arg(long, value_name = "ROLE")]
+    pub role: String,
+    /// Generate a new key for the role (saved 0600 as the next ROLE-N.pem).
+    #[arg(long)]
+    pub generate: bool,
+    /// Type of the generated key: ed25519 or ecdsa-p256.
+    #[arg(
+        long,
+        value_name = "TYPE",
+        default_value = "ed25519",
+        requires = "generate"
+    )]
+    pub key_type: String,
+    /// Add the public key in FILE (PEM SubjectPublicKeyInfo or TUF key JSON); repeatable.
+    #[arg(long = "add-key", value_name = "FILE")]
+    pub add_key: Vec<PathBuf>,
+    /// Remove the key with this id (or unique prefix of 8+ hex digits); repeatable.
+    #[arg(long = "remove-key", value_name = "KEYID")]
+    pub remove_key: Vec<String>,
+    /// The role's new signature threshold.
+    #[arg(long, value_name = "N")]
+    pub threshold: Option<u64>,
+    /// Expiry period of the new root (default: the repository's root period).
+    #[arg(long, value_name = "PERIOD")]
+    pub expires: Option<String>,
+    /// The online key directory of an online-roles repository (default: KEYS-online).
+    #[arg(long, value_name = "DIR")]
+    pub online_keys: Option<PathBuf>,
+    /// Write the new root unsigned to REPO/ota-staged-root.json instead of signing it.
+    #[arg(long)]
+    pub stage: bool,
+    /// Print the result as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+impl Args {
+    /// The online key directory: --online-keys, else KEYS-online beside --keys.
+    fn online_dir(&self) -> PathBuf {
+        self.online_keys.clone().unwrap_or_else(|| {
+            let mut name = self.keys.file_name().unwrap_or_default().to_os_string();
+            name.push("-online");
+            self.keys.with_file_name(name)
+        })
+    }
+
+    fn request(&self) -> Result<Request> {
+        let expires = match &self.expires {
+            Some(s) => Some(s.parse::<Period>().map_err(|e| {
+                Error::input(
+                    format!("invalid --expires {e}"),
+                    "write the period as a number and a unit, e.g. --expires 365d (units: s m h d w)",
+                )
+            })?),
+            None => None,
+        };
+        let generate = if self.generate {
+            Some(self.key_type.parse::<KeyType>().map_err(|e| {
+                Error::input(
+                    format!("invalid --key-type: {e}"),
+                    "pass --key-type ed25519 or --key-type ecdsa-p256",
+                )
+            })?)
+        } else {
+            None
+        };
+        Ok(Request {
+            role: self.role.trim().to_string(),
+            generate,
+            add: self.add_key.clone(),
+            remove: self.remove_key.clone(),
+            threshold: self.threshold,
+            expires,
+            stage: self.stage,
+        })
+    }
+}
+
+/// Run `rotate`.
+pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
+    let req = a.request()?;
+    keys::check_outside_repo(&a.keys, &a.repo)?;
+    let dirs = KeyDirs {
+        keys: a.keys.clone(),
+        online: Some(a.online_dir()),
+    };
+    let done = rotate::rotate(&a.repo, &dirs, &req, now)?;
+    for w in &done.warnings {
+        crate::warn(w);
+    }
+    if a.json {
+        super::print_json(&done);
+    } else {
+        print_human(&a, &done);
+    }
+    Ok(0)
+}
+
+fn print_human(a: &Args, done: &Rotated) {
+    let short = ota_repo::keys::short_id;
+    for c in &done.changes {
+        let added: Vec<String> = c
+            .added
+            .iter()
+            .map(|k| {
+                let file = k.file.as_deref().unwrap_or("no key file");
+                let how = if k.generated { ", generated" } else { "" };
+                format!("{} ({} {file}{how})", short(&k.keyid), k.keytype)
+            })
+            .collect();
+        let removed: Vec<&str> = c.removed.iter().map(|k| short(k)).collect();
+        println!(
+            "{}: threshold {} of {} key(s); added: {}; removed: {}",
+            c.role,
+            c.threshold,
+            c.keyids.len(),
+            if added.is_empty() {
+                "-".into()
+            } else {
+                added.join(", ")
+            },
+            if removed.is_empty() {
+                "-".into()
+            } else {
+                removed.join(", ")
+            },
+        );
+    }
+    if let Some(staged) = &done.staged {
+        println!(
+            "staged root v{} unsigned in {}; nothing was published: sign it in a signing ceremony",
+            done.root_version,
+            staged.display()
+        );
+        return;
+    }
+    if let Some(p) = &done.published {
+        println!(
+            "published root v{} (expires {}); signed {}: targets v{}, snapshot v{}, timestamp v{}",
+            done.root_version,
+            done.root_expires.format("%Y-%m-%d %H:%M UTC"),
+            p.signed.join(", "),
+            p.targets_version,
+            p.snapshot_version,
+            p.timestamp_version
+        );
+    }
+    for f in &done.retired_files {
+        println!("retired key file (destroy it): {}", f.display());
+    }
+    for f in &done.expected_files {
+        println!(
+            "the holder of an added key puts its private key at {} to sign with ota-sign",
+            f.display()
+        );
+    }
+    let online = ota_repo::online::ONLINE_ROLES;
+    if done
+        .changes
+        .iter()
+        .any(|c| online.contains(&c.role.as_str()))
+        && a.online_dir().is_dir()
+    {
+        println!(
+            "if ota-server signs snapshot and timestamp: copy {} to it and restart it",
+            a.online_dir().display()
+        );
+    }
+}
+
+/// The CLI's class, wording and hint for a refused rotation (`msg` is the library's message).
+pub fn error(msg: String, e: &RotateError) -> Error {
+    use RotateError as R;
+    match e {
+        R::UnknownRole { .. } => Error::input(msg, "pass --role root, targets, snapshot or timestamp"),
+        R::DelegatedRole { .. } => Error::input(
+            msg,
+            "rotate a delegated role's keys with the tool that made the delegation; ota-sign rotates the top-level roles",
+        ),
+        R::NothingToChange { .. } => Error::input(
+            msg,
+            "give --generate, --add-key, --remove-key or --threshold (to extend root's expiry only: ota-sign publish --root)",
+        ),
+        R::UnknownKeyId { .. } | R::AmbiguousKeyId { .. } => Error::input(
+            msg,
+            "`ota-sign status --repo REPO` lists each role's key ids; give a full id or its first 8+ hex digits, enough to name one key",
+        ),
+        R::KeyOfOtherRole { other, .. } => {
+            Error::input(msg, format!("to remove it from role {other}, pass --role {other}"))
+        }
+        R::KeyAlreadyListed { .. } => Error::input(msg, "the key is authorised already; add another key"),
+        R::KeyOfAnotherRole { .. } => Error::input(
+            msg,
+            "give every role its own keys: generate one for this role with --generate",
+        ),
+        R::LastKey { .. } => Error::input(
+            msg,
+            "add the new key in the same call (--generate or --add-key): the old key goes and the new one comes in one new root",
+        ),
+        R::ThresholdZero { .. } => Error::input(msg, "a threshold is at least 1"),
+        R::ThresholdAboveKeys { .. } => Error::input(
+            msg,
+            "lower --threshold, or add keys in the same call",
+        ),
+        R::PublicKeyUnreadable { .. } | R::PublicKeyInvalid { .. } => Error::input(
+            msg,
+            "give the public key as PEM (openssl pkey -in KEY -pubout) or as a TUF key object in JSON ({\"keytype\", \"scheme\", \"keyval\": {\"public\"}})",
+        ),
+        R::PublicKeyIsPrivate { .. } => Error::input(
+            msg,
+            "never pass a private key around: extract its public key (openssl pkey -in KEY -pubout -out KEY.pub) and give that",
+        ),
+        R::NotEnoughKeys { .. } => Error::keys(
+            msg,
+            "bring the missing key files into the key directory (each holder of a threshold key), or pass --stage to write the new root unsigned for a signing ceremony",
+        ),
+        R::StagedRootPending { .. } => Error::repo(
+            msg,
+            "finish the staged rotation (its signing ceremony publishes it) or delete REPO/ota-staged-root.json to abandon it",
+        ),
+        R::StagedRootCorrupt { .. } => Error::repo(
+            msg,
+            "delete REPO/ota-staged-root.json to abandon the staged rotation, then stage it again",
+        ),
+        R::RootVersion { .. } => Error::input(
+            msg,
+            "the repository's root changed since the root was staged: abandon it and stage the rotation again",
+        ),
+        R::RootNotSigned { .. } => Error::keys(
+            msg,
+            "a new root needs the threshold of the current root's root keys and of its own: collect the missing signatures",
+        ),
+        R::NoOnlineKeyDir => Error::input(msg, "pass --online-keys DIR"),
+    }
+}
