@@ -13,8 +13,8 @@ pub mod init;
 pub mod keys;
 pub mod publish;
 pub mod recipients;
-pub mod rotate;
 pub mod request;
+pub mod rotate;
 pub mod sign_request;
 pub mod status;
 pub mod withdraw;
@@ -152,6 +152,7 @@ impl Command {
             Command::Init(a) => Some(a.repo.clone()),
             Command::Add(a) => Some(a.repo.clone()),
             Command::Publish(a) => Some(a.repo.clone()),
+            Command::Rotate(a) => Some(a.repo.clone()),
             Command::Withdraw(a) => Some(a.repo.clone()),
             Command::Export(a) => Some(a.repo.clone()),
             Command::Request(a) => Some(a.repo.clone()),
