@@ -317,3 +317,54 @@ fn export_then_update_offline_then_online_and_tampered_copies_are_refused() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(dev.version(), "1.3.0");
 }
+
+#[test]
+fn an_encrypted_release_travels_with_its_key_slips() {
+    let rel = SignedRepo::init();
+    let tmp = tempfile::tempdir().unwrap();
+    let dev = Dev::new(&rel);
+    let r = dev.client(&["keygen", "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let public = r.json()["public_key"].as_str().unwrap().to_string();
+    let r = run(
+        "ota-sign",
+        &[
+            "recipients",
+            "add",
+            "--repo",
+            rel.repo.to_str().unwrap(),
+            "dev-1",
+            &public,
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let img = image(7, 50_000);
+    rel.add(
+        "gateway-fw",
+        "2.0.0",
+        "board-a",
+        &img,
+        &["--encrypt-to", "device:dev-1"],
+    );
+    let stick = tmp.path().join("stick");
+    let e = export(&rel, &stick, &[]);
+    assert_eq!(e["releases"][0]["version"], "2.0.0");
+    let slips: Vec<PathBuf> = tree(&stick.join("targets"))
+        .into_keys()
+        .filter(|p| p.to_string_lossy().ends_with(".slip"))
+        .collect();
+    assert_eq!(slips.len(), 1, "the device's key slip is on the copy");
+
+    // Without its slip the release is not one this device can read: passed over, nothing
+    // installed. With it (the copy as exported), installed.
+    let stripped = tmp.path().join("stripped");
+    copy_dir(&stick, &stripped);
+    std::fs::remove_file(stripped.join(slips[0].strip_prefix(&stick).unwrap())).unwrap();
+    let r = dev.update(Some(&stripped));
+    assert_eq!(r.code, 100, "{r:?}");
+    assert_eq!(r.json()["skipped"][0]["version"], "2.0.0", "{r:?}");
+    assert_eq!(dev.firmware(), (None, None));
+    let r = dev.update(Some(&stick));
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(std::fs::read(&dev.slot).unwrap(), img);
+}
