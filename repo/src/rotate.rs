@@ -63,6 +63,7 @@ pub use error::RotateError;
 pub use keygen::{key_file_index, next_key_file, read_public_key, GeneratedKey, KeyType};
 
 use crate::config::RepoConfig;
+use crate::key_source::KeyAccess;
 use crate::keys;
 use crate::lock::RepoLock;
 use crate::online::ONLINE_ROLES;
@@ -189,11 +190,23 @@ pub struct Rotated {
 
 /// Rotate: apply `req` to the repository in `repo_dir` under its writer lock, then sign and
 /// publish the new root and what it requires, or stage it ([`Request::stage`]). Nothing is
-/// written when the request is refused.
+/// written when the request is refused. Keys are unlocked with the environment's secrets
+/// (see [`rotate_with`]).
 pub fn rotate(
     repo_dir: &Path,
     dirs: &KeyDirs,
     req: &Request,
+    now: DateTime<Utc>,
+) -> Result<Rotated> {
+    rotate_with(repo_dir, dirs, req, &KeyAccess::from_env(), now)
+}
+
+/// [`rotate`], with encrypted key files and token keys unlocked through `access`.
+pub fn rotate_with(
+    repo_dir: &Path,
+    dirs: &KeyDirs,
+    req: &Request,
+    access: &KeyAccess<'_>,
     now: DateTime<Utc>,
 ) -> Result<Rotated> {
     let _lock = RepoLock::acquire(repo_dir)?;
@@ -259,6 +272,7 @@ pub fn rotate(
         &[],
         &either,
         &[],
+        access,
     )?;
     let mut signers: Vec<&dyn Signer> = keys::as_signers(&held.keys);
     let mut ids = held.ids();
@@ -284,7 +298,7 @@ pub fn rotate(
         None => None,
     };
     let cascade = gen.map(|(g, f)| (role, g, f));
-    let result = publish_signed(&repo, &bytes, dirs, cascade, now);
+    let result = publish_signed(&repo, &bytes, dirs, cascade, access, now);
     if let (Err(_), Some(path)) = (&result, &saved) {
         let root_file = repo_dir
             .join(METADATA_DIR)
@@ -309,7 +323,21 @@ pub fn publish_root(
 ) -> Result<Rotated> {
     let _lock = RepoLock::acquire(repo_dir)?;
     let repo = Repository::load(repo_dir)?;
-    publish_signed(&repo, root_bytes, dirs, None, now)
+    publish_signed_root(&repo, dirs, root_bytes, &KeyAccess::from_env(), now)
+}
+
+/// [`publish_root`] for a caller that holds the writer lock and has loaded `repo`, with keys
+/// unlocked through `access`. Besides the root, this re-signs the roles whose keys the new
+/// root changes (with keys listed in the policy, or `ROLE-N.pem` files a staged rotation
+/// generated) and lists new keys' files in `ota-repo.json`.
+pub fn publish_signed_root(
+    repo: &Repository,
+    dirs: &KeyDirs,
+    root_bytes: &[u8],
+    access: &KeyAccess<'_>,
+    now: DateTime<Utc>,
+) -> Result<Rotated> {
+    publish_signed(repo, root_bytes, dirs, None, access, now)
 }
 
 /// The root staged in `repo_dir`, if any.
@@ -463,6 +491,7 @@ fn publish_signed(
     bytes: &[u8],
     dirs: &KeyDirs,
     generated: Option<(&str, &GeneratedKey, &str)>,
+    access: &KeyAccess<'_>,
     now: DateTime<Utc>,
 ) -> Result<Rotated> {
     let old = &repo.root.signed;
@@ -479,7 +508,7 @@ fn publish_signed(
             .collect();
         let authorised = &new.signed.role(role).map_err(corrupt_root)?.keyids;
         let retiring = &old.role(role).map_err(corrupt_root)?.keyids;
-        let held = load_held(dir, role, listed, &unlisted, authorised, retiring)?;
+        let held = load_held(dir, role, listed, &unlisted, authorised, retiring, access)?;
         let mut ids = held.ids();
         if let Some((_, g, _)) = generated.filter(|(r, _, _)| *r == role) {
             ids.push(g.keyid.clone());
@@ -503,7 +532,7 @@ fn publish_signed(
 
     let mut warnings = published.warnings.clone();
     let gen = generated.map(|(r, g, f)| (r, f, g.keyid.as_str()));
-    let files = key_files::adopt(&repo.config, old, &new.signed, dirs, gen)?;
+    let files = key_files::adopt(&repo.config, old, &new.signed, dirs, gen, access)?;
     let mut config = repo.config.clone();
     config.key_files = files.files.clone();
     let cfg_path = repo.dir.join(crate::config::CONFIG_FILE);

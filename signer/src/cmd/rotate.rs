@@ -144,7 +144,8 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         keys: a.keys.clone(),
         online: Some(a.online_dir()),
     };
-    let done = rotate::rotate(&a.repo, &dirs, &req, now)?;
+    let secrets = keys::CliSecrets::default();
+    let done = rotate::rotate_with(&a.repo, &dirs, &req, &keys::access(&secrets), now)?;
     for w in &done.warnings {
         crate::warn(w);
     }
