@@ -44,7 +44,7 @@ fn help_states_the_exit_codes_of_the_readme_including_locked() {
     let in_readme = documented_codes(section, true);
     let in_help = documented_codes(exit_codes, false);
     assert_eq!(in_help, in_readme, "--help and README list the same codes");
-    assert_eq!(in_help, [0, 1, 2, 3, 4, 5, 10]);
+    assert_eq!(in_help, [0, 1, 2, 3, 4, 5, 6, 7, 10]);
 }
 
 #[test]
