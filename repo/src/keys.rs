@@ -87,6 +87,20 @@ impl LoadedKey {
         })
     }
 
+    /// A key of any type generated in memory ([`crate::rotate::GeneratedKey`]), to be saved
+    /// as `file`.
+    pub fn from_generated(file: String, key: crate::rotate::GeneratedKey) -> Self {
+        let (signer, keyid, pem) = key.into_parts();
+        LoadedKey {
+            file,
+            keyid,
+            signer,
+            mode: KEY_FILE_MODE,
+            kind: KeyKind::File,
+            generated_pem: Some(Zeroizing::new(pem)),
+        }
+    }
+
     /// Whether this key was generated in memory ([`LoadedKey::generated`]).
     pub fn is_generated(&self) -> bool {
         self.generated_pem.is_some()

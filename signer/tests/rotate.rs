@@ -237,6 +237,24 @@ fn stage_writes_the_new_root_unsigned_and_blocks_a_second_rotation() {
 }
 
 #[test]
+fn init_makes_p256_role_keys_with_key_type() {
+    let env = Env::new();
+    env.init(&["--key-type", "ecdsa-p256", "--threshold", "root=2"]);
+    let verified = verify_repo(&env.repo);
+    assert_eq!(verified.root.keys.len(), 5);
+    for key in verified.root.keys.values() {
+        assert_eq!(key.scheme, "ecdsa-sha2-nistp256");
+    }
+    let img = env.image("fw.img", 10_000, 1);
+    assert_eq!(code(&run(env.add_args(&img, "fw", "1.0.0", "hw"))), 0);
+    let env = Env::new();
+    let mut args = env.repo_args("init");
+    args.extend(["--key-type".to_string(), "dsa".to_string()]);
+    assert_fails(&run(args), 2, "invalid --key-type");
+    assert!(!env.repo.exists() && !env.keys.exists());
+}
+
+#[test]
 fn help_has_examples_and_exit_codes() {
     let o = run(["rotate", "--help"]);
     assert_eq!(code(&o), 0);

@@ -2,9 +2,10 @@
 //! key-file naming scheme `ROLE-N.pem`) or given as a public key file whose private key stays
 //! with its holder.
 use super::RotateError;
+use crate::key_source::BoxSigner;
 use crate::keys::{key_file_name, KEY_FILE_MODE, MAX_KEY_FILE_LEN};
 use crate::{RepoError, Result};
-use ota_formats::crypto::{EcdsaP256Signer, Ed25519Signer, Key, Signer};
+use ota_formats::crypto::{EcdsaP256Signer, Ed25519Signer, Key};
 use ota_fs::{atomic, user_file};
 use serde::Serialize;
 use serde_json::Value;
@@ -50,7 +51,7 @@ impl fmt::Display for KeyType {
 /// A freshly generated private key, not yet saved.
 pub struct GeneratedKey {
     /// The key, to sign with.
-    pub signer: Box<dyn Signer>,
+    pub signer: BoxSigner,
     /// Its key id.
     pub keyid: String,
     /// Its type.
@@ -72,7 +73,7 @@ impl GeneratedKey {
     /// A new random key of type `key_type`.
     pub fn generate(key_type: KeyType) -> Result<Self> {
         let encode = |source| RepoError::KeyEncode { source };
-        let (signer, pem): (Box<dyn Signer>, String) = match key_type {
+        let (signer, pem): (BoxSigner, String) = match key_type {
             KeyType::Ed25519 => {
                 let k = Ed25519Signer::generate();
                 let pem = k.to_pkcs8_pem().map_err(encode)?;
@@ -91,6 +92,11 @@ impl GeneratedKey {
             key_type,
             pem,
         })
+    }
+
+    /// The signer, its key id and its PKCS#8 PEM (secret material).
+    pub(crate) fn into_parts(self) -> (BoxSigner, String, String) {
+        (self.signer, self.keyid, self.pem)
     }
 
     /// Write the private key to `dir/file` (0600), never over an existing file.

@@ -8,7 +8,6 @@
 use crate::keys;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
-use ota_formats::crypto::Ed25519Signer;
 use ota_formats::metadata::{Root, Signed, Snapshot, Targets, Timestamp};
 use ota_fs::atomic;
 use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
@@ -16,6 +15,7 @@ use ota_repo::config::{CompressionPolicy, RepoConfig, CONFIG_FILE, CONFIG_FORMAT
 use ota_repo::keys::{key_file_name, LoadedKey, RoleKeys};
 use ota_repo::policy::{expires_at, Period, ROLES};
 use ota_repo::repository::{meta_entry, Repository, METADATA_DIR, TARGETS_DIR};
+use ota_repo::rotate::{GeneratedKey, KeyType};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,6 +25,7 @@ Examples:
   ota-sign init --repo repo --keys ~/ota-keys
   ota-sign init --repo repo --keys ~/ota-keys --threshold root=2 --timestamp-expiry 12h
   ota-sign init --repo repo --keys ~/ota-keys --key-count targets=5 --threshold targets=3
+  ota-sign init --repo repo --keys ~/ota-keys --key-type ecdsa-p256   # P-256 role keys
   ota-sign init --repo demo-repo --keys keys-example     # reuse the public example keys
 
 Key files already in --keys under the expected names (root-1.pem, targets-1.pem, ...)
@@ -73,6 +74,10 @@ pub struct Args {
     /// only this one, to the server). Default: KEYS-online beside --keys.
     #[arg(long, value_name = "DIR", requires = "online_roles")]
     pub online_keys: Option<PathBuf>,
+    /// Type of the keys generated: ed25519 or ecdsa-p256 (keys already in --keys are reused
+    /// whatever their type).
+    #[arg(long, value_name = "TYPE", default_value = "ed25519")]
+    pub key_type: String,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -214,6 +219,7 @@ fn check_repo_dir(dir: &Path) -> Result<()> {
 fn role_keys(
     dir_of: &dyn Fn(&str) -> PathBuf,
     counts: &BTreeMap<String, u64>,
+    key_type: KeyType,
 ) -> Result<(RoleKeys, Vec<String>)> {
     let mut all = BTreeMap::new();
     let mut generated = Vec::new();
@@ -228,7 +234,7 @@ fn role_keys(
                 keys::load_key(dir, &file)?
             } else {
                 generated.push(file.clone());
-                LoadedKey::generated(file, Ed25519Signer::generate())?
+                LoadedKey::from_generated(file, GeneratedKey::generate(key_type)?)
             };
             if all
                 .values()
@@ -365,7 +371,13 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         }
     }
     let counts = parse_key_counts(&a.key_counts, &thresholds)?;
-    let (keys, generated) = role_keys(&|role| a.key_dir(role), &counts)?;
+    let key_type: KeyType = a.key_type.parse().map_err(|e: String| {
+        Error::input(
+            format!("invalid --key-type: {e}"),
+            "pass --key-type ed25519 or --key-type ecdsa-p256",
+        )
+    })?;
+    let (keys, generated) = role_keys(&|role| a.key_dir(role), &counts, key_type)?;
     let files = build_files(&keys, &thresholds, &periods, now)?;
     let config = RepoConfig {
         format: CONFIG_FORMAT,
