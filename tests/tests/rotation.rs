@@ -8,11 +8,14 @@
 //! - a root key compromised below the threshold is rotated out; a root signed with it alone
 //!   is refused;
 //! - a device away for 50 root versions (key and threshold changes, Ed25519 to ECDSA P-256)
-//!   follows the whole chain in one update.
+//!   follows the whole chain in one update;
+//! - with online roles, a rotated timestamp key is written to the online key directory and
+//!   the restarted `ota-server` signs with it.
 use ota_formats::metadata::{MetaFile, Signed, Snapshot, Timestamp};
 use ota_repo::repository::meta_entry;
 use ota_tests::keyroll::{copy_dir, serve_attacker_files, Device, Repo, Saved};
 use ota_tests::server::TestServer;
+use ota_tests::tls_server::ServerProcess;
 use ota_tests::RepoHost;
 use std::path::Path;
 
@@ -337,4 +340,62 @@ fn a_device_away_for_fifty_root_versions_follows_the_whole_chain() {
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(std::fs::read(&dev.slot).unwrap(), image("2.0.0"));
     assert_eq!(dev.root_version(), 51);
+}
+
+#[test]
+fn with_online_roles_the_new_timestamp_key_goes_to_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::init(dir.path(), None, &["--online-roles"]);
+    let online = dir.path().join("keys-online");
+    // The server that signs (its URL changes with each start) and the one devices use.
+    let signer =
+        |_: ()| ServerProcess::spawn(&repo.repo, &["--online-keys".as_ref(), online.as_os_str()]);
+    let mut online_server = signer(());
+    let server = TestServer::start(&repo.repo);
+    let dev = Device::init(&repo.first_root(), &server.url(), None);
+    let published = |dev: &Device, version: &str| {
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while dev.update().code != 0 {
+            assert!(
+                std::time::Instant::now() < until,
+                "{version} never published"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        assert_eq!(dev.installed().as_deref(), Some(version));
+    };
+    repo.release("1.0.0", &image("1.0.0"));
+    published(&dev, "1.0.0");
+
+    let old = repo.keyids("timestamp");
+    let r = repo.ok(&[
+        "rotate",
+        "--role",
+        "timestamp",
+        "--generate",
+        "--remove-key",
+        &old[0],
+        "--json",
+    ]);
+    assert_eq!(
+        r.json()["changes"][0]["added"][0]["file"],
+        "timestamp-2.pem"
+    );
+    assert!(online.join("timestamp-2.pem").exists());
+    assert!(
+        !repo.keys.join("timestamp-2.pem").exists(),
+        "online keys stay out of --keys"
+    );
+    assert_eq!(dev.client(&["check"]).code, 100);
+    assert_eq!(dev.root_version(), 2);
+
+    // The server restarted with the online key directory signs the next release.
+    drop(online_server);
+    online_server = signer(());
+    repo.release("1.1.0", &image("1.1.0"));
+    published(&dev, "1.1.0");
+    let ts = std::fs::read(repo.repo.join("metadata/timestamp.json")).unwrap();
+    let ts = ota_formats::metadata::RawMetadata::from_bytes(&ts).unwrap();
+    assert_eq!(ts.signatures[0].keyid, repo.keyids("timestamp")[0]);
+    drop(online_server);
 }
