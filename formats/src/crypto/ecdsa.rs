@@ -200,8 +200,19 @@ mod tests {
         let ed = Ed25519Signer::from_seed(&[3; 32]);
         let ed_file = signer_from_key_file(ed.to_pkcs8_pem().unwrap().as_bytes()).unwrap();
         assert_eq!(ed_file.public_key(), ed.public_key());
-        let p384 = "-----BEGIN PRIVATE KEY-----\nMIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDBLEfRkNgQ7Tq2VJVV8\n-----END PRIVATE KEY-----\n";
-        assert!(signer_from_key_file(p384.as_bytes()).is_err());
+        // A P-384 key (openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-384): an EC
+        // key on another curve is described, not taken for P-256.
+        let p384 = "-----BEGIN PRIVATE KEY-----
+MIG2AgEAMBAGByqGSM49AgEGBSuBBAAiBIGeMIGbAgEBBDACauYg9wJ+37weOlic
+l1hQwoVTo0PSZPtlhj/Wlu2+UtIgWCGLDEdQr0UZiE+LfqOhZANiAAQxoj2/sHN7
+/9E46wS7q/sESC5wYAkGX3X1MdZVuQOrZscpiBuGe/AweOc3u9656lmFNGE7OOpo
+UtuUmXWEvSMVjpui9fvTlFJKt6ZPpwGJyPjaZkY/bZlg2iQnnR65UaY=
+-----END PRIVATE KEY-----
+";
+        assert!(matches!(
+            signer_from_key_file(p384.as_bytes()),
+            Err(KeyFileError::Algorithm { curve: Some(c), .. }) if c == "1.3.132.0.34"
+        ));
         assert!(Key::ecdsa_p256_from_spki_der(b"junk").is_err());
     }
 }
