@@ -51,8 +51,17 @@ impl Repo {
     }
 
     /// Like [`Repo::sign`], asserting success.
+    /// A live `ota-server --online-keys` takes the repository's writer lock every second
+    /// while it renews; `ota-sign` refuses (exit 4) rather than waits, so retry that for a while.
     pub fn ok(&self, args: &[&str]) -> Run {
-        let r = self.sign(args);
+        let mut r = self.sign(args);
+        for _ in 0..50 {
+            if !(r.code == 4 && r.stderr.contains("is locked")) {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+            r = self.sign(args);
+        }
         assert_eq!(r.code, 0, "ota-sign {args:?}: {r:?}");
         r
     }
