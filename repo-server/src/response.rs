@@ -166,6 +166,19 @@ pub fn health(ok: bool, reason: &str) -> Response<ResponseBody> {
     resp
 }
 
+/// A JSON answer of the API routes (reports, uploads): `value` and a newline, never cached.
+pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
+    let mut resp = Response::new(ResponseBody::bytes(format!("{value}\n")));
+    *resp.status_mut() = status;
+    let h = resp.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    h.insert(
+        CACHE_CONTROL,
+        HeaderValue::from_static(crate::cache_policy::NO_STORE),
+    );
+    resp
+}
+
 /// The Prometheus exposition `text` (never cached).
 pub fn metrics(text: String) -> Response<ResponseBody> {
     let mut resp = Response::new(ResponseBody::bytes(text));

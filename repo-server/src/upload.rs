@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body::Body;
 use http_body_util::BodyExt;
-use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION, CACHE_CONTROL, CONTENT_TYPE};
+use hyper::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use hyper::{Method, Request, Response, StatusCode};
 use ota_repo::error::UploadRefusal;
 use ota_repo::online::OnlineSigner;
@@ -42,7 +42,7 @@ use percent_encoding::percent_decode_str;
 use sha2::{Digest, Sha256};
 use tokio::io::AsyncWriteExt;
 
-use crate::response::ResponseBody;
+use crate::response::{json, ResponseBody};
 
 /// The path prefix of the API.
 pub const PREFIX: &str = "/api/v1/uploads";
@@ -411,20 +411,6 @@ impl ApiError {
     fn response(&self) -> Response<ResponseBody> {
         api_error(self.status, self.kind, &self.message)
     }
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
-    let mut text = value.to_string();
-    text.push('\n');
-    let mut resp = Response::new(ResponseBody::bytes(text));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(
-        CACHE_CONTROL,
-        HeaderValue::from_static(crate::cache_policy::NO_STORE),
-    );
-    resp
 }
 
 /// A request of the API, routed.

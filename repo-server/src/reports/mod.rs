@@ -11,13 +11,13 @@ pub mod verify;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use hyper::header::{HeaderValue, CACHE_CONTROL, CONTENT_TYPE, RETRY_AFTER};
+use hyper::header::{HeaderValue, RETRY_AFTER};
 use hyper::{Response, StatusCode};
 use ota_fleet::RecordOutcome;
 use rustls::server::danger::ClientCertVerifier;
 
 use crate::identity::DeviceIdentity;
-use crate::response::ResponseBody;
+use crate::response::{json, ResponseBody};
 use crate::tls::device_ca::DeviceCa;
 use crate::tls::TlsState;
 use sink::{ReportSink, SinkError};
@@ -57,15 +57,6 @@ impl std::fmt::Debug for Reports {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Reports").finish_non_exhaustive()
     }
-}
-
-fn json(status: StatusCode, value: &serde_json::Value) -> Response<ResponseBody> {
-    let mut resp = Response::new(ResponseBody::bytes(format!("{value}\n")));
-    *resp.status_mut() = status;
-    let h = resp.headers_mut();
-    h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    resp
 }
 
 fn refused(status: StatusCode, reason: &str) -> Response<ResponseBody> {
