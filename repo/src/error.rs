@@ -49,6 +49,27 @@ pub enum RepoError {
         /// What the verification found.
         source: ota_formats::Error,
     },
+    /// The publication of root `version` stopped before the roles it re-signs were written
+    /// (everything verifies under the root before it); [`crate::rotate::resume`] finishes it.
+    #[error(
+        "the publication of root v{version} in {} was interrupted before the roles it re-signs: {cause}",
+        dir.display()
+    )]
+    RotationInterrupted {
+        /// The repository directory.
+        dir: PathBuf,
+        /// The root version whose publication was interrupted.
+        version: u64,
+        /// What loading the repository with that root found.
+        cause: Box<RepoError>,
+    },
+    /// A versioned metadata file to publish exists with other content (left by an interrupted
+    /// run that no published metadata lists).
+    #[error("{} already exists with other content (left by an interrupted run?)", path.display())]
+    MetadataExists {
+        /// The file.
+        path: PathBuf,
+    },
     /// A versioned root (`N.root.json`) that differs from the `root.json` copy.
     #[error("{} differs from root.json", path.display())]
     RootCopyDiffers {
@@ -446,6 +467,20 @@ fn missing_list(missing: &[String]) -> String {
 }
 
 impl RepoError {
+    /// Whether this loading error is what a key-changing rotation interrupted after writing
+    /// its new root leaves behind (metadata signed by the retired keys, a stale `root.json`).
+    pub(crate) fn may_be_interrupted_rotation(&self) -> bool {
+        match self {
+            // The root chain itself verified: only the roles below it did not.
+            RepoError::BadSignatures { path, .. } => !path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.ends_with("root.json")),
+            RepoError::RootCopyDiffers { .. } => true,
+            _ => false,
+        }
+    }
+
     /// Whether this error refuses an upload because of what it holds (and what kind of
     /// refusal), as opposed to a failure of the repository or the server; `None` for the
     /// latter.

@@ -110,6 +110,17 @@ impl LoadedKey {
     pub fn is_open(&self) -> bool {
         self.kind != KeyKind::Pkcs11 && self.mode & 0o077 != 0
     }
+
+    /// The warning for a key file in `dir` that group or others may read, if it is one.
+    pub fn open_warning(&self, dir: &Path) -> Option<String> {
+        self.is_open().then(|| {
+            format!(
+                "{} has permissions {:o}, readable by others (expected {KEY_FILE_MODE:o}; fix with chmod {KEY_FILE_MODE:o})",
+                dir.join(&self.file).display(),
+                self.mode
+            )
+        })
+    }
 }
 
 /// Loaded keys by role.

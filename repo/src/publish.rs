@@ -99,7 +99,7 @@ pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime
 }
 
 /// Versions of the roles after publishing.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Default, Serialize)]
 pub struct Published {
     /// Roles that got new metadata.
     pub signed: Vec<String>,
@@ -295,9 +295,23 @@ fn current_targets_meta(repo: &Repository) -> Result<MetaFile> {
         })
 }
 
-fn write_versioned(path: &Path, bytes: &[u8]) -> Result<()> {
+/// Write a versioned metadata file, which is never replaced: one already there with the same
+/// bytes (written by an interrupted run that is being finished) is kept, one with other bytes
+/// is [`RepoError::MetadataExists`].
+pub(crate) fn write_versioned(path: &Path, bytes: &[u8]) -> Result<()> {
     tracing::debug!(path = %path.display(), "writing");
-    atomic::write_new(path, bytes, PUBLIC_FILE).map_err(|e| RepoError::write(path, e))
+    match atomic::write_new(path, bytes, PUBLIC_FILE) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            if std::fs::read(path).is_ok_and(|b| b == bytes) {
+                Ok(())
+            } else {
+                Err(RepoError::MetadataExists {
+                    path: path.to_path_buf(),
+                })
+            }
+        }
+        other => other.map_err(|e| RepoError::write(path, e)),
+    }
 }
 
 /// Stage `targets` (with new target files already in place) for the next publish, without

@@ -109,7 +109,33 @@ impl Repository {
 
     /// Load and verify every role, the way a client would, plus the presence and length of
     /// every target file.
+    ///
+    /// A repository whose newest root was published by a key-changing rotation that stopped
+    /// before the re-signed roles (a crash between `N.root.json` and `timestamp.json`) is
+    /// [`RepoError::RotationInterrupted`] when everything verifies under root `N - 1`:
+    /// [`crate::rotate::resume`] finishes it.
     pub fn load(dir: &Path) -> Result<Self> {
+        match Self::load_at(dir, None) {
+            Err(e) if e.may_be_interrupted_rotation() => {
+                let newest = newest_root_version(&dir.join(METADATA_DIR));
+                match newest {
+                    Some(n) if n > 1 && Self::load_at(dir, Some(n - 1)).is_ok() => {
+                        Err(RepoError::RotationInterrupted {
+                            dir: dir.to_path_buf(),
+                            version: n,
+                            cause: Box::new(e),
+                        })
+                    }
+                    _ => Err(e),
+                }
+            }
+            other => other,
+        }
+    }
+
+    /// [`Repository::load`] with the root chain stopped at version `root_version` (all
+    /// of it when `None`); with a limit, `root.json` is not compared with the newest root.
+    pub fn load_at(dir: &Path, root_version: Option<u64>) -> Result<Self> {
         let cfg_path = dir.join(CONFIG_FILE);
         let cfg_bytes = match user_file::read(&cfg_path, MAX_CONFIG_LEN) {
             Ok(b) => b,
@@ -125,7 +151,7 @@ impl Repository {
         };
         let config = RepoConfig::from_bytes(&cfg_bytes)?;
         let md = dir.join(METADATA_DIR);
-        let (mut chain, snap_path) = load_chain(&md)?;
+        let (mut chain, snap_path) = load_chain(&md, root_version)?;
         let listed = chain.snapshot().and_then(|s| s.meta.get("targets.json"));
         let Some(targets_version) = listed.map(|m| m.version) else {
             return Err(RepoError::NotListed {
@@ -228,12 +254,12 @@ impl Repository {
 /// The chain a client would trust, up to the snapshot: the roots from `1.root.json` up to the
 /// last `N.root.json` (with `root.json` a copy of it), the timestamp, and the snapshot it
 /// lists (whose path comes with it). Expiry is not checked.
-fn load_chain(md: &Path) -> Result<(TrustedSet, PathBuf)> {
+fn load_chain(md: &Path, limit: Option<u64>) -> Result<(TrustedSet, PathBuf)> {
     let first = md.join("1.root.json");
     let bytes = read_metadata(&first)?;
     let mut chain = TrustedSet::new_ignoring_expiry(&bytes).map_err(|e| refused(&first, e))?;
     let mut newest = (first, bytes);
-    loop {
+    while limit.is_none_or(|l| chain.root().version < l) {
         let path = md.join(format!("{}.root.json", chain.root().version + 1));
         let bytes = match user_file::read(&path, MAX_METADATA_LEN) {
             Ok(b) => b,
@@ -243,9 +269,11 @@ fn load_chain(md: &Path) -> Result<(TrustedSet, PathBuf)> {
         chain.update_root(&bytes).map_err(|e| refused(&path, e))?;
         newest = (path, bytes);
     }
-    let copy = read_metadata(&md.join("root.json"))?;
-    if copy != newest.1 {
-        return Err(RepoError::RootCopyDiffers { path: newest.0 });
+    if limit.is_none() {
+        let copy = read_metadata(&md.join("root.json"))?;
+        if copy != newest.1 {
+            return Err(RepoError::RootCopyDiffers { path: newest.0 });
+        }
     }
 
     let ts_path = md.join("timestamp.json");
@@ -263,6 +291,18 @@ fn load_chain(md: &Path) -> Result<(TrustedSet, PathBuf)> {
         .update_snapshot(&bytes, false)
         .map_err(|e| refused(&snap_path, e))?;
     Ok((chain, snap_path))
+}
+
+/// The highest `N` of the `N.root.json` files in `md`.
+fn newest_root_version(md: &Path) -> Option<u64> {
+    std::fs::read_dir(md)
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            name.strip_suffix(".root.json")?.parse::<u64>().ok()
+        })
+        .max()
 }
 
 fn read_metadata(path: &Path) -> Result<Vec<u8>> {
@@ -480,11 +520,17 @@ mod tests {
         next.version = 2;
         let v2 = sign(next.clone(), &key("root"));
         f.write("2.root.json", &v2);
-        // root.json must be the newest root of the chain.
-        assert!(matches!(
-            f.load(),
-            Err(RepoError::RootCopyDiffers { ref path }) if path.ends_with("2.root.json")
-        ));
+        // root.json must be the newest root of the chain: a root published without its copy
+        // is a rotation interrupted before it finished.
+        match f.load() {
+            Err(RepoError::RotationInterrupted { version, cause, .. }) => {
+                assert_eq!(version, 2);
+                assert!(
+                    matches!(*cause, RepoError::RootCopyDiffers { ref path } if path.ends_with("2.root.json"))
+                );
+            }
+            other => panic!("expected an interrupted rotation, got {other:?}"),
+        }
         f.write("root.json", &v2);
         assert_eq!(f.load().unwrap().root.signed.version, 2);
 

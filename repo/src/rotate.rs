@@ -54,6 +54,7 @@ mod change;
 mod error;
 mod key_files;
 mod keygen;
+mod resume;
 mod signing;
 #[cfg(test)]
 mod tests;
@@ -61,6 +62,7 @@ mod tests;
 pub use change::{apply, Applied, Change, MIN_PREFIX};
 pub use error::RotateError;
 pub use keygen::{key_file_index, next_key_file, read_public_key, GeneratedKey, KeyType};
+pub use resume::resume;
 
 use crate::config::RepoConfig;
 use crate::key_source::KeyAccess;

@@ -241,6 +241,17 @@ impl From<RepoError> for Error {
             | RepoError::TargetWithoutHash { .. }
             | RepoError::TargetFileLength { .. }
             | RepoError::TargetFileMissing { .. } => Error::repo(msg, RESTORE),
+            RepoError::MetadataExists { .. } => Error::repo(
+                msg,
+                "no published metadata lists that file: remove it and run the command again",
+            ),
+            RepoError::RotationInterrupted { dir, .. } => Error::repo(
+                msg,
+                format!(
+                    "finish it with: ota-sign rotate --repo {} --keys KEYS_DIR --resume (devices keep their firmware until then)",
+                    dir.display()
+                ),
+            ),
             RepoError::TargetFileConflict { .. } => Error::repo(
                 msg,
                 "the targets directory is corrupt; remove that file (no metadata can reference it) and re-run",

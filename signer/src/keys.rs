@@ -11,7 +11,7 @@ use ota_repo::key_source::{
     env_secret, KeyAccess, KeySourceError, Secret, Secrets, ENV_PASSPHRASE, ENV_PKCS11_MODULE,
     ENV_PKCS11_PIN,
 };
-use ota_repo::keys::{LoadedKey, RoleKeys, KEY_DIR_MODE, KEY_FILE_MODE};
+use ota_repo::keys::{LoadedKey, RoleKeys, KEY_DIR_MODE};
 use ota_repo::Repository;
 use std::cell::RefCell;
 use std::io::IsTerminal;
@@ -193,14 +193,18 @@ fn warn_if_open(path: &Path, wanted: u32) {
     }
 }
 
+/// The default online key directory of an online-roles repository: `KEYS-online` beside the
+/// key directory `keys`.
+pub fn online_dir_beside(keys: &Path) -> PathBuf {
+    let mut name = keys.file_name().unwrap_or_default().to_os_string();
+    name.push("-online");
+    keys.with_file_name(name)
+}
+
 /// Warn about loaded key files that group or others may read.
 pub fn warn_open(dir: &Path, keys: &[LoadedKey]) {
-    for k in keys.iter().filter(|k| k.is_open()) {
-        crate::warn(&format!(
-            "{} has permissions {:o}, readable by others (expected {KEY_FILE_MODE:o}; fix with chmod {KEY_FILE_MODE:o})",
-            dir.join(&k.file).display(),
-            k.mode
-        ));
+    for w in keys.iter().filter_map(|k| k.open_warning(dir)) {
+        crate::warn(&w);
     }
 }
 

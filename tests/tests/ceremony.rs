@@ -868,3 +868,137 @@ fn with_online_roles_combine_signs_targets_only_and_refuses_a_lowered_threshold(
         "pending, verified"
     );
 }
+
+/// The keyids of the signatures of a metadata file.
+fn signature_keyids(path: &Path) -> Vec<String> {
+    let v: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    v["signatures"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["keyid"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn a_staged_targets_key_rotation_is_published_by_the_ceremony_with_targets_re_signed() {
+    let c = Ceremony::init(&["--key-count", "root=3", "--threshold", "root=2"]);
+    let md = c.repo.join("metadata");
+    let fw1 = image(1, 150_000);
+    std::fs::write(c.w("fw1.img"), &fw1).unwrap();
+    let add = |file: &str, version: &str| {
+        ok(&[
+            "add",
+            "--repo",
+            c.s(&c.repo),
+            "--keys",
+            c.s(&c.keys),
+            c.s(&c.w(file)),
+            "--name",
+            "gateway",
+            "--version",
+            version,
+            "--hardware",
+            "gw-a",
+        ])
+    };
+    add("fw1.img", "1.0.0");
+    let server = TestServer::start(&c.repo);
+    let dev = tempfile::tempdir().unwrap();
+    let state = dev.path().join("state");
+    let slot = dev.path().join("firmware.img");
+    let r = client(
+        &state,
+        &[
+            "init",
+            "--root",
+            c.s(&md.join("1.root.json")),
+            "--server",
+            &server.url(),
+            "--hardware",
+            "gw-a",
+        ],
+    );
+    assert_eq!(r.code, 0, "{r:?}");
+    let r = client(&state, &["update", "--install-to", c.s(&slot), "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(std::fs::read(&slot).unwrap(), fw1);
+
+    // The release machine stages a new targets key; the root keys sign in a ceremony.
+    let root: Value =
+        serde_json::from_slice(&std::fs::read(md.join("root.json")).unwrap()).unwrap();
+    let old_targets = root["signed"]["roles"]["targets"]["keyids"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = ok(&[
+        "rotate",
+        "--repo",
+        c.s(&c.repo),
+        "--keys",
+        c.s(&c.keys),
+        "--role",
+        "targets",
+        "--generate",
+        "--key-type",
+        "ecdsa-p256",
+        "--remove-key",
+        &old_targets,
+        "--stage",
+        "--json",
+    ]);
+    let new_targets = r.json()["changes"][0]["added"][0]["keyid"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let r = c.request("root", "r2.json", &[]);
+    assert_eq!(r.code, 0, "{r:?}");
+    for (key, out) in [("root-1.pem", "r2-1.json"), ("root-3.pem", "r2-3.json")] {
+        let r = c.sign("r2.json", &c.key(key), "holder", out);
+        assert_eq!(r.code, 0, "{r:?}");
+    }
+
+    // Without the key directory the targets role cannot be re-signed: refused, unchanged.
+    let before = c.published();
+    let config_before = std::fs::read(c.repo.join("ota-repo.json")).unwrap();
+    let mut args = vec!["combine", "--repo", c.s(&c.repo), "--json"];
+    let files = [c.w("r2.json"), c.w("r2-1.json"), c.w("r2-3.json")];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let r = sign_cmd(&args);
+    assert_ne!(r.code, 0, "{r:?}");
+    assert_eq!(c.published(), before, "nothing published");
+    assert_eq!(
+        std::fs::read(c.repo.join("ota-repo.json")).unwrap(),
+        config_before
+    );
+
+    let r = c.combine("r2.json", &["r2-1.json", "r2-3.json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let out = r.json();
+    assert_eq!(out["published"]["root_version"], 2);
+    assert_eq!(
+        out["published"]["signed"],
+        json!(["root", "targets", "snapshot", "timestamp"])
+    );
+    assert_eq!(out["changes"][0]["role"], "targets");
+    let targets_version = out["published"]["targets_version"].as_u64().unwrap();
+    assert_eq!(
+        signature_keyids(&md.join(format!("{targets_version}.targets.json"))),
+        [new_targets]
+    );
+    // The policy names the generated key instead of the retired one, so `add` signs with it.
+    let config: Value =
+        serde_json::from_slice(&std::fs::read(c.repo.join("ota-repo.json")).unwrap()).unwrap();
+    assert_eq!(config["key_files"]["targets"], json!(["targets-2.pem"]));
+    assert!(!c.repo.join("ota-staged-root.json").exists());
+
+    // The device follows the new root and installs the next release, signed by the new key.
+    let fw2 = image(2, 150_000);
+    std::fs::write(c.w("fw2.img"), &fw2).unwrap();
+    add("fw2.img", "2.0.0");
+    let r = client(&state, &["update", "--install-to", c.s(&slot), "--json"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(std::fs::read(&slot).unwrap(), fw2);
+    let r = client(&state, &["status", "--json"]);
+    assert_eq!(r.json()["root_version"], 2, "{r:?}");
+}

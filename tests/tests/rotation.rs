@@ -399,3 +399,59 @@ fn with_online_roles_the_new_timestamp_key_goes_to_the_server() {
     assert_eq!(ts.signatures[0].keyid, repo.keyids("timestamp")[0]);
     drop(online_server);
 }
+
+/// A crash between the new `N.root.json` and `timestamp.json` of a key-changing rotation:
+/// ota-sign refuses the repository and says how to finish; devices that fetched the new root
+/// keep their firmware meanwhile; `rotate --resume` finishes it and devices update again.
+#[test]
+fn a_rotation_interrupted_after_its_root_is_finished_with_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = Repo::init(dir.path(), None, &[]);
+    repo.release("1.0.0", &image("1.0.0"));
+    let server = TestServer::start(&repo.repo);
+    let dev = Device::init(&repo.first_root(), &server.url(), None);
+    assert_eq!(dev.update().code, 0);
+
+    let md = repo.repo.join("metadata");
+    let old_timestamp = std::fs::read(md.join("timestamp.json")).unwrap();
+    let old_config = std::fs::read(repo.repo.join("ota-repo.json")).unwrap();
+    let old = repo.keyids("timestamp");
+    repo.ok(&[
+        "rotate",
+        "--role",
+        "timestamp",
+        "--generate",
+        "--remove-key",
+        &old[0],
+    ]);
+    // The crash: root v2 was written, the timestamp signed by the new key and the policy
+    // were not.
+    std::fs::write(md.join("timestamp.json"), &old_timestamp).unwrap();
+    std::fs::write(repo.repo.join("ota-repo.json"), &old_config).unwrap();
+
+    let r = repo.sign(&["status", "--json"]);
+    assert_eq!(r.code, 4, "{r:?}");
+    let err = &r.json()["error"];
+    assert!(
+        err["message"]
+            .as_str()
+            .unwrap()
+            .contains("publication of root v2"),
+        "{r:?}"
+    );
+    assert!(err["hint"].as_str().unwrap().contains("--resume"), "{r:?}");
+    // The device takes root v2 and refuses the timestamp the retired key signed.
+    let r = dev.assert_refused(4);
+    assert!(r.stderr.contains("timestamp"), "{r:?}");
+    assert_eq!(dev.installed().as_deref(), Some("1.0.0"));
+
+    let r = repo.ok(&["rotate", "--resume", "--json"]);
+    assert_eq!(r.json()["root_version"], 2, "{r:?}");
+    let r = repo.ok(&["rotate", "--resume", "--json"]);
+    assert_eq!(r.json()["resumed"], false, "nothing left to finish");
+    repo.release("1.1.0", &image("1.1.0"));
+    let r = dev.update();
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(dev.installed().as_deref(), Some("1.1.0"));
+    assert_eq!(dev.root_version(), 2);
+}

@@ -9,24 +9,28 @@
 //!    that may sign it, verifying over the request's bytes; a key counted twice counts once
 //!    and the duplicate is reported;
 //! 3. refuses, changing no metadata, while a threshold is not met;
-//! 4. publishes ([`super::publish`]): targets as `N.targets.json`, then (unless the server signs them, with online
-//!    roles) a new snapshot and `timestamp.json` last, through [`crate::publish::publish`];
-//!    root as `N.root.json`, then `root.json`, then re-signed targets, snapshot or timestamp
-//!    when the new root no longer trusts the keys that signed them.
+//! 4. publishes: targets as `N.targets.json`, then (unless the server signs them, with online
+//!    roles) a new snapshot and `timestamp.json` last ([`super::publish`]); root exactly as
+//!    a rotation publishes it ([`crate::rotate::publish_signed_root`]): `N.root.json`,
+//!    `root.json`, the roles whose keys it changes re-signed with the keys in the key
+//!    directories (keys a staged rotation generated included), `timestamp.json` last, and
+//!    `ota-repo.json` naming the new keys.
 //!
 //! Each accepted signature, the publication and any refusal go to the audit log.
 use super::audit::{AuditLog, Event, NewEntry};
 use super::error::{CeremonyError, Result};
 use super::next::{base_of, thresholds_for};
-use super::publish::{keys_needed, publish};
+use super::publish::publish_targets;
 use super::request::{CeremonyRole, SigningRequest};
 use super::tally::{metadata_bytes, tally, Duplicate, Tally};
-use crate::keys::{role_signers, RoleKeys};
+use crate::key_source::KeyAccess;
+use crate::keys::{load_role_with, role_signers, RoleKeys};
 use crate::lock::RepoLock;
+use crate::online::ONLINE_ROLES;
 use crate::publish::Published;
 use crate::repository::Repository;
+use crate::rotate::{self, KeyDirs, RoleChange};
 use chrono::{DateTime, Utc};
-use ota_formats::metadata::Root;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -76,14 +80,29 @@ pub struct Outcome {
     pub tally: Tally,
     /// The versions after publishing.
     pub published: Published,
+    /// For a root: the roles whose keys changed.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changes: Vec<RoleChange>,
+    /// For a root: files of removed keys, left on disk (destroy them).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub retired_files: Vec<PathBuf>,
+    /// For a root: file names given to added keys whose private keys are not here.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub expected_files: Vec<PathBuf>,
     /// The audit log's head after the publication (absent if recording it failed: see the
     /// warnings).
     pub audit_head: Option<String>,
 }
 
-/// Loads the keys of the named roles, authorised by the given root (for root requests the
-/// new one), when publishing needs them ([`keys_needed`]).
-pub type KeyLoader<'a> = dyn FnMut(&Repository, &Root, &[&'static str]) -> Result<RoleKeys> + 'a;
+/// The keys publishing needs besides the signatures: for targets, snapshot and timestamp
+/// (none with online roles); for root, those of the roles whose keys it changes.
+pub struct PublishKeys<'a> {
+    /// Where the keys are; `None`: only what needs no key can be published (targets with
+    /// online roles, a root that changes no key).
+    pub dirs: Option<KeyDirs>,
+    /// Unlocks encrypted key files and token keys.
+    pub access: &'a KeyAccess<'a>,
+}
 
 /// Combine the signature `files` of `request` and publish it into the repository in
 /// `repo_dir` (see the module documentation). A refusal after the request was read is
@@ -92,13 +111,13 @@ pub fn combine(
     repo_dir: &Path,
     request: &SigningRequest,
     files: &[PathBuf],
-    load_keys: &mut KeyLoader<'_>,
+    keys: &PublishKeys<'_>,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
     let _lock = RepoLock::acquire(repo_dir)?;
     let repo = Repository::load(repo_dir)?;
     let log = AuditLog::of_repo(repo_dir);
-    let result = combine_locked(&repo, &log, request, files, load_keys, now);
+    let result = combine_locked(&repo, &log, request, files, keys, now);
     if let Err(e) = &result {
         if !e.is_audit() {
             let mut entry = NewEntry::about(request, Event::Refused);
@@ -117,7 +136,7 @@ fn combine_locked(
     log: &AuditLog,
     request: &SigningRequest,
     files: &[PathBuf],
-    load_keys: &mut KeyLoader<'_>,
+    keys: &PublishKeys<'_>,
     now: DateTime<Utc>,
 ) -> Result<Outcome> {
     check_applies(repo, request)?;
@@ -138,13 +157,15 @@ fn combine_locked(
         });
     }
     let bytes = metadata_bytes(request, &tally)?;
-    let (roles, root) = keys_needed(repo, request)?;
-    let keys = if roles.is_empty() {
-        RoleKeys::new()
-    } else {
-        load_keys(repo, &root, &roles)?
+    // Targets: the snapshot and timestamp keys are loaded before anything is recorded, so a
+    // missing key refuses the publication with the log unchanged.
+    let mut warnings = Vec::new();
+    let snapshot_keys = match request.role {
+        CeremonyRole::Targets if !repo.config.online_roles => {
+            load_online_roles(repo, keys, &mut warnings)?
+        }
+        _ => RoleKeys::new(),
     };
-    let signers = role_signers(&keys);
     let accepted: Vec<NewEntry> = tally
         .accepted
         .iter()
@@ -157,8 +178,40 @@ fn combine_locked(
         .collect();
     // Recorded before publishing: a log that cannot be written stops the publication.
     log.append(&accepted, now)?;
-    let mut published = publish(repo, request, &bytes, &signers, now)?;
-    let audit_head = match log.append(&[NewEntry::about(request, Event::Publish)], now) {
+    let mut outcome = Outcome {
+        request_sha256: request.request_sha256.clone(),
+        role: request.role,
+        version: request.version,
+        tally,
+        published: Published::default(),
+        changes: Vec::new(),
+        retired_files: Vec::new(),
+        expected_files: Vec::new(),
+        audit_head: None,
+    };
+    match request.role {
+        CeremonyRole::Targets => {
+            let signers = role_signers(&snapshot_keys);
+            outcome.published = publish_targets(repo, request, &bytes, &signers, now)?;
+        }
+        CeremonyRole::Root => {
+            // A root that changes no key needs no key directory: nothing is re-signed and
+            // no key file is named.
+            let dirs = keys.dirs.clone().unwrap_or_else(|| KeyDirs {
+                keys: repo.dir.join("no-key-directory-given"),
+                online: None,
+            });
+            let done = rotate::publish_signed_root(repo, &dirs, &bytes, keys.access, now)?;
+            outcome.published = done.published.unwrap_or_default();
+            outcome.published.warnings.extend(done.warnings);
+            outcome.changes = done.changes;
+            outcome.retired_files = done.retired_files;
+            outcome.expected_files = done.expected_files;
+        }
+    }
+    outcome.published.warnings.splice(0..0, warnings);
+    let published = &mut outcome.published;
+    outcome.audit_head = match log.append(&[NewEntry::about(request, Event::Publish)], now) {
         Ok(h) => Some(h),
         Err(e) => {
             published
@@ -167,12 +220,28 @@ fn combine_locked(
             None
         }
     };
-    Ok(Outcome {
-        request_sha256: request.request_sha256.clone(),
-        role: request.role,
-        version: request.version,
-        tally,
-        published,
-        audit_head,
-    })
+    Ok(outcome)
+}
+
+/// The snapshot and timestamp keys (authorised by the current root) that publishing a targets
+/// request signs with, noting key files others may read in `warnings`.
+fn load_online_roles(
+    repo: &Repository,
+    keys: &PublishKeys<'_>,
+    warnings: &mut Vec<String>,
+) -> Result<RoleKeys> {
+    let Some(dirs) = &keys.dirs else {
+        return Err(crate::RepoError::KeyMissing {
+            role: "snapshot".into(),
+        }
+        .into());
+    };
+    let mut out = RoleKeys::new();
+    for role in ONLINE_ROLES {
+        let dir = dirs.for_role(&repo.config, role)?;
+        let loaded = load_role_with(dir, &repo.config, &repo.root.signed, role, keys.access)?;
+        warnings.extend(loaded.iter().filter_map(|k| k.open_warning(dir)));
+        out.insert(role.to_string(), loaded);
+    }
+    Ok(out)
 }

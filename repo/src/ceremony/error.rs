@@ -261,14 +261,6 @@ pub enum CeremonyError {
         /// Signature files by keys already counted, described.
         duplicates: Vec<String>,
     },
-    /// A versioned file of the publication exists with other content (left by an interrupted
-    /// combine with another set of signatures).
-    #[error("{} already exists with other content (left by an interrupted run?)", path.display())]
-    MetadataExists {
-        /// The file.
-        path: PathBuf,
-    },
-
     // --- The audit log. ---
     /// The audit log cannot be read or is not a regular file.
     #[error("audit log {source}")]

@@ -561,3 +561,82 @@ fn key_ids_resolve_by_unique_prefix_only() {
         Ok(Applied { ref removed, .. }) if removed == ids
     ));
 }
+
+#[test]
+fn a_rotation_interrupted_after_its_root_is_finished_by_resume() {
+    let f = Fixture::new(1, false);
+    let md = f.repo.join(METADATA_DIR);
+    let before = f.files();
+    let old_ts = before[&md.join("timestamp.json")].clone();
+    let old_root_copy = before[&md.join("root.json")].clone();
+    let old_config = before[&f.repo.join(CONFIG_FILE)].clone();
+    let mut r = req("snapshot");
+    r.generate = Some(KeyType::Ed25519);
+    r.remove = f.keyids("snapshot");
+    f.rotate(&r).unwrap();
+    let new_key = f.keyids("snapshot");
+
+    // The crash: 2.root.json and the re-signed snapshot were written, root.json, the timestamp
+    // and the policy were not (the generated key had been saved before publishing).
+    std::fs::write(md.join("timestamp.json"), &old_ts).unwrap();
+    std::fs::write(md.join("root.json"), &old_root_copy).unwrap();
+    std::fs::write(f.repo.join(CONFIG_FILE), &old_config).unwrap();
+    match Repository::load(&f.repo) {
+        Err(RepoError::RotationInterrupted { version: 2, .. }) => {}
+        other => panic!("expected an interrupted rotation of root v2, got {other:?}"),
+    }
+    // Also with root.json already copied: the timestamp lists a snapshot signed by the retired
+    // key.
+    std::fs::copy(md.join("2.root.json"), md.join("root.json")).unwrap();
+    match Repository::load(&f.repo) {
+        Err(RepoError::RotationInterrupted {
+            version: 2, cause, ..
+        }) => {
+            assert!(
+                matches!(*cause, RepoError::BadSignatures { ref path, .. } if path.ends_with("1.snapshot.json"))
+            );
+        }
+        other => panic!("expected an interrupted rotation of root v2, got {other:?}"),
+    }
+
+    let done = resume(&f.repo, &f.dirs, &KeyAccess::from_env(), now())
+        .unwrap()
+        .expect("an interrupted rotation to finish");
+    assert_eq!(done.root_version, 2);
+    let repo = f.load();
+    assert_eq!(repo.root.signed.version, 2);
+    assert_eq!(repo.root.signed.role("snapshot").unwrap().keyids, new_key);
+    // The snapshot version the crashed run left on disk is skipped, never replaced.
+    assert_eq!(repo.snapshot.signed.version, 3);
+    assert_eq!(repo.timestamp.signed.version, 2);
+    let snapshot = std::fs::read(md.join("3.snapshot.json")).unwrap();
+    assert_eq!(signer_ids(&snapshot), new_key);
+    // The policy names the generated key again.
+    assert!(repo
+        .config
+        .files("snapshot")
+        .iter()
+        .any(|f| f == "snapshot-2.pem"));
+
+    // On a consistent repository resume writes nothing.
+    let settled = f.files();
+    assert!(resume(&f.repo, &f.dirs, &KeyAccess::from_env(), now())
+        .unwrap()
+        .is_none());
+    assert_eq!(f.files(), settled);
+}
+
+#[test]
+fn a_badly_signed_root_is_not_taken_for_an_interrupted_rotation() {
+    let f = Fixture::new(1, false);
+    let md = f.repo.join(METADATA_DIR);
+    let mut next = f.load().root.signed.clone();
+    next.version = 2;
+    let stranger = Ed25519Signer::from_seed(&[99; 32]);
+    std::fs::write(md.join("2.root.json"), sign(next, &[&stranger])).unwrap();
+    assert!(matches!(
+        Repository::load(&f.repo),
+        Err(RepoError::BadSignatures { ref path, .. }) if path.ends_with("2.root.json")
+    ));
+    assert!(resume(&f.repo, &f.dirs, &KeyAccess::from_env(), now()).is_err());
+}

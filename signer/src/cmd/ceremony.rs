@@ -148,10 +148,6 @@ impl From<CeremonyError> for Error {
                 msg,
                 format!("collect more signatures (`ota-sign sign-request` by other key holders) and run combine again with all of them; {NOTHING_PUBLISHED}"),
             ),
-            CeremonyError::MetadataExists { .. } => Error::repo(
-                msg,
-                "no metadata lists that file: remove it and run combine again",
-            ),
             CeremonyError::AuditUnreadable { source, .. } => Error::user_file(
                 "audit log",
                 source,

@@ -4,9 +4,9 @@ use super::ceremony::EXIT_CODES;
 use crate::keys;
 use crate::Result;
 use chrono::{DateTime, Utc};
-use ota_repo::ceremony::combine::{self, Outcome};
+use ota_repo::ceremony::combine::{self, Outcome, PublishKeys};
 use ota_repo::ceremony::SigningRequest;
-use ota_repo::keys::RoleKeys;
+use ota_repo::rotate::KeyDirs;
 use std::path::PathBuf;
 
 const EXAMPLE: &str = "\
@@ -22,8 +22,10 @@ version of the role, its root and keys must be those it was made over (else: sta
 Below a threshold nothing is published and the error says how many valid signatures there
 are of how many needed. At the thresholds: targets are published as N.targets.json, then a new
 snapshot and timestamp signed with the keys in --keys (with online roles the server signs
-those, and --keys is not needed); root as N.root.json and root.json (with --keys, the roles the
-new root no longer trusts are re-signed). Accepted signatures, the publication and refusals
+those, and --keys is not needed); root as a rotation publishes it: N.root.json and root.json, the
+roles whose keys it changes re-signed with the keys in --keys (keys a staged rotation generated
+included; snapshot and timestamp keys from --online-keys with online roles), timestamp.json
+last, and ota-repo.json updated to name the new keys. Accepted signatures, the publication and refusals
 are recorded in REPO/audit/log.jsonl; a refusal changes no metadata.";
 
 /// Arguments of `combine`.
@@ -33,9 +35,14 @@ pub struct Args {
     /// Repository directory.
     #[arg(long, value_name = "DIR")]
     pub repo: PathBuf,
-    /// Directory of the snapshot and timestamp keys (not needed with online roles).
+    /// Directory of the keys publishing needs: snapshot and timestamp for targets (not with
+    /// online roles); for a root, those of the roles whose keys it changes.
     #[arg(long, value_name = "DIR")]
     pub keys: Option<PathBuf>,
+    /// The online key directory of an online-roles repository, for a root that changes the
+    /// snapshot or timestamp keys (default: KEYS-online).
+    #[arg(long, value_name = "DIR")]
+    pub online_keys: Option<PathBuf>,
     /// The request file.
     #[arg(value_name = "REQUEST")]
     pub request: PathBuf,
@@ -53,23 +60,21 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         keys::check_outside_repo(k, &a.repo)?;
     }
     let request = SigningRequest::read(&a.request)?;
-    let mut load = |repo: &ota_repo::Repository,
-                    root: &ota_formats::metadata::Root,
-                    roles: &[&'static str]|
-     -> ota_repo::ceremony::error::Result<RoleKeys> {
-        let Some(dir) = &a.keys else {
-            let role = roles.first().copied().unwrap_or("snapshot").to_string();
-            return Err(ota_repo::RepoError::KeyMissing { role }.into());
-        };
-        let mut out = RoleKeys::new();
-        for role in roles {
-            let k = ota_repo::keys::load_role(dir, &repo.config, root, role)?;
-            keys::warn_open(dir, &k);
-            out.insert(role.to_string(), k);
-        }
-        Ok(out)
+    let secrets = keys::CliSecrets::default();
+    let access = keys::access(&secrets);
+    let dirs = a.keys.as_ref().map(|k| KeyDirs {
+        keys: k.clone(),
+        online: Some(
+            a.online_keys
+                .clone()
+                .unwrap_or_else(|| keys::online_dir_beside(k)),
+        ),
+    });
+    let publish_keys = PublishKeys {
+        dirs,
+        access: &access,
     };
-    let outcome = combine::combine(&a.repo, &request, &a.signatures, &mut load, now)?;
+    let outcome = combine::combine(&a.repo, &request, &a.signatures, &publish_keys, now)?;
     for d in &outcome.tally.duplicates {
         crate::warn(&format!("not counted again: {}", d.describe()));
     }
@@ -112,6 +117,25 @@ fn print(o: &Outcome) {
     }
     if !p.signed.contains(&"snapshot".to_string()) && o.role.as_str() == "targets" {
         println!("  the server holding the online keys publishes it with its next snapshot");
+    }
+    for c in &o.changes {
+        println!(
+            "  {}: threshold {} of {} key(s), {} added, {} removed",
+            c.role,
+            c.threshold,
+            c.keyids.len(),
+            c.added.len(),
+            c.removed.len()
+        );
+    }
+    for f in &o.retired_files {
+        println!("retired key file (destroy it): {}", f.display());
+    }
+    for f in &o.expected_files {
+        println!(
+            "the holder of an added key puts its private key at {} to sign with ota-sign",
+            f.display()
+        );
     }
     if let Some(h) = &o.audit_head {
         println!("audit log head {h}");

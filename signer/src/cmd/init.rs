@@ -97,11 +97,11 @@ impl Args {
         if !self.online_roles {
             return None;
         }
-        Some(self.online_keys.clone().unwrap_or_else(|| {
-            let mut name = self.keys.file_name().unwrap_or_default().to_os_string();
-            name.push("-online");
-            self.keys.with_file_name(name)
-        }))
+        Some(
+            self.online_keys
+                .clone()
+                .unwrap_or_else(|| crate::keys::online_dir_beside(&self.keys)),
+        )
     }
 }
 

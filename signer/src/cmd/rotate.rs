@@ -40,6 +40,13 @@ server and restart ota-server after rotating them.
 root metadata, as JSON) when the keys it needs are not all here: a signing ceremony collects
 the signatures and publishes it. A generated key is saved as usual; nothing is published.
 
+--resume finishes a rotation that stopped after writing its new root (a crash or a full disk
+between N.root.json and timestamp.json): every other command then refuses the repository with
+\"the publication of root vN was interrupted\". It verifies root N again as the successor of
+N-1, re-signs what it requires with the keys in --keys and publishes, like the rotation would
+have; on a consistent repository it changes nothing.
+  ota-sign rotate --repo repo --keys ~/ota-keys --resume
+
 Compromised keys: see signer/RECOVERY.md.
 
 Exit codes: 0 rotated (or staged), 1 a write failed part-way, 2 bad input (role, key id,
@@ -58,8 +65,17 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub keys: PathBuf,
     /// The role whose keys change: root, targets, snapshot or timestamp.
-    #[arg(long, value_name = "ROLE")]
+    #[arg(
+        long,
+        value_name = "ROLE",
+        required_unless_present = "resume",
+        default_value = "",
+        hide_default_value = true
+    )]
     pub role: String,
+    /// Finish a rotation interrupted after its new root was written (no other change).
+    #[arg(long, conflicts_with_all = ["generate", "add_key", "remove_key", "threshold", "expires", "stage"])]
+    pub resume: bool,
     /// Generate a new key for the role (saved 0600 as the next ROLE-N.pem).
     #[arg(long)]
     pub generate: bool,
@@ -97,11 +113,9 @@ pub struct Args {
 impl Args {
     /// The online key directory: --online-keys, else KEYS-online beside --keys.
     fn online_dir(&self) -> PathBuf {
-        self.online_keys.clone().unwrap_or_else(|| {
-            let mut name = self.keys.file_name().unwrap_or_default().to_os_string();
-            name.push("-online");
-            self.keys.with_file_name(name)
-        })
+        self.online_keys
+            .clone()
+            .unwrap_or_else(|| keys::online_dir_beside(&self.keys))
     }
 
     fn request(&self) -> Result<Request> {
@@ -138,14 +152,28 @@ impl Args {
 
 /// Run `rotate`.
 pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
-    let req = a.request()?;
     keys::check_outside_repo(&a.keys, &a.repo)?;
     let dirs = KeyDirs {
         keys: a.keys.clone(),
         online: Some(a.online_dir()),
     };
     let secrets = keys::CliSecrets::default();
-    let done = rotate::rotate_with(&a.repo, &dirs, &req, &keys::access(&secrets), now)?;
+    let done = if a.resume {
+        match rotate::resume(&a.repo, &dirs, &keys::access(&secrets), now)? {
+            Some(done) => done,
+            None => {
+                if a.json {
+                    super::print_json(&serde_json::json!({"resumed": false}));
+                } else {
+                    println!("nothing to resume: the repository verifies as it is");
+                }
+                return Ok(0);
+            }
+        }
+    } else {
+        let req = a.request()?;
+        rotate::rotate_with(&a.repo, &dirs, &req, &keys::access(&secrets), now)?
+    };
     for w in &done.warnings {
         crate::warn(w);
     }
