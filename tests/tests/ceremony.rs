@@ -1002,3 +1002,83 @@ fn a_staged_targets_key_rotation_is_published_by_the_ceremony_with_targets_re_si
     let r = client(&state, &["status", "--json"]);
     assert_eq!(r.json()["root_version"], 2, "{r:?}");
 }
+
+#[test]
+fn a_holder_with_a_trusted_root_refuses_a_request_naming_other_keys() {
+    let c = Ceremony::init(&["--key-count", "targets=3", "--threshold", "targets=2"]);
+    let md = c.repo.join("metadata");
+    // The holder's own copy of the current root, kept from before.
+    let trusted = c.w("my-root.json");
+    std::fs::copy(md.join("1.root.json"), &trusted).unwrap();
+    let r = c.request("targets", "req.json", &["--expires", "20d"]);
+    assert_eq!(r.code, 0, "{r:?}");
+    let sign_trusted = |request: &str, key: &str, out: &str, root: &Path| {
+        sign_cmd(&[
+            "sign-request",
+            c.s(&c.w(request)),
+            "--key",
+            c.s(&c.key(key)),
+            "--out",
+            c.s(&c.w(out)),
+            "--trusted-root",
+            c.s(root),
+            "--json",
+        ])
+    };
+    let r = sign_trusted("req.json", "targets-1.pem", "a.sig.json", &trusted);
+    assert_eq!(r.code, 0, "{r:?}");
+    assert_eq!(r.json()["trusted_root"], 1);
+
+    // The release machine slips its own key into who may sign, and reseals the request.
+    let rogue = Ed25519Signer::generate();
+    let rogue_id = rogue.key_id().unwrap();
+    let mut forged = c.read_json("req.json");
+    forged["thresholds"][0]["keyids"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!(rogue_id));
+    forged["keys"][&rogue_id] = serde_json::to_value(rogue.public_key()).unwrap();
+    c.write_json("forged.json", &resealed(forged));
+    let r = sign_trusted("forged.json", "targets-2.pem", "b.sig.json", &trusted);
+    assert_eq!(r.code, 2, "{r:?}");
+    let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+    assert!(msg.contains("not those the trusted root sets"), "{msg}");
+    assert!(!c.w("b.sig.json").exists(), "nothing signed");
+
+    // A root that is not the one the request was made under, and a root that is not signed
+    // by its own keys: refused too.
+    ok(&[
+        "publish",
+        "--repo",
+        c.s(&c.repo),
+        "--keys",
+        c.s(&c.keys),
+        "--root",
+    ]);
+    let r = sign_trusted(
+        "req.json",
+        "targets-2.pem",
+        "c.sig.json",
+        &md.join("2.root.json"),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("made under root v1"));
+    let mut unsigned: Value = serde_json::from_slice(&std::fs::read(&trusted).unwrap()).unwrap();
+    unsigned["signatures"] = json!([]);
+    c.write_json("unsigned-root.json", &unsigned);
+    let r = sign_trusted(
+        "req.json",
+        "targets-2.pem",
+        "d.sig.json",
+        &c.w("unsigned-root.json"),
+    );
+    assert_eq!(r.code, 2, "{r:?}");
+    assert!(r.json()["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("not signed by its own root keys"));
+    assert!(!c.w("c.sig.json").exists() && !c.w("d.sig.json").exists());
+}

@@ -216,6 +216,19 @@ pub enum CeremonyError {
     #[error("no signature files given")]
     NoSignatures,
 
+    /// A request that does not match the root the signer trusts.
+    #[error("{role} v{version} does not match the trusted root v{root_version}: {reason}")]
+    UntrustedRequest {
+        /// The role.
+        role: String,
+        /// The version requested.
+        version: u64,
+        /// The trusted root's version (0: the file is not a root).
+        root_version: u64,
+        /// What does not match.
+        reason: String,
+    },
+
     // --- Combining. ---
     /// The repository has moved on since the request was made.
     #[error("stale request: {role} v{version} was requested over {role} v{base_version} (root v{base_root_version}), the repository now has {role} v{current_version} (root v{current_root_version}){}", if detail.is_empty() { String::new() } else { format!("; {detail}") })]

@@ -5,8 +5,9 @@
 //! 1. [`request`]: on the release machine, [`SigningRequest::create`] makes the request
 //!    file: the unsigned metadata ([`next`]), its hash, who may sign, the thresholds, and a
 //!    summary of what changes ([`summary`]);
-//! 2. [`signature`]: each key holder checks the request and makes a detached signature
-//!    file with [`DetachedSignature::sign`] (no repository needed);
+//! 2. [`signature`]: each key holder checks the request (against a root they trust:
+//!    [`trusted`]) and makes a detached signature file with [`DetachedSignature::sign`] (no
+//!    repository needed);
 //! 3. [`combine`]: back on the release machine, [`combine::combine`] checks the request
 //!    still applies and each signature against it ([`tally`]), and publishes when the
 //!    thresholds are met ([`publish`]), else changes no metadata;
@@ -23,6 +24,7 @@ pub mod request;
 pub mod signature;
 pub mod summary;
 pub mod tally;
+pub mod trusted;
 
 pub use error::{CeremonyError, ThresholdCount};
 pub use request::{CeremonyRole, SigningRequest};

@@ -136,6 +136,10 @@ impl From<CeremonyError> for Error {
                 "it was not made over this request's content: have its signer run `ota-sign sign-request` on this request again; nothing was published",
             ),
             CeremonyError::NoSignatures => Error::input(msg, "pass the signature files after the request file"),
+            CeremonyError::UntrustedRequest { .. } => Error::input(
+                msg,
+                "do not sign it: ask the release engineer where the request came from (nothing was signed)",
+            ),
             CeremonyError::StaleRequest { .. } => Error::repo(
                 msg,
                 "the repository changed since the request was made: make a new request with `ota-sign request` and have it signed; nothing was published",

@@ -10,14 +10,19 @@ use std::path::{Path, PathBuf};
 const EXAMPLE: &str = "\
 Examples:
   ota-sign sign-request targets-v7.request.json --key /media/alice/targets-2.pem --signer-name alice --out alice.sig.json
-  ota-sign sign-request root-v3.request.json --key root-1.pem --json
+  ota-sign sign-request root-v3.request.json --key root-1.pem --trusted-root my-root-v2.json --json
 
 The request file's own hash and content are checked, and what it changes is printed (targets
 with their lengths and hashes, keys and thresholds, expiry): read it before handing the
 signature back. The key is read like every ota-sign key (a PEM file, an encrypted one, or a
 pkcs11: URI) and must be one of the keys the request lists. The signature file holds the key
 id, the signature, the request's hash, role and version, the signer's name (default: the key
-file's name) and the time; `ota-sign combine` checks it against the request.";
+file's name) and the time; `ota-sign combine` checks it against the request.
+
+The release machine that wrote the request is not trusted for who may sign it: with
+--trusted-root (a root.json you kept from the last ceremony or read off a device) the request
+must have been made under exactly that root and name exactly the keys and thresholds it sets
+(for a root request, the proposed root's too), or nothing is signed.";
 
 /// Arguments of `sign-request`.
 #[derive(Debug, clap::Args)]
@@ -36,6 +41,11 @@ pub struct Args {
     /// never overwritten.
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// A root metadata file you trust (kept from the last ceremony, or read off a device):
+    /// refuse the request unless it was made under this root and names exactly the keys and
+    /// thresholds it sets.
+    #[arg(long, value_name = "ROOT.json")]
+    pub trusted_root: Option<PathBuf>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -51,6 +61,9 @@ pub struct Report {
     pub detached: DetachedSignature,
     /// The summary the signer saw.
     pub summary: Vec<String>,
+    /// The version of the `--trusted-root` the request was checked against.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trusted_root: Option<u64>,
 }
 
 /// The key directory and entry to load `key` with: a `pkcs11:` URI as it is, a file by its
@@ -86,6 +99,21 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             req.changes.expires.to.format("%Y-%m-%d %H:%M:%S UTC")
         ));
     }
+    let trusted_root = match &a.trusted_root {
+        Some(path) => {
+            let bytes = ota_fs::user_file::read(path, ota_repo::repository::MAX_METADATA_LEN)
+                .map_err(|e| {
+                    Error::user_file(
+                        "trusted root",
+                        e,
+                        Error::input,
+                        "pass the root.json you kept from the last ceremony",
+                    )
+                })?;
+            Some(req.check_trusted_root(&bytes)?)
+        }
+        None => None,
+    };
     let (dir, entry) = key_location(&a.key)?;
     let key = crate::keys::load_key(&dir, &entry)?;
     let signers = ota_repo::keys::as_signers(std::slice::from_ref(&key));
@@ -120,6 +148,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         signature: out,
         detached,
         summary: req.summary.clone(),
+        trusted_root,
     };
     if a.json {
         super::print_json(&report);
