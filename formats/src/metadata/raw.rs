@@ -26,7 +26,7 @@ impl RawMetadata {
 
     /// Canonical JSON of the raw `signed` value: the bytes signatures cover.
     pub fn canonical_signed(&self) -> Result<Vec<u8>> {
-        cjson::to_vec(&self.signed)
+        cjson::value_to_vec(&self.signed)
     }
 
     /// Parse the signed part as role `T`, checking `_type`, `spec_version` and role rules.

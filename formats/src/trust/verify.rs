@@ -79,7 +79,7 @@ fn signed_by(
     keyids: &[String],
     threshold: u64,
 ) -> Result<()> {
-    crate::cjson::to_vec(signed)
+    crate::cjson::value_to_vec(signed)
         .and_then(|msg| verify_threshold(role, &msg, signatures, keys, keyids, threshold))
         .map_err(|source| TrustError::SignatureThreshold {
             role: role.to_string(),

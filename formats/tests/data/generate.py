@@ -87,6 +87,8 @@ inputs = [
     {"neg": -5, "big": 9007199254740993, "zero": 0},
     {"ctl": "\u0001\u001f"},
     {"A": 1, "a": 2, "_": 3, "é": 4},
+    # Not NFC: decomposed "e" + U+0301, U+212B ANGSTROM SIGN. Written as is, not normalised.
+    {"name": "e\u0301", "\u212b": "A\u030a", "nfc": "\u00e9"},
 ]
 with open("canonical_vectors.json", "w", encoding="utf-8") as f:
     json.dump(
