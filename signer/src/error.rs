@@ -288,6 +288,19 @@ impl From<RepoError> for Error {
                 "keep root and targets keys on the release machine; give the server only the --online-keys directory",
             ),
             RepoError::Encode { .. } => Error::input(msg, "report this bug"),
+            RepoError::BelowThreshold {
+                ref role,
+                threshold,
+                found,
+                ..
+            } if threshold > 1 && found > 0 && matches!(role.as_str(), "targets" | "root") => {
+                Error::keys(
+                    msg,
+                    format!(
+                        "a threshold of {threshold} is signed by its key holders in a signing ceremony: `ota-sign request --repo REPO --role {role}` (with --expires to re-sign only), `ota-sign sign-request` by each holder, then `ota-sign combine`"
+                    ),
+                )
+            }
             RepoError::KeyDirMissing { .. }
             | RepoError::BelowThreshold { .. }
             | RepoError::KeyMissing { .. } => Error::keys(msg, PASS_KEYS),

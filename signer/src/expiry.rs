@@ -99,8 +99,17 @@ fn policy(role: &str, online: bool, threshold: u64) -> (SignedBy, String, String
     match role {
         "root" => (
             SignedBy::Offline,
-            format!("re-sign with `ota-sign publish --root --keys KEYS` (needs {threshold} root key(s), kept offline)"),
+            if threshold > 1 {
+                format!("re-sign with `ota-sign publish --root --keys KEYS` (needs {threshold} root key(s), kept offline), or with holders apart in a signing ceremony: `ota-sign request --role root --expires PERIOD`, `ota-sign sign-request` by each, `ota-sign combine`")
+            } else {
+                format!("re-sign with `ota-sign publish --root --keys KEYS` (needs {threshold} root key(s), kept offline)")
+            },
             "devices refuse every update, and new devices cannot start from this root, until a new root is signed with the root keys".into(),
+        ),
+        "targets" if threshold > 1 => (
+            SignedBy::Offline,
+            format!("re-sign in a signing ceremony of {threshold} targets key holders: `ota-sign request --role targets --expires PERIOD`, `ota-sign sign-request` by each, `ota-sign combine`"),
+            refuse.into(),
         ),
         "targets" => (
             SignedBy::Offline,
@@ -199,5 +208,15 @@ mod tests {
         );
         assert!(at.contains("root keys"), "{at}");
         assert_eq!(policy("targets", true, 1).0, SignedBy::Offline);
+        assert!(policy("root", true, 2)
+            .1
+            .contains("ota-sign request --role root"));
+        // A threshold of holders apart: a ceremony, not `publish` on one machine.
+        let (by, resign, _) = policy("targets", false, 2);
+        assert_eq!(by, SignedBy::Offline);
+        assert!(
+            resign.contains("ota-sign request --role targets") && !resign.contains("publish"),
+            "{resign}"
+        );
     }
 }
