@@ -40,6 +40,7 @@
 
 pub mod ceremony;
 pub mod config;
+pub mod delegation;
 pub mod error;
 pub mod key_source;
 pub mod keys;

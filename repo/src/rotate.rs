@@ -50,12 +50,12 @@
 //! # Ok(())
 //! # }
 //! ```
-mod change;
+pub(crate) mod change;
 mod error;
-mod key_files;
-mod keygen;
+pub(crate) mod key_files;
+pub(crate) mod keygen;
 mod resume;
-mod signing;
+pub(crate) mod signing;
 #[cfg(test)]
 mod tests;
 
@@ -211,6 +211,10 @@ pub fn rotate_with(
     access: &KeyAccess<'_>,
     now: DateTime<Utc>,
 ) -> Result<Rotated> {
+    // A delegated role's keys are listed by the targets metadata, not by root.
+    if !Root::TOP_LEVEL.contains(&req.role.trim()) {
+        return crate::delegation::rotate_with(repo_dir, dirs, req, access, now).map(Rotated::from);
+    }
     let _lock = RepoLock::acquire(repo_dir)?;
     let repo = Repository::load(repo_dir)?;
     check_role(&repo, &req.role)?;

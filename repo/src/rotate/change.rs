@@ -1,15 +1,113 @@
-//! A change to one role's keys and threshold, applied to a copy of root with every rule
-//! checked: known key ids, no key shared between roles, at least one key left, a threshold
-//! from 1 to the number of keys.
+//! A change to one role's keys and threshold, applied to a copy of the table that lists them
+//! (root for the top-level roles, the `delegations` of targets metadata for delegated roles;
+//! [`KeyTable`]) with every rule checked: known key ids, no key shared between roles, at
+//! least one key left, a threshold from 1 to the number of keys.
 use super::RotateError;
 use ota_formats::crypto::Key;
-use ota_formats::metadata::{RoleKeys, Root};
+use ota_formats::metadata::{Delegations, RoleKeys, Root};
 use serde_json::Map;
 
 /// Shortest key id prefix accepted for `--remove-key` (status prints 16 digits).
 pub const MIN_PREFIX: usize = 8;
 
-/// What to do to the keys of one top-level role.
+/// Public keys and the roles they sign for: root's `keys` and `roles` (the top-level roles),
+/// or the `keys` and `roles` of a targets role's [`Delegations`] (delegated roles).
+pub trait KeyTable: Clone {
+    /// The key ids and threshold of `role`, if the table lists it.
+    fn role_keys(&self, role: &str) -> Option<(&[String], u64)>;
+    /// Every role the table lists, with its key ids.
+    fn listed_roles(&self) -> Vec<(&str, &[String])>;
+    /// The public key listed under `keyid`.
+    fn listed_key(&self, keyid: &str) -> Option<&Key>;
+    /// Give `role` (listed, or new for root) these key ids and this threshold.
+    fn set_role(&mut self, role: &str, keyids: Vec<String>, threshold: u64);
+    /// List `key` under `keyid`.
+    fn insert_key(&mut self, keyid: String, key: Key);
+    /// Take `keyid` from `role`, and from the keys when no other role uses it.
+    fn unlist_key(&mut self, role: &str, keyid: &str);
+}
+
+impl KeyTable for Root {
+    fn role_keys(&self, role: &str) -> Option<(&[String], u64)> {
+        self.roles
+            .get(role)
+            .map(|r| (r.keyids.as_slice(), r.threshold))
+    }
+    fn listed_roles(&self) -> Vec<(&str, &[String])> {
+        self.roles
+            .iter()
+            .map(|(name, r)| (name.as_str(), r.keyids.as_slice()))
+            .collect()
+    }
+    fn listed_key(&self, keyid: &str) -> Option<&Key> {
+        self.keys.get(keyid)
+    }
+    fn set_role(&mut self, role: &str, keyids: Vec<String>, threshold: u64) {
+        let r = self.roles.entry(role.to_string()).or_insert(RoleKeys {
+            keyids: Vec::new(),
+            threshold,
+            extra: Map::new(),
+        });
+        r.keyids = keyids;
+        r.threshold = threshold;
+    }
+    fn insert_key(&mut self, keyid: String, key: Key) {
+        self.keys.insert(keyid, key);
+    }
+    fn unlist_key(&mut self, role: &str, keyid: &str) {
+        self.remove_key(role, keyid);
+    }
+}
+
+/// The roles of `delegations.roles` (hash-bin delegations, `succinct_roles`, are listed for
+/// the key-sharing checks but never changed here).
+impl KeyTable for Delegations {
+    fn role_keys(&self, role: &str) -> Option<(&[String], u64)> {
+        self.roles
+            .iter()
+            .flatten()
+            .find(|r| r.name == role)
+            .map(|r| (r.keyids.as_slice(), r.threshold))
+    }
+    fn listed_roles(&self) -> Vec<(&str, &[String])> {
+        let mut out: Vec<(&str, &[String])> = self
+            .roles
+            .iter()
+            .flatten()
+            .map(|r| (r.name.as_str(), r.keyids.as_slice()))
+            .collect();
+        if let Some(s) = &self.succinct_roles {
+            out.push((s.name_prefix.as_str(), s.keyids.as_slice()));
+        }
+        out
+    }
+    fn listed_key(&self, keyid: &str) -> Option<&Key> {
+        self.keys.get(keyid)
+    }
+    fn set_role(&mut self, role: &str, keyids: Vec<String>, threshold: u64) {
+        if let Some(r) = self.roles.iter_mut().flatten().find(|r| r.name == role) {
+            r.keyids = keyids;
+            r.threshold = threshold;
+        }
+    }
+    fn insert_key(&mut self, keyid: String, key: Key) {
+        self.keys.insert(keyid, key);
+    }
+    fn unlist_key(&mut self, role: &str, keyid: &str) {
+        if let Some(r) = self.roles.iter_mut().flatten().find(|r| r.name == role) {
+            r.keyids.retain(|k| k != keyid);
+        }
+        let used = self
+            .listed_roles()
+            .iter()
+            .any(|(_, ids)| ids.iter().any(|k| k == keyid));
+        if !used {
+            self.keys.remove(keyid);
+        }
+    }
+}
+
+/// What to do to the keys of one role.
 #[derive(Debug, Clone)]
 pub struct Change {
     /// The role.
@@ -33,12 +131,35 @@ pub struct Applied {
     pub removed: Vec<String>,
 }
 
+/// Any [`KeyTable`] after a [`Change`], with what changed.
+#[derive(Debug, Clone)]
+pub struct AppliedKeys<T> {
+    /// The new table.
+    pub table: T,
+    /// Full ids of the keys added.
+    pub added: Vec<String>,
+    /// Full ids of the keys removed.
+    pub removed: Vec<String>,
+}
+
 /// Apply `change` to a copy of `old`.
 pub fn apply(old: &Root, change: &Change) -> Result<Applied, RotateError> {
+    let a = apply_keys(old, change)?;
+    Ok(Applied {
+        root: a.table,
+        added: a.added,
+        removed: a.removed,
+    })
+}
+
+/// Apply `change` to a copy of `old`, a root or the delegations of targets metadata.
+pub fn apply_keys<T: KeyTable>(old: &T, change: &Change) -> Result<AppliedKeys<T>, RotateError> {
     let role = change.role.as_str();
-    let current = old.role(role).map_err(|_| RotateError::UnknownRole {
-        role: role.to_string(),
-    })?;
+    let (current_ids, current_threshold) =
+        old.role_keys(role)
+            .ok_or_else(|| RotateError::UnknownRole {
+                role: role.to_string(),
+            })?;
     let mut removed: Vec<String> = Vec::new();
     for given in &change.remove {
         let id = resolve(old, role, given)?;
@@ -51,62 +172,68 @@ pub fn apply(old: &Root, change: &Change) -> Result<Applied, RotateError> {
         check_new_key(old, role, id, key, &added)?;
         added.push(id.clone());
     }
-    let kept = current
-        .keyids
+    let kept: Vec<String> = current_ids
         .iter()
         .filter(|k| !removed.contains(k))
-        .count();
-    if kept + added.len() == 0 {
-        return Err(RotateError::LastKey {
-            role: role.to_string(),
-            removed,
-        });
-    }
-    let threshold = change.threshold.unwrap_or(current.threshold);
-    if threshold == 0 {
-        return Err(RotateError::ThresholdZero {
-            role: role.to_string(),
-        });
-    }
-    if threshold > (kept + added.len()) as u64 {
-        return Err(RotateError::ThresholdAboveKeys {
-            role: role.to_string(),
-            threshold,
-            keys: kept + added.len(),
-        });
-    }
-    if added.is_empty() && removed.is_empty() && threshold == current.threshold {
+        .cloned()
+        .collect();
+    let threshold = change.threshold.unwrap_or(current_threshold);
+    check_threshold(role, threshold, kept.len() + added.len(), &removed)?;
+    if added.is_empty() && removed.is_empty() && threshold == current_threshold {
         return Err(RotateError::NothingToChange {
             role: role.to_string(),
             threshold,
         });
     }
 
-    let mut root = old.clone();
+    let mut table = old.clone();
     for id in &removed {
-        root.remove_key(role, id);
+        table.unlist_key(role, id);
     }
-    let r = root.roles.entry(role.to_string()).or_insert(RoleKeys {
-        keyids: Vec::new(),
-        threshold,
-        extra: Map::new(),
-    });
-    for (id, _) in &change.add {
-        r.keyids.push(id.clone());
-    }
-    r.threshold = threshold;
+    let mut keyids = kept;
+    keyids.extend(added.iter().cloned());
+    table.set_role(role, keyids, threshold);
     for (id, key) in &change.add {
-        root.keys.insert(id.clone(), key.clone());
+        table.insert_key(id.clone(), key.clone());
     }
-    Ok(Applied {
-        root,
+    Ok(AppliedKeys {
+        table,
         added,
         removed,
     })
 }
 
+/// Refuse a role left with no keys (`removed` being what the change removes), a threshold
+/// of 0, or one above the `keys` the role would have.
+pub fn check_threshold(
+    role: &str,
+    threshold: u64,
+    keys: usize,
+    removed: &[String],
+) -> Result<(), RotateError> {
+    if keys == 0 {
+        return Err(RotateError::LastKey {
+            role: role.to_string(),
+            removed: removed.to_vec(),
+        });
+    }
+    if threshold == 0 {
+        return Err(RotateError::ThresholdZero {
+            role: role.to_string(),
+        });
+    }
+    if threshold > keys as u64 {
+        return Err(RotateError::ThresholdAboveKeys {
+            role: role.to_string(),
+            threshold,
+            keys,
+        });
+    }
+    Ok(())
+}
+
 /// The full id of the key of `role` that `given` names (an id, or a unique prefix).
-fn resolve(root: &Root, role: &str, given: &str) -> Result<String, RotateError> {
+fn resolve<T: KeyTable>(table: &T, role: &str, given: &str) -> Result<String, RotateError> {
     let given = given.trim().to_ascii_lowercase();
     let matching = |ids: &[String]| -> Vec<String> {
         if ids.contains(&given) {
@@ -118,9 +245,9 @@ fn resolve(root: &Root, role: &str, given: &str) -> Result<String, RotateError> 
             .cloned()
             .collect()
     };
-    let listed = root
-        .role(role)
-        .map(|r| r.keyids.clone())
+    let listed = table
+        .role_keys(role)
+        .map(|(ids, _)| ids.to_vec())
         .unwrap_or_default();
     let found = matching(&listed);
     match found.len() {
@@ -134,13 +261,13 @@ fn resolve(root: &Root, role: &str, given: &str) -> Result<String, RotateError> 
             })
         }
     }
-    for (other, rk) in &root.roles {
+    for (other, ids) in table.listed_roles() {
         if other != role {
-            if let Some(id) = matching(&rk.keyids).into_iter().next() {
+            if let Some(id) = matching(ids).into_iter().next() {
                 return Err(RotateError::KeyOfOtherRole {
                     role: role.to_string(),
                     keyid: id,
-                    other: other.clone(),
+                    other: other.to_string(),
                 });
             }
         }
@@ -152,10 +279,11 @@ fn resolve(root: &Root, role: &str, given: &str) -> Result<String, RotateError> 
     })
 }
 
-/// A key to add must be new to the role and to every other role (by id and by public key:
-/// one public key under two ids would count once towards a threshold).
-fn check_new_key(
-    root: &Root,
+/// A key to add must be new to the role and to every other role of `table` (by id and by
+/// public key: one public key under two ids would count once towards a threshold). `added`:
+/// the ids added before it in the same change.
+pub fn check_new_key<T: KeyTable>(
+    table: &T,
     role: &str,
     id: &str,
     key: &Key,
@@ -163,7 +291,7 @@ fn check_new_key(
 ) -> Result<(), RotateError> {
     let same_key = |other_id: &str| {
         other_id == id
-            || root.keys.get(other_id).is_some_and(|k| {
+            || table.listed_key(other_id).is_some_and(|k| {
                 k.keytype == key.keytype && k.keyval.public.trim() == key.keyval.public.trim()
             })
     };
@@ -173,8 +301,8 @@ fn check_new_key(
             keyid: id.to_string(),
         });
     }
-    for (name, rk) in &root.roles {
-        if let Some(listed) = rk.keyids.iter().find(|k| same_key(k)) {
+    for (name, ids) in table.listed_roles() {
+        if let Some(listed) = ids.iter().find(|k| same_key(k)) {
             return Err(if name == role {
                 RotateError::KeyAlreadyListed {
                     role: role.to_string(),
@@ -183,7 +311,7 @@ fn check_new_key(
             } else {
                 RotateError::KeyOfAnotherRole {
                     keyid: listed.clone(),
-                    other: name.clone(),
+                    other: name.to_string(),
                 }
             });
         }

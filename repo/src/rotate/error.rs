@@ -6,14 +6,15 @@ use std::path::PathBuf;
 /// A rotation refused before anything was written.
 #[derive(Debug, thiserror::Error)]
 pub enum RotateError {
-    /// Neither a top-level role nor a delegated one.
-    #[error("{role:?} is not a role of this repository (top-level roles: root, targets, snapshot, timestamp)")]
+    /// Neither a top-level role nor one the top-level targets delegate to.
+    #[error("{role:?} is not a role of this repository (top-level roles: root, targets, snapshot, timestamp; delegated roles: those the top-level targets delegate to)")]
     UnknownRole {
         /// The role given.
         role: String,
     },
-    /// A role delegated by targets metadata: its keys are not in root.
-    #[error("{role} is a delegated role: its keys are listed by the targets metadata that delegates to it, not by root, and ota-sign does not edit delegations (it creates none)")]
+    /// A request that only a top-level role can take (staging a new root) for a delegated
+    /// role, whose keys are listed by the targets metadata that delegates to it, not by root.
+    #[error("{role} is a delegated role: its keys are listed by the targets metadata that delegates to it, not by root, so no new root is staged for it")]
     DelegatedRole {
         /// The role given.
         role: String,
@@ -176,6 +177,9 @@ pub enum RotateError {
     /// An online-roles repository rotated without the online key directory.
     #[error("snapshot and timestamp keys of this repository are kept in an online key directory, and none was given")]
     NoOnlineKeyDir,
+    /// A delegation refused ([`crate::delegation`]).
+    #[error(transparent)]
+    Delegation(#[from] crate::delegation::DelegationError),
 }
 
 fn short_list(ids: &[String]) -> String {

@@ -13,10 +13,12 @@ use ota_formats::hash::Hashes;
 use ota_formats::metadata::TargetFile;
 use ota_formats::target_meta::{self, Compression, ImageInfo, OtaTarget};
 use ota_formats::version::Version;
+use ota_repo::delegation::{self, RolePublished, RoleSigners};
 use ota_repo::keys::RoleKeys;
 use ota_repo::lock::RepoLock;
 use ota_repo::publish;
 use ota_repo::repository::{target_file_path, Repository, TARGETS_DIR};
+use ota_repo::rotate::KeyDirs;
 use ota_repo::targets::{
     check_newer, check_path_free, check_same_version_same_image, newest_version, place_target_file,
 };
@@ -58,7 +60,14 @@ targets/NAME-VERSION.img.zst.slips/<recipient-id>.slip, and hardware means group
 those earlier releases as NAME-VERSION.from-BASEVERSION.patch targets (encrypted like the full
 target), but only those clearly smaller than the full image. The base image is decompressed
 from the repository; for an encrypted (or missing) base pass its plaintext with --base-image.
-Devices whose installed image is the base download the patch; the others the full image.";
+Devices whose installed image is the base download the patch; the others the full image.
+
+--role ROLE lists the target (and its patches) in delegated role ROLE (`ota-sign delegate`)
+instead of the top-level targets: the role's next version is signed by its keys (ROLE-N.pem
+in --keys), then snapshot and timestamp; the top-level targets do not change. Every target
+path must match the role's --paths patterns, and the version must be newer than those of NAME
+in the role and in the top-level targets. Not with --no-publish or --rollback-from.
+  ota-sign add --repo repo --keys ~/ota-keys apps-2.1.0.img --name apps --version 2.1.0 --hardware board-a --role apps";
 
 /// Arguments of `add`.
 #[derive(Debug, clap::Args)]
@@ -122,6 +131,9 @@ pub struct Args {
     /// not decompressed: larger patches, but applying them needs no 33 MiB of LZ4 buffers.
     #[arg(long)]
     pub delta_no_expand: bool,
+    /// List the target in this delegated role instead of the top-level targets.
+    #[arg(long, value_name = "ROLE", conflicts_with_all = ["no_publish", "rollback_from"])]
+    pub role: Option<String>,
     /// Print the result as JSON.
     #[arg(long)]
     pub json: bool,
@@ -157,6 +169,9 @@ pub struct Report {
     pub previous_version: Option<String>,
     /// New metadata versions (absent with --no-publish).
     pub published: Option<publish::Published>,
+    /// With --role: the delegated role's new version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegated: Option<RolePublished>,
     /// Whether the target was only staged.
     pub staged: bool,
     /// Patches requested with --delta-from / --delta-from-previous, published or not.
@@ -270,13 +285,26 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     }
     let _lock = RepoLock::acquire(&a.repo)?;
     let repo = Repository::load(&a.repo)?;
-    let mut targets = repo.working_targets();
+    let role = a.role.as_deref().map(str::trim);
+    // With --role the working set is the delegated role's published targets.
+    let mut targets = match role {
+        Some(r) => delegation::load_role(&repo, r)?.signed,
+        None => repo.working_targets(),
+    };
 
-    let previous = newest_version(&targets, &a.name, |path, e| {
+    let warn_version = |path: &str, e: &dyn std::fmt::Display| {
         crate::warn(&format!(
             "target {path}: {e}; ignored for the version check"
         ))
-    });
+    };
+    let mut previous = newest_version(&targets, &a.name, |path, e| warn_version(path, e));
+    if role.is_some() {
+        // Devices see both: the version must be newer than the top-level ones too.
+        let top = newest_version(&repo.working_targets(), &a.name, |path, e| {
+            warn_version(path, e)
+        });
+        previous = previous.max(top);
+    }
     let rollback_from = if a.rollback_from.is_empty() {
         check_newer(&a.name, &version, previous.as_ref(), a.allow_downgrade)?;
         Vec::new()
@@ -312,6 +340,13 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     for path in std::iter::once(&target_path).chain(&patch_paths) {
         check_path_free(&targets, path, &a.name, &version.to_string())?;
     }
+    if let Some(r) = role {
+        let paths: Vec<&str> = std::iter::once(&target_path)
+            .chain(&patch_paths)
+            .map(String::as_str)
+            .collect();
+        delegation::check_target_paths(&repo, r, &paths)?;
+    }
     let recipients = match &selectors {
         Some(sel) => {
             encrypt::remove_stale_slip_dirs(&targets_dir);
@@ -335,9 +370,21 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     };
 
     let needs = publish::plan(&repo, true, false, now);
-    let role_keys = match (&a.keys, a.no_publish) {
-        (Some(dir), false) => keys::load_roles(dir, &repo, &needs.roles())?,
+    let role_keys = match (&a.keys, a.no_publish, role) {
+        (Some(dir), false, None) => keys::load_roles(dir, &repo, &needs.roles())?,
         _ => RoleKeys::new(),
+    };
+    // The delegated role's keys, and snapshot and timestamp keys, before anything is written.
+    let delegated_signers = match (&a.keys, role) {
+        (Some(dir), Some(r)) => {
+            let dirs = KeyDirs {
+                keys: dir.clone(),
+                online: Some(super::delegate::online_dir(dir, None)),
+            };
+            let secrets = keys::CliSecrets::default();
+            Some(RoleSigners::load(&repo, &dirs, r, &keys::access(&secrets))?)
+        }
+        _ => None,
     };
 
     // Base images before any target file: a missing or wrong base writes nothing.
@@ -455,9 +502,18 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         place(file, &file_dest)?;
         targets.targets.insert(path, entry);
     }
+    let mut delegated = None;
     let published = if a.no_publish {
         publish::stage(&repo, &targets)?;
         None
+    } else if let Some(signers) = &delegated_signers {
+        let done = delegation::publish_targets(&repo, signers, targets, now)?;
+        for w in &done.published.warnings {
+            crate::warn(w);
+        }
+        let published = done.published.clone();
+        delegated = Some(done);
+        Some(published)
     } else {
         let signers = ota_repo::keys::role_signers(&role_keys);
         let published = publish::publish(&repo, targets, needs, &signers, now)?;
@@ -477,6 +533,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         previous_version: previous.map(|v| v.to_string()),
         staged: published.is_none(),
         published,
+        delegated,
         deltas,
     };
     if a.json {
@@ -524,12 +581,16 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
                 ),
             }
         }
-        match &report.published {
-            Some(p) => println!(
+        match (&report.published, &report.delegated) {
+            (_, Some(d)) => println!(
+                "published {} v{}, snapshot v{}, timestamp v{}",
+                d.role, d.version, d.published.snapshot_version, d.published.timestamp_version
+            ),
+            (Some(p), None) => println!(
                 "published targets v{}, snapshot v{}, timestamp v{}",
                 p.targets_version, p.snapshot_version, p.timestamp_version
             ),
-            None => println!("staged; run `ota-sign publish` to sign and publish it"),
+            (None, None) => println!("staged; run `ota-sign publish` to sign and publish it"),
         }
     }
     Ok(0)

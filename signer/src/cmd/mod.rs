@@ -8,6 +8,7 @@ pub mod add;
 pub mod audit;
 pub mod ceremony;
 pub mod combine;
+pub mod delegate;
 pub mod export;
 pub mod init;
 pub mod keys;
@@ -81,6 +82,9 @@ pub enum Command {
     /// Change a role's keys or threshold: one new root signed by the old and the new root
     /// keys, and what the change requires re-signed (or staged for a signing ceremony).
     Rotate(rotate::Args),
+    /// Delegate target paths to a new role with its own keys (a new targets version, the
+    /// role's first metadata, snapshot and timestamp).
+    Delegate(delegate::Args),
     /// Remove a release from the targets devices see (devices that run it keep it).
     Withdraw(withdraw::Args),
     /// Copy what devices see (metadata, chosen releases) to a directory, e.g. removable media.
@@ -108,6 +112,7 @@ impl Command {
             Command::Publish(a) => a.json,
             Command::Status(a) => a.json,
             Command::Rotate(a) => a.json,
+            Command::Delegate(a) => a.json,
             Command::Withdraw(a) => a.json,
             Command::Export(a) => a.json,
             Command::Request(a) => a.json,
@@ -153,6 +158,7 @@ impl Command {
             Command::Add(a) => Some(a.repo.clone()),
             Command::Publish(a) => Some(a.repo.clone()),
             Command::Rotate(a) => Some(a.repo.clone()),
+            Command::Delegate(a) => Some(a.repo.clone()),
             Command::Withdraw(a) => Some(a.repo.clone()),
             Command::Export(a) => Some(a.repo.clone()),
             Command::Request(a) => Some(a.repo.clone()),
@@ -190,6 +196,7 @@ fn run_command(command: Command, now: DateTime<Utc>) -> Result<u8> {
         Command::Status(a) => status::run(a, now),
         Command::Recipients(a) => recipients::run(a),
         Command::Rotate(a) => rotate::run(a, now),
+        Command::Delegate(a) => delegate::run(a, now),
         Command::Withdraw(a) => withdraw::run(a, now),
         Command::Export(a) => export::run(a, now),
         Command::Request(a) => request::run(a, now),

@@ -4,8 +4,10 @@
 use crate::keys;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
+use ota_formats::metadata::Root;
+use ota_repo::delegation;
 use ota_repo::policy::Period;
-use ota_repo::rotate::{self, KeyDirs, KeyType, Request, RotateError, Rotated};
+use ota_repo::rotate::{self, KeyDirs, KeyType, Request, RoleChange, RotateError, Rotated};
 use std::path::PathBuf;
 
 const EXAMPLE: &str = "\
@@ -16,9 +18,13 @@ Examples:
   ota-sign rotate --repo repo --keys ~/ota-keys --role timestamp --generate --remove-key 9d2e41aa --json
   ota-sign rotate --repo repo --keys ~/ota-keys --role root --add-key hsm.pub --remove-key 3f1c9a0b --stage
 
-ROLE is root, targets, snapshot or timestamp. Delegated roles have their keys in the targets
-metadata that delegates to them, not in root; ota-sign creates no delegations and does not
-rotate them.
+ROLE is root, targets, snapshot or timestamp, or a role delegated by the top-level targets
+(`ota-sign delegate`). Delegated roles have their keys listed by the targets metadata, not by
+root: their rotation makes no new root but a new targets version with the role's new keys and
+threshold (signed by the targets keys), a new version of the role signed by its new keys (the
+threshold of the new set), then snapshot, and the timestamp last. --expires is then the expiry
+period of the role's new version; --stage does not apply.
+  ota-sign rotate --repo repo --keys ~/ota-keys --role apps --generate --remove-key 5be0c1d2
 
 Each call makes exactly one new root version. It is signed by the threshold of the current
 root's root keys AND the threshold of the new root's own root keys, so devices can follow it
@@ -64,7 +70,7 @@ pub struct Args {
     /// Directory of the private keys.
     #[arg(long, value_name = "DIR")]
     pub keys: PathBuf,
-    /// The role whose keys change: root, targets, snapshot or timestamp.
+    /// The role whose keys change: root, targets, snapshot, timestamp or a delegated role.
     #[arg(
         long,
         value_name = "ROLE",
@@ -152,6 +158,10 @@ impl Args {
 
 /// Run `rotate`.
 pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
+    let role = a.role.trim();
+    if !a.resume && !role.is_empty() && !Root::TOP_LEVEL.contains(&role) {
+        return run_delegated(&a, now);
+    }
     keys::check_outside_repo(&a.keys, &a.repo)?;
     let dirs = KeyDirs {
         keys: a.keys.clone(),
@@ -185,35 +195,82 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     Ok(0)
 }
 
-fn print_human(a: &Args, done: &Rotated) {
-    let short = ota_repo::keys::short_id;
-    for c in &done.changes {
-        let added: Vec<String> = c
-            .added
-            .iter()
-            .map(|k| {
-                let file = k.file.as_deref().unwrap_or("no key file");
-                let how = if k.generated { ", generated" } else { "" };
-                format!("{} ({} {file}{how})", short(&k.keyid), k.keytype)
-            })
-            .collect();
-        let removed: Vec<&str> = c.removed.iter().map(|k| short(k)).collect();
+/// `rotate --role ROLE` for a role delegated by the top-level targets: no new root
+/// ([`ota_repo::delegation::rotate_with`]).
+fn run_delegated(a: &Args, now: DateTime<Utc>) -> Result<u8> {
+    let req = a.request()?;
+    keys::check_outside_repo(&a.keys, &a.repo)?;
+    let dirs = KeyDirs {
+        keys: a.keys.clone(),
+        online: Some(super::delegate::online_dir(&a.keys, a.online_keys.as_ref())),
+    };
+    let secrets = keys::CliSecrets::default();
+    let done = delegation::rotate_with(&a.repo, &dirs, &req, &keys::access(&secrets), now)?;
+    for w in &done.warnings {
+        crate::warn(w);
+    }
+    if a.json {
+        super::print_json(&done);
+        return Ok(0);
+    }
+    println!("{}", change_line(&done.change));
+    let p = &done.published;
+    println!(
+        "published {} v{} (expires {}); signed targets v{}, snapshot v{}, timestamp v{}; root unchanged (v{})",
+        done.role,
+        done.version,
+        done.expires.format("%Y-%m-%d %H:%M UTC"),
+        p.targets_version,
+        p.snapshot_version,
+        p.timestamp_version,
+        done.root_version
+    );
+    for f in &done.retired_files {
+        println!("retired key file (destroy it): {}", f.display());
+    }
+    for f in &done.expected_files {
         println!(
-            "{}: threshold {} of {} key(s); added: {}; removed: {}",
-            c.role,
-            c.threshold,
-            c.keyids.len(),
-            if added.is_empty() {
-                "-".into()
-            } else {
-                added.join(", ")
-            },
-            if removed.is_empty() {
-                "-".into()
-            } else {
-                removed.join(", ")
-            },
+            "the holder of an added key puts its private key at {} to sign with ota-sign",
+            f.display()
         );
+    }
+    Ok(0)
+}
+
+/// `ROLE: threshold T of N key(s); added: ...; removed: ...`
+fn change_line(c: &RoleChange) -> String {
+    let short = ota_repo::keys::short_id;
+    let added: Vec<String> = c
+        .added
+        .iter()
+        .map(|k| {
+            let file = k.file.as_deref().unwrap_or("no key file");
+            let how = if k.generated { ", generated" } else { "" };
+            format!("{} ({} {file}{how})", short(&k.keyid), k.keytype)
+        })
+        .collect();
+    let removed: Vec<&str> = c.removed.iter().map(|k| short(k)).collect();
+    format!(
+        "{}: threshold {} of {} key(s); added: {}; removed: {}",
+        c.role,
+        c.threshold,
+        c.keyids.len(),
+        if added.is_empty() {
+            "-".into()
+        } else {
+            added.join(", ")
+        },
+        if removed.is_empty() {
+            "-".into()
+        } else {
+            removed.join(", ")
+        },
+    )
+}
+
+fn print_human(a: &Args, done: &Rotated) {
+    for c in &done.changes {
+        println!("{}", change_line(c));
     }
     if let Some(staged) = &done.staged {
         println!(
@@ -261,10 +318,14 @@ fn print_human(a: &Args, done: &Rotated) {
 pub fn error(msg: String, e: &RotateError) -> Error {
     use RotateError as R;
     match e {
-        R::UnknownRole { .. } => Error::input(msg, "pass --role root, targets, snapshot or timestamp"),
+        R::UnknownRole { .. } => Error::input(
+            msg,
+            "pass --role root, targets, snapshot or timestamp, or the name of a role made with `ota-sign delegate`",
+        ),
+        R::Delegation(d) => super::delegate::error(msg, d),
         R::DelegatedRole { .. } => Error::input(
             msg,
-            "rotate a delegated role's keys with the tool that made the delegation; ota-sign rotates the top-level roles",
+            "leave out --stage: a delegated role's rotation signs a new targets version (targets keys) and the role's new version (its new keys), no root",
         ),
         R::NothingToChange { .. } => Error::input(
             msg,
