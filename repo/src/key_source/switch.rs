@@ -1,30 +1,21 @@
-//! Switching a role to a key opened from any source (a token key, typically): authorise it
-//! in a new root version, re-sign the role and what lists it under that root, and name the
-//! key in `ota-repo.json`.
-//!
-//! Everything is signed in memory and checked as a client checks it first: the new root
-//! against the current root's root keys and threshold and against its own, the re-signed
-//! roles against the new root. Then, in order: `N.root.json`, the `root.json` copy, the new
-//! versioned targets and snapshot files, `timestamp.json` last, and `ota-repo.json` after it.
-//! A crash before the timestamp leaves the previous release served; one between the
-//! timestamp and the policy leaves a policy naming the retired key, and running the switch
-//! again (the key is then already authorised) only writes the policy.
+//! Switching a role to a key opened from any source (a token key, typically): a key
+//! rotation ([`crate::rotate::rotate_locked`]) that adds the opened key to the role (and, unless
+//! the other keys are kept, removes them), so it is authorised by a new root version signed by
+//! the old and the new root keys, the role and what lists it are re-signed under that root,
+//! timestamp last, and `ota-repo.json` names the key by its entry (a `pkcs11:` URI, or a file).
+//! A crash part-way is what an interrupted rotation leaves ([`crate::rotate::resume`]); a key
+//! the role already lists with nothing to remove only changes the policy entry.
 use super::{KeyAccess, KeySourceError};
 use crate::config::CONFIG_FILE;
-use crate::keys::{self, LoadedKey};
+use crate::keys::LoadedKey;
 use crate::lock::RepoLock;
-use crate::policy::expires_at;
-use crate::publish::sign_role;
-use crate::repository::meta_entry;
+use crate::rotate::{self, KeyDirs, Request, RotateError};
 use crate::{RepoError, Repository, Result};
 use chrono::{DateTime, Utc};
-use ota_formats::crypto::Signer;
-use ota_formats::metadata::RawMetadata;
 use ota_fs::atomic;
 use ota_fs::mode::PUBLIC_FILE;
 use serde::Serialize;
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// What a switch did.
 #[derive(Debug, Clone, Serialize)]
@@ -81,11 +72,14 @@ pub fn switch_role_key(
             "the repository signs snapshot and timestamp online; switching keys there is not supported".into(),
         ));
     }
-    let old_root = &repo.root.signed;
-    let current = old_root.role(role).map_err(|e| RepoError::Corrupt {
-        path: repo.metadata_dir().join("root.json"),
-        reason: e.to_string(),
-    })?;
+    let current = repo
+        .root
+        .signed
+        .role(role)
+        .map_err(|e| RepoError::Corrupt {
+            path: repo.metadata_dir().join("root.json"),
+            reason: e.to_string(),
+        })?;
     let removed: Vec<String> = if keep {
         Vec::new()
     } else {
@@ -108,14 +102,72 @@ pub fn switch_role_key(
             ),
         ));
     }
-    if other_role_uses(old_root, role, &key.keyid) {
-        return Err(refused(
-            role,
-            &entry,
-            "the key is already a key of another role".into(),
-        ));
+    let request = Request {
+        role: role.to_string(),
+        remove: removed.clone(),
+        ..Request::default()
+    };
+    let dirs = KeyDirs {
+        keys: key_dir.to_path_buf(),
+        online: None,
+    };
+    match rotate::rotate_locked(&repo, &dirs, &request, Some(&key), access, now) {
+        Ok(done) => {
+            // A key the role listed already is not an added key: name it in the policy here.
+            let config = Repository::load(repo_dir)?.config;
+            if !config.files(role).contains(&entry) {
+                let mut config = config;
+                config
+                    .key_files
+                    .entry(role.to_string())
+                    .or_default()
+                    .push(entry.clone());
+                let cfg = repo.dir.join(CONFIG_FILE);
+                atomic::replace(&cfg, &config.to_bytes()?, PUBLIC_FILE)
+                    .map_err(|e| RepoError::write(&cfg, e))?;
+            }
+            let resigned = done
+                .published
+                .map(|p| p.signed.into_iter().filter(|r| r != "root").collect())
+                .unwrap_or_default();
+            Ok(Switched {
+                role: role.to_string(),
+                entry,
+                keyid: key.keyid,
+                root_version: Some(done.root_version),
+                resigned,
+                removed,
+                retired_entries: done
+                    .retired_files
+                    .iter()
+                    .map(|p| p.strip_prefix(key_dir).unwrap_or(p).display().to_string())
+                    .collect(),
+            })
+        }
+        // Authorised already, nothing to remove: only the policy names the key.
+        Err(RepoError::Rotate(e)) if matches!(*e, RotateError::NothingToChange { .. }) => {
+            policy_only(&repo, role, entry, key.keyid, keep)
+        }
+        Err(RepoError::Rotate(e)) if matches!(*e, RotateError::KeyOfAnotherRole { .. }) => {
+            Err(refused(
+                role,
+                &entry,
+                "the key is already a key of another role".into(),
+            ))
+        }
+        Err(e) => Err(e),
     }
-    // The role's policy entries afterwards.
+}
+
+/// Name `entry` as a key of `role` in `ota-repo.json` (beside the role's other entries with
+/// `keep`, else instead of them), the key being authorised already.
+fn policy_only(
+    repo: &Repository,
+    role: &str,
+    entry: String,
+    keyid: String,
+    keep: bool,
+) -> Result<Switched> {
     let mut config = repo.config.clone();
     let mut retired_entries = Vec::new();
     let mut entries = Vec::new();
@@ -131,183 +183,16 @@ pub fn switch_role_key(
     }
     entries.push(entry.clone());
     config.key_files.insert(role.to_string(), entries);
-
-    let root_changes = !removed.is_empty() || !current.keyids.contains(&key.keyid);
-    let mut switched = Switched {
-        role: role.to_string(),
-        entry: entry.clone(),
-        keyid: key.keyid.clone(),
-        root_version: None,
-        resigned: Vec::new(),
-        removed: removed.clone(),
-        retired_entries,
-    };
-    let mut writes: Vec<(PathBuf, Vec<u8>, bool)> = Vec::new();
-    let md = repo.metadata_dir();
-    if root_changes {
-        let mut root = old_root.clone();
-        for id in &removed {
-            root.remove_key(role, id);
-        }
-        root.add_key(role, key.signer.public_key())
-            .map_err(|source| RepoError::Sign {
-                role: "root".into(),
-                source,
-            })?;
-        let version = repo.next_version("root", old_root.version);
-        root.version = version;
-        root.expires = expires_at(now, repo.config.period("root"));
-
-        // Signed by the current root keys (and by the new key when it is a root key), and
-        // checked against the current root and against itself.
-        let root_keys = keys::load_role_with(key_dir, &repo.config, old_root, "root", access)?;
-        let mut signers = keys::as_signers(&root_keys);
-        if role == "root" {
-            signers.push(key.signer.as_ref() as &dyn Signer);
-        }
-        let bytes = sign_role("root", root.clone(), &signers, old_root)?;
-        let rk = root.role("root").map_err(|source| RepoError::Sign {
-            role: "root".into(),
-            source,
-        })?;
-        RawMetadata::from_bytes(&bytes)
-            .and_then(|raw| raw.verify("root", &root, &rk.keyids, rk.threshold))
-            .map_err(|source| RepoError::Sign {
-                role: "root".into(),
-                source,
-            })?;
-        writes.push((
-            md.join(format!("{version}.root.json")),
-            bytes.clone(),
-            false,
-        ));
-        writes.push((md.join("root.json"), bytes, true));
-        switched.root_version = Some(version);
-        let resigned = resign(&repo, &config, key_dir, role, &key, &root, access, now)?;
-        switched.resigned = resigned.iter().map(|(r, _, _)| r.clone()).collect();
-        writes.extend(resigned.into_iter().map(|(_, p, b)| (p, b, false)));
-    }
-
-    // The timestamp (if any) is the last metadata write; the policy follows it.
-    writes.sort_by_key(|(p, _, _)| p.ends_with("timestamp.json"));
-    for (path, bytes, replace) in &writes {
-        tracing::debug!(path = %path.display(), "writing");
-        let r = if *replace || path.ends_with("timestamp.json") {
-            atomic::replace(path, bytes, PUBLIC_FILE)
-        } else {
-            atomic::write_new(path, bytes, PUBLIC_FILE)
-        };
-        r.map_err(|e| RepoError::write(path, e))?;
-    }
     let cfg = repo.dir.join(CONFIG_FILE);
     atomic::replace(&cfg, &config.to_bytes()?, PUBLIC_FILE)
         .map_err(|e| RepoError::write(&cfg, e))?;
-    Ok(switched)
-}
-
-fn other_role_uses(root: &ota_formats::metadata::Root, role: &str, keyid: &str) -> bool {
-    root.roles
-        .iter()
-        .any(|(r, k)| r != role && k.keyids.iter().any(|k| k == keyid))
-}
-
-/// The roles to re-sign after `role`'s keys changed, signed under `root`:
-/// `(role, path, bytes)` in publication order, the timestamp last.
-#[allow(clippy::too_many_arguments)]
-fn resign(
-    repo: &Repository,
-    config: &crate::config::RepoConfig,
-    key_dir: &Path,
-    role: &str,
-    key: &LoadedKey,
-    root: &ota_formats::metadata::Root,
-    access: &KeyAccess<'_>,
-    now: DateTime<Utc>,
-) -> Result<Vec<(String, PathBuf, Vec<u8>)>> {
-    let chain: &[&str] = match role {
-        "targets" => &["targets", "snapshot", "timestamp"],
-        "snapshot" => &["snapshot", "timestamp"],
-        "timestamp" => &["timestamp"],
-        _ => &[],
-    };
-    // The keys of each role to sign: the switched role's kept keys plus the new key, the
-    // others as the policy names them; all checked against the new root.
-    let mut loaded: BTreeMap<&str, Vec<LoadedKey>> = BTreeMap::new();
-    for r in chain {
-        let mut cfg = config.clone();
-        if *r == role {
-            let others: Vec<String> = config
-                .files(role)
-                .iter()
-                .filter(|e| **e != key.file)
-                .cloned()
-                .collect();
-            if others.is_empty() {
-                loaded.insert(r, Vec::new());
-                continue;
-            }
-            cfg.key_files.insert(role.to_string(), others);
-        }
-        let ks = match keys::load_role_with(key_dir, &cfg, root, r, access) {
-            Ok(ks) => ks,
-            // The new key alone may reach the threshold.
-            Err(RepoError::BelowThreshold { .. }) if *r == role => Vec::new(),
-            Err(e) => return Err(e),
-        };
-        loaded.insert(r, ks);
-    }
-    let signers = |r: &str| -> Vec<&dyn Signer> {
-        let mut s = loaded
-            .get(r)
-            .map(|ks| keys::as_signers(ks))
-            .unwrap_or_default();
-        if r == role {
-            s.push(key.signer.as_ref() as &dyn Signer);
-        }
-        s
-    };
-    let md = repo.metadata_dir();
-    let mut out = Vec::new();
-    let mut targets_meta = None;
-    let mut snapshot_meta = None;
-    if chain.contains(&"targets") {
-        let mut t = repo.targets.signed.clone();
-        t.version = repo.next_version("targets", t.version);
-        t.expires = expires_at(now, repo.config.period("targets"));
-        let v = t.version;
-        let bytes = sign_role("targets", t, &signers("targets"), root)?;
-        targets_meta = Some(meta_entry(v, &bytes));
-        out.push((
-            "targets".into(),
-            md.join(format!("{v}.targets.json")),
-            bytes,
-        ));
-    }
-    if chain.contains(&"snapshot") {
-        let mut s = repo.snapshot.signed.clone();
-        s.version = repo.next_version("snapshot", s.version);
-        s.expires = expires_at(now, repo.config.period("snapshot"));
-        if let Some(m) = targets_meta {
-            s.meta.insert("targets.json".into(), m);
-        }
-        let v = s.version;
-        let bytes = sign_role("snapshot", s, &signers("snapshot"), root)?;
-        snapshot_meta = Some(meta_entry(v, &bytes));
-        out.push((
-            "snapshot".into(),
-            md.join(format!("{v}.snapshot.json")),
-            bytes,
-        ));
-    }
-    if chain.contains(&"timestamp") {
-        let mut ts = repo.timestamp.signed.clone();
-        ts.version += 1;
-        ts.expires = expires_at(now, repo.config.period("timestamp"));
-        if let Some(m) = snapshot_meta {
-            ts.meta = BTreeMap::from([("snapshot.json".to_string(), m)]);
-        }
-        let bytes = sign_role("timestamp", ts, &signers("timestamp"), root)?;
-        out.push(("timestamp".into(), md.join("timestamp.json"), bytes));
-    }
-    Ok(out)
+    Ok(Switched {
+        role: role.to_string(),
+        entry,
+        keyid,
+        root_version: None,
+        resigned: Vec::new(),
+        removed: Vec::new(),
+        retired_entries,
+    })
 }
