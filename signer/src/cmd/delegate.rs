@@ -5,8 +5,7 @@ use crate::keys;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_repo::delegation::{self, DelegateRequest, Delegated, DelegationError};
-use ota_repo::policy::Period;
-use ota_repo::rotate::{KeyDirs, KeyType};
+use ota_repo::rotate::KeyDirs;
 use std::path::PathBuf;
 
 const EXAMPLE: &str = "\
@@ -92,22 +91,9 @@ pub struct Args {
 
 impl Args {
     fn request(&self) -> Result<DelegateRequest> {
-        let expires = match &self.expires {
-            Some(s) => Some(s.parse::<Period>().map_err(|e| {
-                Error::input(
-                    format!("invalid --expires {e}"),
-                    "write the period as a number and a unit, e.g. --expires 90d (units: s m h d w)",
-                )
-            })?),
-            None => None,
-        };
+        let expires = super::flags::period(self.expires.as_deref())?;
         let generate = if self.generate {
-            Some(self.key_type.parse::<KeyType>().map_err(|e| {
-                Error::input(
-                    format!("invalid --key-type: {e}"),
-                    "pass --key-type ed25519 or --key-type ecdsa-p256",
-                )
-            })?)
+            Some(super::flags::key_type(&self.key_type)?)
         } else {
             None
         };

@@ -371,12 +371,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         }
     }
     let counts = parse_key_counts(&a.key_counts, &thresholds)?;
-    let key_type: KeyType = a.key_type.parse().map_err(|e: String| {
-        Error::input(
-            format!("invalid --key-type: {e}"),
-            "pass --key-type ed25519 or --key-type ecdsa-p256",
-        )
-    })?;
+    let key_type: KeyType = super::flags::key_type(&a.key_type)?;
     let (keys, generated) = role_keys(&|role| a.key_dir(role), &counts, key_type)?;
     let files = build_files(&keys, &thresholds, &periods, now)?;
     let config = RepoConfig {

@@ -10,6 +10,7 @@ pub mod ceremony;
 pub mod combine;
 pub mod delegate;
 pub mod export;
+pub mod flags;
 pub mod init;
 pub mod keys;
 pub mod publish;

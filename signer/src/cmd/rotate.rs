@@ -6,8 +6,7 @@ use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_formats::metadata::Root;
 use ota_repo::delegation;
-use ota_repo::policy::Period;
-use ota_repo::rotate::{self, KeyDirs, KeyType, Request, RoleChange, RotateError, Rotated};
+use ota_repo::rotate::{self, KeyDirs, Request, RoleChange, RotateError, Rotated};
 use std::path::PathBuf;
 
 const EXAMPLE: &str = "\
@@ -125,22 +124,9 @@ impl Args {
     }
 
     fn request(&self) -> Result<Request> {
-        let expires = match &self.expires {
-            Some(s) => Some(s.parse::<Period>().map_err(|e| {
-                Error::input(
-                    format!("invalid --expires {e}"),
-                    "write the period as a number and a unit, e.g. --expires 365d (units: s m h d w)",
-                )
-            })?),
-            None => None,
-        };
+        let expires = super::flags::period(self.expires.as_deref())?;
         let generate = if self.generate {
-            Some(self.key_type.parse::<KeyType>().map_err(|e| {
-                Error::input(
-                    format!("invalid --key-type: {e}"),
-                    "pass --key-type ed25519 or --key-type ecdsa-p256",
-                )
-            })?)
+            Some(super::flags::key_type(&self.key_type)?)
         } else {
             None
         };
