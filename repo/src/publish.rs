@@ -9,6 +9,10 @@
 //! The keys of each role are [`Signer`] trait objects ([`RoleSigners`]): key files loaded with
 //! [`crate::keys`] today, an HSM or a remote signer tomorrow.
 //!
+//! Delegated roles are due by the same rule ([`is_due`]): [`plan_with_delegated`] lists those
+//! to re-sign and [`crate::delegation::publish_with_renewals`] writes their next versions before
+//! the snapshot that lists them, in the same publication.
+//!
 //! ```no_run
 //! # fn main() -> Result<(), ota_repo::RepoError> {
 //! use ota_repo::{keys, lock::RepoLock, publish, Repository};
@@ -28,7 +32,7 @@
 //! # Ok(())
 //! # }
 //! ```
-use crate::policy::{expires_at, health, Health};
+use crate::policy::{expires_at, health, Health, Period};
 use crate::repository::{meta_entry, Repository, STAGED_FILE};
 use crate::{RepoError, Result};
 use chrono::{DateTime, Utc};
@@ -74,13 +78,19 @@ impl Needs {
     }
 }
 
+/// Whether metadata that expires at `expires`, signed for `period`, is due for re-signing at
+/// `now`: expired, or inside its warning window (under a quarter of its period left, see
+/// [`health`]). The one rule for every role, top-level or delegated.
+pub fn is_due(expires: DateTime<Utc>, period: Period, now: DateTime<Utc>) -> bool {
+    health(expires, period, now) != Health::Ok
+}
+
 /// Decide what to re-sign: changed targets, `force`, or any role with under a quarter of its
 /// period left. A new targets needs a new snapshot, which needs a new timestamp; with
 /// online roles ([`crate::config::RepoConfig::online_roles`]) only targets is planned here.
+/// Delegated roles: [`plan_with_delegated`].
 pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime<Utc>) -> Needs {
-    let due = |role: &str, expires: DateTime<Utc>| {
-        health(expires, repo.config.period(role), now) != Health::Ok
-    };
+    let due = |role: &str, expires: DateTime<Utc>| is_due(expires, repo.config.period(role), now);
     let targets = force || targets_changed || due("targets", repo.targets.signed.expires);
     // With online roles the release machine has no snapshot or timestamp key: the server
     // (`crate::online`) publishes what it signs here.
@@ -96,6 +106,96 @@ pub fn plan(repo: &Repository, targets_changed: bool, force: bool, now: DateTime
         snapshot,
         timestamp,
     }
+}
+
+/// A delegated role due for re-signing: its current version, verified, and when it expires.
+#[derive(Debug, Clone, Serialize)]
+pub struct DelegatedDue {
+    /// The delegated role.
+    pub role: String,
+    /// Its current version (the one the snapshot lists).
+    pub version: u64,
+    /// That version's expiry.
+    pub expires: DateTime<Utc>,
+    /// The role's expiry period ([`crate::delegation::period`]).
+    pub period: Period,
+    /// ok (re-signed because of `force`), expiring or expired.
+    pub health: Health,
+    /// Its current content, which the next version keeps.
+    #[serde(skip)]
+    pub content: Targets,
+}
+
+/// Everything a publish re-signs: the top-level roles, and the delegated roles due.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    /// Top-level roles; snapshot and timestamp whenever a delegated role is re-signed.
+    pub needs: Needs,
+    /// Delegated roles to re-sign as their next version (same targets, new expiry), in the
+    /// order the top-level targets delegate to them.
+    pub delegated: Vec<DelegatedDue>,
+}
+
+impl Plan {
+    /// Whether nothing needs signing.
+    pub fn is_empty(&self) -> bool {
+        self.needs.is_empty() && self.delegated.is_empty()
+    }
+}
+
+/// [`plan`], plus every role the top-level targets delegate to whose current metadata is due
+/// by the same rule ([`is_due`], under the role's own period), or all of them with `force`.
+/// A new version of a delegated role needs a new snapshot listing it, hence a new timestamp.
+///
+/// With online roles no delegated role is planned: the snapshot that must list its new
+/// version is the server's (see [`crate::online`]). The current metadata of each delegated
+/// role is read and verified ([`crate::delegation::load_role`]); one that is unreadable or
+/// fails to verify is an error, as it is on devices.
+pub fn plan_with_delegated(
+    repo: &Repository,
+    targets_changed: bool,
+    force: bool,
+    now: DateTime<Utc>,
+) -> Result<Plan> {
+    let mut needs = plan(repo, targets_changed, force, now);
+    if repo.config.online_roles {
+        return Ok(Plan {
+            needs,
+            delegated: Vec::new(),
+        });
+    }
+    let names: Vec<String> = repo
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.roles.as_ref())
+        .map(|roles| roles.iter().map(|r| r.name.clone()).collect())
+        .unwrap_or_default();
+    let mut delegated = Vec::new();
+    for role in names {
+        let current = crate::delegation::load_role(repo, &role)?.signed;
+        let period = crate::delegation::period(&repo.config, &role);
+        if force || is_due(current.expires, period, now) {
+            delegated.push(DelegatedDue {
+                version: current.version,
+                expires: current.expires,
+                period,
+                health: health(current.expires, period, now),
+                role,
+                content: current,
+            });
+        }
+    }
+    if !delegated.is_empty() {
+        needs.snapshot = true;
+        needs.timestamp = true;
+    }
+    tracing::debug!(
+        delegated = ?delegated.iter().map(|d| d.role.as_str()).collect::<Vec<_>>(),
+        "delegated roles to sign"
+    );
+    Ok(Plan { needs, delegated })
 }
 
 /// Versions of the roles after publishing.

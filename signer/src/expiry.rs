@@ -5,7 +5,9 @@
 //!
 //! The warning window of a role is the last quarter of its expiry period (the point from
 //! which `ota-sign publish` re-signs it, and `ota-server --online-keys` renews the online
-//! roles). With online roles (`ota-repo.json` `online_roles`), snapshot and timestamp are
+//! roles). Delegated roles ([`delegated`]) are listed and warned about the same way, under
+//! their own period: `ota-sign publish` re-signs them with their own keys, and devices, which
+//! load every delegated role, refuse every update once one has expired. With online roles (`ota-repo.json` `online_roles`), snapshot and timestamp are
 //! signed by the server, not by `ota-sign`: their expiry in this directory is reported as a
 //! note, never as an `ota-sign` warning, since a release machine's copy of them is not what
 //! devices see once the server re-signs.
@@ -30,7 +32,13 @@ pub enum SignedBy {
 #[derive(Debug, Clone, Serialize)]
 pub struct RoleExpiry {
     /// Role name.
-    pub role: &'static str,
+    pub role: String,
+    /// For a delegated role: the role that delegates to it (`targets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegated_by: Option<String>,
+    /// For a delegated role: the target path patterns delegated to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
     /// Current version.
     pub version: u64,
     /// Expiry time.
@@ -48,7 +56,9 @@ pub struct RoleExpiry {
     /// Key files of the role (in the offline `--keys` directory, or the server's
     /// `--online-keys` directory) and the signatures needed.
     pub keys: Vec<String>,
-    /// Signatures needed (root threshold of the role).
+    /// Key ids authorised for the role (by root, or by the delegation).
+    pub keyids: Vec<String>,
+    /// Signatures needed (the role's threshold in root, or in the delegation).
     pub threshold: u64,
     /// How to re-sign it.
     pub resign: String,
@@ -60,7 +70,10 @@ impl RoleExpiry {
     /// The line for a role inside its warning window or expired; `None` when it is fine.
     pub fn warning(&self) -> Option<String> {
         let left = Duration::seconds(self.seconds_left);
-        let role = self.role;
+        let role = match &self.delegated_by {
+            Some(_) => format!("delegated role {}", self.role),
+            None => self.role.clone(),
+        };
         match self.health {
             Health::Ok => None,
             Health::Expiring => Some(format!(
@@ -129,6 +142,61 @@ fn policy(role: &str, online: bool, threshold: u64) -> (SignedBy, String, String
     }
 }
 
+/// Who re-signs delegated `role` and how (`online`: the repository has online roles, whose
+/// snapshot is the server's), and what its expiry does to devices.
+fn delegated_policy(role: &str, online: bool, threshold: u64) -> (SignedBy, String, String) {
+    let resign = if online {
+        format!("`ota-sign publish` does not re-sign delegated roles of an online-roles repository (the snapshot listing them is the server's): publish its next version before it expires (`ota-sign add --role {role}` or `ota-sign rotate --role {role}`)")
+    } else {
+        format!("re-sign with `ota-sign publish --keys KEYS` ({threshold} of its own key(s), in KEYS; run it from cron, e.g. daily)")
+    };
+    (
+        SignedBy::Offline,
+        resign,
+        "devices refuse every update, top-level releases included (they load every delegated role), until it is re-signed".into(),
+    )
+}
+
+/// One role's expiry state from its version, expiry and period.
+struct State {
+    version: u64,
+    expires: DateTime<Utc>,
+    period: Period,
+}
+
+impl State {
+    fn expiry(
+        self,
+        role: String,
+        now: DateTime<Utc>,
+        policy: (SignedBy, String, String),
+    ) -> RoleExpiry {
+        let (signed_by, resign, at_expiry) = policy;
+        let State {
+            version,
+            expires,
+            period,
+        } = self;
+        RoleExpiry {
+            role,
+            delegated_by: None,
+            paths: None,
+            version,
+            expires,
+            period,
+            warn_from: expires - Duration::seconds(period.secs() / 4),
+            seconds_left: (expires - now).num_seconds(),
+            health: health(expires, period, now),
+            signed_by,
+            keys: Vec::new(),
+            keyids: Vec::new(),
+            threshold: 1,
+            resign,
+            at_expiry,
+        }
+    }
+}
+
 /// The expiry policy and state of every top-level role of `repo` at `now`, in the order of
 /// [`ROLES`].
 pub fn roles(repo: &Repository, now: DateTime<Utc>) -> Vec<RoleExpiry> {
@@ -138,39 +206,70 @@ pub fn roles(repo: &Repository, now: DateTime<Utc>) -> Vec<RoleExpiry> {
             let (version, expires) = current(repo, role);
             let period = repo.config.period(role);
             let online = repo.config.online_roles && ONLINE_ROLES.contains(&role);
-            let threshold = repo
-                .root
-                .signed
-                .roles
-                .get(role)
-                .map_or(1, |rk| rk.threshold);
-            let (signed_by, resign, at_expiry) = policy(role, online, threshold);
-            RoleExpiry {
-                role,
+            let rk = repo.root.signed.roles.get(role);
+            let threshold = rk.map_or(1, |rk| rk.threshold);
+            let state = State {
                 version,
                 expires,
                 period,
-                warn_from: expires - Duration::seconds(period.secs() / 4),
-                seconds_left: (expires - now).num_seconds(),
-                health: health(expires, period, now),
-                signed_by,
+            };
+            RoleExpiry {
                 keys: repo.config.files(role).to_vec(),
+                keyids: rk.map(|rk| rk.keyids.clone()).unwrap_or_default(),
                 threshold,
-                resign,
-                at_expiry,
+                ..state.expiry(role.to_string(), now, policy(role, online, threshold))
             }
         })
         .collect()
 }
 
+/// The expiry policy and state of every role the top-level targets of `repo` delegate to, in
+/// the order devices search them, from its current metadata as the snapshot lists it, read
+/// and verified ([`ota_repo::delegation::load_role`]): an error when one does not load.
+pub fn delegated(repo: &Repository, now: DateTime<Utc>) -> ota_repo::Result<Vec<RoleExpiry>> {
+    let roles = repo
+        .targets
+        .signed
+        .delegations
+        .as_ref()
+        .and_then(|d| d.roles.as_ref());
+    let mut out = Vec::new();
+    for d in roles.into_iter().flatten() {
+        let current = ota_repo::delegation::load_role(repo, &d.name)?.signed;
+        let state = State {
+            version: current.version,
+            expires: current.expires,
+            period: ota_repo::delegation::period(&repo.config, &d.name),
+        };
+        let policy = delegated_policy(&d.name, repo.config.online_roles, d.threshold);
+        out.push(RoleExpiry {
+            delegated_by: Some("targets".into()),
+            paths: d.paths.clone(),
+            keys: repo.config.files(&d.name).to_vec(),
+            keyids: d.keyids.clone(),
+            threshold: d.threshold,
+            ..state.expiry(d.name.clone(), now, policy)
+        });
+    }
+    Ok(out)
+}
+
 /// The warning lines for the roles `ota-sign` re-signs that are inside their warning window
-/// or expired (online roles are the server's; see the module documentation).
+/// or expired (online roles are the server's; see the module documentation), delegated roles
+/// included; a delegated role whose metadata does not load is warned about too.
 pub fn warnings(repo: &Repository, now: DateTime<Utc>) -> Vec<String> {
-    roles(repo, now)
+    let mut out: Vec<String> = roles(repo, now)
         .iter()
         .filter(|r| r.signed_by == SignedBy::Offline)
         .filter_map(RoleExpiry::warning)
-        .collect()
+        .collect();
+    match delegated(repo, now) {
+        Ok(roles) => out.extend(roles.iter().filter_map(RoleExpiry::warning)),
+        Err(e) => out.push(format!(
+            "a delegated role's metadata does not load ({e}): devices refuse every update until it is repaired"
+        )),
+    }
+    out
 }
 
 /// After a command that touched the repository in `dir`: print a `warning:` line on stderr
@@ -216,6 +315,23 @@ mod tests {
         assert_eq!(by, SignedBy::Offline);
         assert!(
             resign.contains("ota-sign request --role targets") && !resign.contains("publish"),
+            "{resign}"
+        );
+    }
+
+    #[test]
+    fn delegated_roles_are_re_signed_by_publish_with_their_own_keys() {
+        let (by, resign, at) = delegated_policy("apps", false, 2);
+        assert_eq!(by, SignedBy::Offline);
+        assert!(
+            resign.contains("ota-sign publish --keys KEYS") && resign.contains("2 of its own"),
+            "{resign}"
+        );
+        assert!(at.contains("refuse every update"), "{at}");
+        let (by, resign, _) = delegated_policy("apps", true, 1);
+        assert_eq!(by, SignedBy::Offline);
+        assert!(
+            resign.contains("does not re-sign") && resign.contains("--role apps"),
             "{resign}"
         );
     }

@@ -12,6 +12,12 @@
 //! ([`publish`]): the role's new file, the new targets, a snapshot listing both, the timestamp
 //! last; the snapshot keeps listing every delegated role from then on, whatever re-signs it.
 //!
+//! Expiry: a publish re-signs every delegated role that is due by the rule of the top-level
+//! roles (under a quarter of its period left, or expired; all of them with `force`), as its
+//! next version with the same targets, planned by [`crate::publish::plan_with_delegated`] and
+//! published with [`publish_with_renewals`]; devices load every delegated role, so one that
+//! expired makes them refuse every update.
+//!
 //! Keys: the role's private keys live in the release machine's key directory as `ROLE-N.pem`,
 //! listed in `ota-repo.json` under the role's name like the top-level roles' keys; a generated
 //! key is saved there (0600), a public key file ([`crate::rotate::read_public_key`]) is listed
@@ -54,6 +60,7 @@ mod error;
 pub mod name;
 mod publish;
 mod published;
+mod renew;
 mod rotate;
 mod signers;
 mod targets;
@@ -64,6 +71,7 @@ pub use create::{delegate, delegate_with, DelegateRequest, Delegated};
 pub use error::DelegationError;
 pub use publish::sign_delegated;
 pub use published::{delegation, is_delegated, load_role};
+pub use renew::{load_renewal, publish_with_renewals, Renewal, Renewed};
 pub use rotate::{rotate, rotate_with, DelegationRotated};
 pub use targets::{check_target_paths, publish_targets, RolePublished, RoleSigners};
 

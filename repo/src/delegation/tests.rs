@@ -128,9 +128,18 @@ impl Fixture {
     /// Delegated role `role`'s targets as a client gets them: the root chain from version 1,
     /// timestamp, snapshot, top-level targets, then the role through the targets' delegation.
     fn client_view(&self, role: &str) -> std::result::Result<Targets, String> {
+        self.client_view_at(role, now())
+    }
+
+    /// [`Fixture::client_view`] by a client whose clock says `at`.
+    fn client_view_at(
+        &self,
+        role: &str,
+        at: DateTime<Utc>,
+    ) -> std::result::Result<Targets, String> {
         let md = self.repo.join(METADATA_DIR);
         let read = |name: String| std::fs::read(md.join(name)).unwrap();
-        let mut set = TrustedSet::new(&read("1.root.json".into()), now()).unwrap();
+        let mut set = TrustedSet::new(&read("1.root.json".into()), at).unwrap();
         let mut v = 2;
         while md.join(format!("{v}.root.json")).exists() {
             set.update_root(&read(format!("{v}.root.json"))).unwrap();
@@ -651,4 +660,179 @@ fn targets_outside_the_delegated_paths_are_refused() {
         matches!(del(&e), DelegationError::NotDelegated { .. }),
         "{e}"
     );
+}
+
+/// `apps` (period 10 days, a target listed) and `tools` (365 days), delegated at [`now`].
+fn two_roles(f: &Fixture) {
+    f.delegate(&DelegateRequest {
+        expires: Some(Period::from_secs(10 * 86_400)),
+        ..apps()
+    })
+    .unwrap();
+    f.delegate(&DelegateRequest {
+        role: "tools".into(),
+        paths: vec!["tools-*".into()],
+        expires: Some(Period::from_secs(365 * 86_400)),
+        ..apps()
+    })
+    .unwrap();
+    add_target(f, "apps", "apps-1.0.img", b"app one");
+}
+
+/// Plan at `at` as `ota-sign publish` does, load every key, publish.
+fn publish_at(
+    f: &Fixture,
+    force: bool,
+    at: DateTime<Utc>,
+) -> Result<(crate::publish::Published, Vec<Renewed>)> {
+    let repo = f.load();
+    let plan = crate::publish::plan_with_delegated(&repo, repo.staged.is_some(), force, at)?;
+    let access = crate::key_source::KeyAccess::from_env();
+    let mut renewals = Vec::new();
+    for due in plan.delegated {
+        renewals.push(load_renewal(&repo, &f.dirs.keys, due, &access)?);
+    }
+    let mut loaded = crate::keys::RoleKeys::new();
+    for role in plan.needs.roles() {
+        let k = crate::keys::load_role(&f.dirs.keys, &repo.config, &repo.root.signed, role)?;
+        loaded.insert(role.to_string(), k);
+    }
+    let signers = crate::keys::role_signers(&loaded);
+    publish_with_renewals(
+        &repo,
+        repo.working_targets(),
+        plan.needs,
+        &renewals,
+        &signers,
+        at,
+    )
+}
+
+#[test]
+fn publish_re_signs_a_due_delegated_role_and_leaves_the_others_alone() {
+    let f = Fixture::new();
+    two_roles(&f);
+    let day = chrono::Duration::days(1);
+
+    // Nothing is due right after the delegations.
+    let repo = f.load();
+    let plan = crate::publish::plan_with_delegated(&repo, false, false, now()).unwrap();
+    assert!(plan.is_empty(), "{plan:?}");
+    // --force re-signs every delegated role too.
+    let plan = crate::publish::plan_with_delegated(&repo, false, true, now()).unwrap();
+    let names: Vec<&str> = plan.delegated.iter().map(|d| d.role.as_str()).collect();
+    assert_eq!(names, ["apps", "tools"]);
+
+    // 8 days on, apps (10-day period) has 2 days left: inside its warning window, like a
+    // top-level role would be; tools and the top-level roles (30 days) are not due.
+    let later = now() + day * 8;
+    let plan = crate::publish::plan_with_delegated(&repo, false, false, later).unwrap();
+    let names: Vec<&str> = plan.delegated.iter().map(|d| d.role.as_str()).collect();
+    assert_eq!(names, ["apps"]);
+    assert_eq!(plan.delegated[0].health, crate::policy::Health::Expiring);
+    assert_eq!(
+        plan.needs.roles(),
+        ["snapshot", "timestamp"],
+        "the snapshot lists the new version"
+    );
+    let apps_before = repo.snapshot.signed.meta["apps.json"].version;
+    let tools_before = repo.snapshot.signed.meta["tools.json"].version;
+    // A device whose clock is past apps' expiry refuses it as published now.
+    assert!(f.client_view_at("apps", now() + day * 11).is_err());
+
+    let (published, renewed) = publish_at(&f, false, later).unwrap();
+    assert_eq!(published.signed, ["apps", "snapshot", "timestamp"]);
+    assert_eq!(renewed.len(), 1);
+    let r = &renewed[0];
+    assert_eq!((r.role.as_str(), r.previous_version), ("apps", apps_before));
+    assert_eq!(r.version, apps_before + 1);
+    assert_eq!(
+        r.expires,
+        later + day * 10,
+        "a fresh expiry from its period"
+    );
+    assert!(r.file.ends_with(format!("{}.apps.json", r.version)));
+    let repo = f.load();
+    assert_eq!(repo.snapshot.signed.meta["apps.json"].version, r.version);
+    assert_eq!(
+        repo.snapshot.signed.meta["tools.json"].version,
+        tools_before
+    );
+    assert_eq!(published.targets_version, repo.targets.signed.version);
+    // Signed by its own key, same targets; devices past the old expiry accept it now.
+    let md = f.repo.join(METADATA_DIR);
+    let (_, role) = delegation(&repo.targets.signed, "apps").unwrap();
+    assert_eq!(signer_ids(&r.file), role.keyids);
+    let view = f.client_view_at("apps", now() + day * 11).unwrap();
+    assert!(view.targets.contains_key("apps-1.0.img"));
+    assert!(f.client_view_at("tools", now() + day * 11).is_ok());
+    // The old version is still there: versioned files are never replaced.
+    assert!(md.join(format!("{apps_before}.apps.json")).is_file());
+    // Not due any more.
+    let plan = crate::publish::plan_with_delegated(&repo, false, false, later).unwrap();
+    assert!(plan.is_empty(), "{plan:?}");
+
+    // 28 days on: targets (30 days, re-signed at delegation time) and apps are due; one
+    // publication re-signs targets, then apps checked against it, snapshot, timestamp.
+    let much_later = now() + day * 28;
+    let (published, renewed) = publish_at(&f, false, much_later).unwrap();
+    assert_eq!(
+        published.signed,
+        ["targets", "apps", "snapshot", "timestamp"]
+    );
+    assert_eq!(renewed[0].expires, much_later + day * 10);
+    let repo = f.load();
+    assert_eq!(repo.targets.signed.version, published.targets_version);
+    assert!(f.client_view_at("apps", much_later + day * 5).is_ok());
+}
+
+#[test]
+fn a_due_delegated_role_without_its_keys_is_refused_with_nothing_written() {
+    let f = Fixture::new();
+    two_roles(&f);
+    let later = now() + chrono::Duration::days(9);
+    std::fs::remove_file(f.dirs.keys.join("apps-1.pem")).unwrap();
+    let before = f.files();
+    let e = publish_at(&f, false, later).unwrap_err();
+    assert!(
+        matches!(&e, RepoError::BelowThreshold { role, threshold: 1, found: 0, missing, .. } if role == "apps" && missing == &["apps-1.pem"]),
+        "{e}"
+    );
+    let msg = e.to_string();
+    assert!(msg.contains("apps") && msg.contains("apps-1.pem"), "{msg}");
+    assert_eq!(f.files(), before);
+
+    // A failure after the role's file was written (no timestamp key) removes it again.
+    let repo = f.load();
+    let plan = crate::publish::plan_with_delegated(&repo, false, true, later).unwrap();
+    let access = crate::key_source::KeyAccess::from_env();
+    let tools = plan
+        .delegated
+        .into_iter()
+        .filter(|d| d.role == "tools")
+        .map(|d| load_renewal(&repo, &f.dirs.keys, d, &access).unwrap())
+        .collect::<Vec<_>>();
+    let snapshot =
+        crate::keys::load_role(&f.dirs.keys, &repo.config, &repo.root.signed, "snapshot").unwrap();
+    let loaded = crate::keys::RoleKeys::from([("snapshot".to_string(), snapshot)]);
+    let signers = crate::keys::role_signers(&loaded);
+    let needs = crate::publish::Needs {
+        snapshot: true,
+        timestamp: true,
+        ..Default::default()
+    };
+    let e = publish_with_renewals(
+        &repo,
+        repo.working_targets(),
+        needs,
+        &tools,
+        &signers,
+        later,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(&e, RepoError::KeyMissing { role } if role == "timestamp"),
+        "{e}"
+    );
+    assert_eq!(f.files(), before);
 }

@@ -36,7 +36,8 @@ current root, root.json, timestamp.json, the current N.snapshot.json, N.targets.
 delegated targets) and targets/ (the chosen releases' files, the patches producing them, and
 per-device key slips). Without --target, the newest release of each image is exported.
 
-Devices accept the copy only while its metadata is unexpired: the timestamp's period
+Devices accept the copy only while its metadata is unexpired (delegated roles' included: devices
+load every delegated role): the timestamp's period
 (`ota-sign init --timestamp-expiry`) bounds how long the media stays usable, and a device
 that has already seen newer metadata refuses an older copy (rollback). Export again after
 `ota-sign publish`.
@@ -94,7 +95,7 @@ pub struct Report {
     pub files: usize,
     /// Bytes written.
     pub bytes: u64,
-    /// Expiry of each top-level role in the copy.
+    /// Expiry of each role in the copy (top-level and delegated).
     pub expires: BTreeMap<String, DateTime<Utc>>,
     /// Devices refuse the copy from this time on (the earliest expiry).
     pub usable_until: DateTime<Utc>,
@@ -413,8 +414,13 @@ fn copy_slips(repo: &Path, to: &Path, path: &str) -> Result<(usize, u64)> {
     Ok((files, bytes))
 }
 
-/// Refuse metadata that has expired at `now`: devices would refuse the copy.
-fn expiry(set: &TrustedSet, now: DateTime<Utc>) -> Result<BTreeMap<String, DateTime<Utc>>> {
+/// Refuse metadata that has expired at `now`, delegated roles' included (devices load every
+/// delegated role): devices would refuse the copy.
+fn expiry(
+    set: &TrustedSet,
+    delegated: &[String],
+    now: DateTime<Utc>,
+) -> Result<BTreeMap<String, DateTime<Utc>>> {
     let mut out = BTreeMap::new();
     out.insert("root".to_string(), set.root().signed().expires);
     if let Some(t) = set.timestamp() {
@@ -426,11 +432,16 @@ fn expiry(set: &TrustedSet, now: DateTime<Utc>) -> Result<BTreeMap<String, DateT
     if let Some(t) = set.top_targets() {
         out.insert("targets".into(), t.signed().expires);
     }
+    for role in delegated {
+        if let Some(t) = set.targets_role(role) {
+            out.insert(role.clone(), t.signed().expires);
+        }
+    }
     for (role, expires) in &out {
         if *expires <= now {
             return Err(Error::repo(
                 format!("{role} expired at {expires}: devices would refuse the copy"),
-                "re-sign it (`ota-sign publish --keys KEYS`, or let the online server renew it), then export again",
+                "re-sign it (`ota-sign publish --keys KEYS` re-signs top-level and delegated roles, or let the online server renew snapshot and timestamp), then export again",
             ));
         }
     }
@@ -442,7 +453,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     // A repository that loads (config, verified metadata, target files present).
     let repo = Repository::load(&a.repo)?;
     let chain = read_chain(&repo.metadata_dir())?;
-    let expires = expiry(&chain.set, now)?;
+    let expires = expiry(&chain.set, &chain.delegated, now)?;
     let targets = all_targets(&chain.set);
     let releases = choose(&targets, &a.targets)?;
     prepare_dest(&a.to, &a.repo)?;

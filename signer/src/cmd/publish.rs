@@ -1,9 +1,11 @@
-//! `ota-sign publish`: re-sign targets, snapshot and timestamp when due, bumping versions;
+//! `ota-sign publish`: re-sign targets, delegated roles, snapshot and timestamp when due
+//! (the same rule for all: [`ota_repo::publish::is_due`]), bumping versions;
 //! with `--to URL`, upload the release signed offline to the server holding the online keys
 //! ([`crate::upload`]).
 use crate::keys;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
+use ota_repo::delegation;
 use ota_repo::lock::RepoLock;
 use ota_repo::policy::{health, Health};
 use ota_repo::publish;
@@ -14,13 +16,20 @@ use std::path::PathBuf;
 const EXAMPLE: &str = "\
 Examples:
   ota-sign publish --repo repo --keys ~/ota-keys            # re-sign what expires soon
-  ota-sign publish --repo repo --keys ~/ota-keys --force    # re-sign targets, snapshot, timestamp
+  ota-sign publish --repo repo --keys ~/ota-keys --force    # re-sign targets, delegated roles, snapshot, timestamp
   ota-sign publish --repo repo --keys ~/ota-keys --root     # also extend root (root keys needed)
 
 Targets staged with `ota-sign add --no-publish` are signed and published.
 A role is re-signed when under a quarter of its expiry period is left (or it expired); a new
 targets implies a new snapshot, which implies a new timestamp. Root is re-signed only with --root
 (its keys stay offline otherwise). Only the keys of the roles being signed are needed. Run it from cron (e.g. daily) to keep the repository fresh.
+
+Delegated roles (`ota-sign delegate`) follow the same rule under their own period: a role that
+is due is re-signed as its next version (same targets, new expiry) by its keys ROLE-N.pem in
+--keys, and the snapshot lists it; --force re-signs every delegated role too. Devices load every
+delegated role, so one that expired makes them refuse every update. A role whose keys are not at
+hand is refused (exit 3, naming it and its missing key files) and nothing is written. With online
+roles delegated roles are not re-signed here (the snapshot is the server's).
 
 Publishing to a server (online roles: `ota-sign init --online-roles`, `ota-server --online-keys
 KEYS-ONLINE --publish-token-file TOKEN`):
@@ -52,7 +61,7 @@ pub struct Args {
         conflicts_with = "to"
     )]
     pub keys: Option<PathBuf>,
-    /// Re-sign targets, snapshot and timestamp even if none is due.
+    /// Re-sign targets, every delegated role, snapshot and timestamp even if none is due.
     #[arg(long, conflicts_with = "to")]
     pub force: bool,
     /// Also sign a new root version (same keys, new expiry); needs the root keys.
@@ -82,6 +91,8 @@ pub struct Report {
     /// Versions after the run.
     #[serde(flatten)]
     pub published: publish::Published,
+    /// Delegated roles re-signed (their new versions); empty when none was due.
+    pub delegated: Vec<delegation::Renewed>,
 }
 
 /// Run `publish`.
@@ -98,21 +109,38 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     keys::check_outside_repo(key_dir, &a.repo)?;
     let _lock = RepoLock::acquire(&a.repo)?;
     let repo = Repository::load(&a.repo)?;
-    let mut needs = publish::plan(&repo, repo.staged.is_some(), a.force, now);
-    needs.root = a.root;
-    let published = if needs.is_empty() {
-        publish::Published {
+    let mut plan = publish::plan_with_delegated(&repo, repo.staged.is_some(), a.force, now)?;
+    plan.needs.root = a.root;
+    let (published, delegated) = if plan.is_empty() {
+        let unchanged = publish::Published {
             signed: Vec::new(),
             root_version: repo.root.signed.version,
             targets_version: repo.targets.signed.version,
             snapshot_version: repo.snapshot.signed.version,
             timestamp_version: repo.timestamp.signed.version,
             warnings: Vec::new(),
-        }
+        };
+        (unchanged, Vec::new())
     } else {
-        let role_keys = keys::load_roles(key_dir, &repo, &needs.roles())?;
+        // Every key, top-level and delegated, before anything is written.
+        let role_keys = keys::load_roles(key_dir, &repo, &plan.needs.roles())?;
+        let secrets = keys::CliSecrets::default();
+        let access = keys::access(&secrets);
+        let mut renewals = Vec::new();
+        for due in plan.delegated {
+            let r = delegation::load_renewal(&repo, key_dir, due, &access)?;
+            keys::warn_open(key_dir, r.keys());
+            renewals.push(r);
+        }
         let signers = ota_repo::keys::role_signers(&role_keys);
-        publish::publish(&repo, repo.working_targets(), needs, &signers, now)?
+        delegation::publish_with_renewals(
+            &repo,
+            repo.working_targets(),
+            plan.needs,
+            &renewals,
+            &signers,
+            now,
+        )?
     };
     for w in &published.warnings {
         crate::warn(w);
@@ -120,12 +148,25 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let report = Report {
         changed: !published.signed.is_empty(),
         published,
+        delegated,
     };
     if a.json {
         super::print_json(&report);
     } else if report.changed {
+        let delegated: String = report
+            .delegated
+            .iter()
+            .map(|r| {
+                format!(
+                    ", {} v{} (expires {})",
+                    r.role,
+                    r.version,
+                    r.expires.format("%Y-%m-%d %H:%M UTC")
+                )
+            })
+            .collect();
         println!(
-            "re-signed {}: root v{}, targets v{}, snapshot v{}, timestamp v{}",
+            "re-signed {}: root v{}, targets v{}{delegated}, snapshot v{}, timestamp v{}",
             report.published.signed.join(", "),
             report.published.root_version,
             report.published.targets_version,

@@ -1,6 +1,6 @@
-//! `ota-sign status`: roles, versions, keys, thresholds, the expiry policy of each role
-//! (when it expires, from when it is warned about, who re-signs it, what devices do once it
-//! expired; see [`crate::expiry`]) and the targets.
+//! `ota-sign status`: roles (top-level and delegated), versions, keys, thresholds, the expiry
+//! policy of each role (when it expires, from when it is warned about, who re-signs it, what
+//! devices do once it expired; see [`crate::expiry`]) and the targets.
 use crate::error::EXIT_EXPIRING;
 use crate::expiry::{self, SignedBy};
 use crate::Result;
@@ -16,6 +16,7 @@ Examples:
   ota-sign status --repo repo
   ota-sign status --repo repo --json | jq '.roles.timestamp.seconds_left'
   ota-sign status --repo repo --json | jq '.roles[] | {expires, warn_from, signed_by, resign}'
+  ota-sign status --repo repo --json | jq '.delegated_roles.apps | {version, expires, health}'
 
 For every role: version, threshold and keys, expiry, the start of its warning window (the
 last quarter of its period, when `ota-sign publish` re-signs it), who re-signs it (offline
@@ -23,6 +24,11 @@ keys with `ota-sign publish`, root only with `--root`; with online roles snapsho
 timestamp are re-signed by `ota-server --online-keys`) and what devices do once it has
 expired (they refuse every update). Every ota-sign command that touches a repository prints
 a warning for a role inside its warning window.
+
+Delegated roles (`ota-sign delegate`) are listed the same way (JSON: `delegated_roles`), with
+their paths, under their own period: `ota-sign publish --keys KEYS` re-signs them with their
+own keys once due. Devices load every delegated role, so one that expired makes them refuse
+every update, top-level releases included; their warnings set exit code 10 too.
 
 Exit code 10 when a role ota-sign re-signs is inside its warning window or has expired.
 Snapshot and timestamp of an online-roles repository are the server's: their state in this
@@ -69,6 +75,33 @@ pub struct RoleStatus {
     pub resign: String,
     /// What devices do once it has expired.
     pub at_expiry: String,
+    /// For a delegated role: the role that delegates to it (`targets`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delegated_by: Option<String>,
+    /// For a delegated role: the target path patterns delegated to it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub paths: Option<Vec<String>>,
+}
+
+impl From<expiry::RoleExpiry> for RoleStatus {
+    fn from(e: expiry::RoleExpiry) -> Self {
+        RoleStatus {
+            version: e.version,
+            keyids: e.keyids,
+            threshold: e.threshold,
+            expires: e.expires,
+            period: e.period,
+            seconds_left: e.seconds_left,
+            health: e.health,
+            warn_from: e.warn_from,
+            signed_by: e.signed_by,
+            key_files: e.keys,
+            resign: e.resign,
+            at_expiry: e.at_expiry,
+            delegated_by: e.delegated_by,
+            paths: e.paths,
+        }
+    }
 }
 
 /// One target's status.
@@ -89,9 +122,11 @@ pub struct Report {
     pub repo: PathBuf,
     /// Time of the check.
     pub now: DateTime<Utc>,
-    /// Roles by name.
+    /// Top-level roles by name.
     pub roles: std::collections::BTreeMap<String, RoleStatus>,
-    /// Targets.
+    /// Delegated roles by name (the roles the top-level targets delegate to).
+    pub delegated_roles: std::collections::BTreeMap<String, RoleStatus>,
+    /// Targets of the top-level targets role.
     pub targets: Vec<TargetStatus>,
     /// Target paths staged by `add --no-publish` and not yet published.
     pub staged: Vec<String>,
@@ -110,7 +145,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let mut warnings = Vec::new();
     let mut notes = Vec::new();
     for e in expiry::roles(&repo, now) {
-        let rk = repo.root.signed.role(e.role).map_err(|err| {
+        repo.root.signed.role(&e.role).map_err(|err| {
             crate::Error::repo(
                 format!("root.json: {err}"),
                 "restore the repository from a backup",
@@ -124,23 +159,15 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
                 )),
             }
         }
-        roles.insert(
-            e.role.to_string(),
-            RoleStatus {
-                version: e.version,
-                keyids: rk.keyids.clone(),
-                threshold: rk.threshold,
-                expires: e.expires,
-                period: e.period,
-                seconds_left: e.seconds_left,
-                health: e.health,
-                warn_from: e.warn_from,
-                signed_by: e.signed_by,
-                key_files: e.keys,
-                resign: e.resign,
-                at_expiry: e.at_expiry,
-            },
-        );
+        roles.insert(e.role.clone(), RoleStatus::from(e));
+    }
+    // In the order devices search them (a BTreeMap in the report, sorted by name).
+    let delegated = expiry::delegated(&repo, now)?;
+    let order: Vec<String> = delegated.iter().map(|e| e.role.clone()).collect();
+    let mut delegated_roles = std::collections::BTreeMap::new();
+    for e in delegated {
+        warnings.extend(e.warning());
+        delegated_roles.insert(e.role.clone(), RoleStatus::from(e));
     }
     let targets = repo
         .targets
@@ -166,6 +193,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         repo: a.repo.clone(),
         now,
         roles,
+        delegated_roles,
         targets,
         staged,
         online_roles: repo.config.online_roles,
@@ -180,34 +208,27 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             "  {:<9} {:>7} {:>9}  {:<20} {:>12}  {:<8} {:<7} keys",
             "role", "version", "threshold", "expires", "left", "health", "signer"
         );
-        for role in ROLES {
-            let Some(r) = report.roles.get(role) else {
-                continue;
-            };
-            let ids: Vec<&str> = r
-                .keyids
-                .iter()
-                .map(|k| ota_repo::keys::short_id(k))
-                .collect();
-            println!(
-                "  {role:<9} {:>7} {:>5} of {} {:<20} {:>12}  {:<8} {:<7} {}",
-                r.version,
-                r.threshold,
-                r.keyids.len(),
-                r.expires.format("%Y-%m-%d %H:%M UTC").to_string(),
-                human_duration(chrono::Duration::seconds(r.seconds_left)),
-                format!("{:?}", r.health).to_lowercase(),
-                format!("{:?}", r.signed_by).to_lowercase(),
-                ids.join(" ")
-            );
+        let top = ROLES
+            .iter()
+            .filter_map(|role| report.roles.get(*role).map(|r| (*role, r)));
+        let delegated = order
+            .iter()
+            .filter_map(|role| report.delegated_roles.get(role).map(|r| (role.as_str(), r)));
+        let all: Vec<(&str, &RoleStatus)> = top.chain(delegated).collect();
+        for (role, r) in &all {
+            print_row(role, r);
         }
         println!("expiry policy:");
-        for role in ROLES {
-            let Some(r) = report.roles.get(role) else {
-                continue;
+        for (role, r) in &all {
+            let what = match (&r.delegated_by, &r.paths) {
+                (Some(by), Some(paths)) => {
+                    format!(" (delegated by {by}, paths {})", paths.join(", "))
+                }
+                (Some(by), None) => format!(" (delegated by {by})"),
+                _ => String::new(),
             };
             println!(
-                "  {role}: every {}, warned from {}; key files {}; {}; at expiry {}",
+                "  {role}{what}: every {}, warned from {}; key files {}; {}; at expiry {}",
                 r.period,
                 r.warn_from.format("%Y-%m-%d %H:%M UTC"),
                 r.key_files.join(", "),
@@ -247,4 +268,24 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     } else {
         EXIT_EXPIRING
     })
+}
+
+/// One line of the roles table.
+fn print_row(role: &str, r: &RoleStatus) {
+    let ids: Vec<&str> = r
+        .keyids
+        .iter()
+        .map(|k| ota_repo::keys::short_id(k))
+        .collect();
+    println!(
+        "  {role:<9} {:>7} {:>5} of {} {:<20} {:>12}  {:<8} {:<7} {}",
+        r.version,
+        r.threshold,
+        r.keyids.len(),
+        r.expires.format("%Y-%m-%d %H:%M UTC").to_string(),
+        human_duration(chrono::Duration::seconds(r.seconds_left)),
+        format!("{:?}", r.health).to_lowercase(),
+        format!("{:?}", r.signed_by).to_lowercase(),
+        ids.join(" ")
+    );
 }
