@@ -87,21 +87,24 @@ impl Threads {
 
     /// What `ota-sign add` uses for an image of `len` bytes and a window of 2^`window_log`:
     /// one worker per core (`available_parallelism`), but no more workers than jobs nor than
-    /// [`MAX_WORKERS`]; jobs of 4 windows (zstd's own choice) or less, so that a smaller
-    /// image still makes two jobs per worker; jobs that see 1/8 window of the input before
-    /// them. An image of one job, or a single core, is compressed on the calling thread (a
-    /// lone worker would only add work).
+    /// [`MAX_WORKERS`]; jobs of 4 windows (zstd's own choice), or down to 2 windows so that a
+    /// smaller image still makes two jobs per worker; each job sees 1/8 window of the input
+    /// before it. An image of one job, or a single core, is compressed on the calling thread
+    /// (a lone worker would only add work).
     ///
     /// zstd's default overlap at levels 19-22 is a whole window: each job first indexes the
-    /// window of input before it, a quarter more input to index with 4-window jobs, for a target
-    /// within 0.1% of this one's size (see `ota-compress-bench --mt 0:9`).
+    /// window of input before it, a quarter more input to index with 4-window jobs, for a
+    /// target within 0.1% of this one's size (see `ota-compress-bench --mt 0:9`). Jobs of
+    /// one window with that 1/8 overlap were 6% larger on a 32 MiB image; of 2 windows, not.
     pub fn for_image(len: u64, window_log: u32) -> Threads {
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let cores = u64::try_from(cores)
             .unwrap_or(1)
             .min(u64::from(MAX_WORKERS));
-        let max_job = 1u64 << window_log.saturating_add(2).min(MAX_JOB_LOG);
-        let job = len.div_ceil(2 * cores).clamp(MIN_JOB, max_job);
+        let window = 1u64 << window_log.min(MAX_JOB_LOG);
+        let max_job = window.saturating_mul(4).min(1 << MAX_JOB_LOG);
+        let min_job = window.saturating_mul(2).max(MIN_JOB).min(max_job);
+        let job = len.div_ceil(2 * cores).clamp(min_job, max_job);
         let workers = cores.min(len.div_ceil(job));
         if workers < 2 {
             return Threads::SINGLE;
@@ -115,11 +118,10 @@ impl Threads {
 }
 
 /// At most this many workers: each holds its own match tables and job buffers (about
-/// 150 MiB at level 19 with an 8 MiB window), and more rarely pay off for one image.
+/// 100-150 MiB at level 19 with an 8 MiB window), and more rarely pay off for one image.
 pub const MAX_WORKERS: u32 = 16;
 
-/// Smallest job handed to a worker: below, the overlap and the jobs' start cost more than
-/// the parallelism gives (zstd's own floor is 512 KiB).
+/// Smallest job handed to a worker, whatever the window (zstd's own floor is 512 KiB).
 const MIN_JOB: u64 = 4 << 20;
 
 /// Largest job: 2^30 bytes (zstd's ZSTDMT_JOBLOG_MAX).

@@ -484,6 +484,14 @@ fn bench(cli: &Cli) -> ExitCode {
             single.compress_s / ours_add.compress_s / ceiling * 100.0
         );
     }
+    if let (Some(s), Some(m)) = (single.cpu_s, ours_add.cpu_s) {
+        // What a busy shared machine cannot hide: the extra CPU work of the parallel jobs.
+        println!(
+            "  CPU work: {:+.1}% over single-threaded; so on {cores} idle cores at most {:.2}x",
+            (m / s - 1.0) * 100.0,
+            cores as f64 * s / m
+        );
+    }
     if let Some(p) = rows.iter().find(|r| r.name.starts_with("zstd CLI, all")) {
         println!(
             "  against the zstd CLI {}: {:.2}x its speed (our compress alone {:.2}x), target {:+.3}%",
