@@ -4,7 +4,7 @@
 //! the role's first metadata (no targets yet) signed by its own keys. Published in order: the
 //! role's `1.ROLE.json`, the new targets version, a snapshot listing both, the timestamp last.
 use super::name::{check_name, check_paths};
-use super::publish::{publish, save_config, Publication};
+use super::publish::{adopt_key_files, publish, save_config, Publication};
 use super::signers::{load_delegated, load_top_level, Wanted};
 use super::{added_keys, period, refuse_staged, DelegationError};
 use crate::key_source::KeyAccess;
@@ -14,7 +14,7 @@ use crate::policy::Period;
 use crate::publish::Published;
 use crate::repository::Repository;
 use crate::rotate::change::{check_new_key, check_threshold};
-use crate::rotate::key_files::{KeyFiles, RoleIds};
+use crate::rotate::key_files::RoleIds;
 use crate::rotate::{next_key_file, read_public_key, AddedKey, GeneratedKey, KeyDirs, KeyType};
 use crate::Result;
 use chrono::{DateTime, Utc};
@@ -212,27 +212,15 @@ pub fn delegate_with(
 
     // The policy: the role's key files and its expiry period.
     let mut warnings = done.published.warnings.clone();
-    let mut files = KeyFiles {
-        files: repo.config.key_files.clone(),
-        ..KeyFiles::default()
-    };
-    let gen = generated
-        .as_ref()
-        .zip(gen_file.as_deref())
-        .map(|(g, f)| (role, f, g.keyid.as_str()));
     let ids = RoleIds {
         role,
         old: &[],
         new: &keyids,
     };
-    let mut config = repo.config.clone();
-    match files.adopt_role(&repo.config, &ids, dirs, gen, access) {
-        Ok(()) => config.key_files = files.files.clone(),
-        Err(e) => warnings.push(format!(
-            "published, but the key files of {role} are not listed in {}: {e}",
-            crate::config::CONFIG_FILE
-        )),
-    }
+    let gen = generated.as_ref().zip(gen_file.as_deref());
+    let (files, adopted) = adopt_key_files(&repo, &ids, dirs, gen, access, &mut warnings);
+    // The expiry period is recorded even when the key files could not be.
+    let mut config = adopted.unwrap_or_else(|| repo.config.clone());
     config.expiry.insert(role.to_string(), period);
     warnings.extend(save_config(
         &repo,

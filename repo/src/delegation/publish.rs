@@ -4,9 +4,13 @@
 //! last rename devices see the previous repository, complete; a failure before it removes the
 //! new role file (and the key this run generated) again.
 use super::published::delegation;
+use crate::config::{RepoConfig, CONFIG_FILE};
+use crate::key_source::KeyAccess;
 use crate::policy::{expires_at, Period};
 use crate::publish::{self, Needs, Published, RoleSigners};
 use crate::repository::{meta_entry, Repository};
+use crate::rotate::key_files::{KeyFiles, RoleIds};
+use crate::rotate::{GeneratedKey, KeyDirs};
 use crate::upload::metadata_file_name;
 use crate::{RepoError, Result};
 use chrono::{DateTime, Utc};
@@ -130,14 +134,43 @@ pub fn publish(
     }
 }
 
+/// The key files of `ids.role` after a published change, adopted into a copy of `repo`'s
+/// policy (added keys named, removed ones dropped; `generated`: a key this run generated and
+/// the file it was saved as). `None` when they cannot be worked out (after the commit point:
+/// a warning in `warnings`, the policy left as it is).
+pub fn adopt_key_files(
+    repo: &Repository,
+    ids: &RoleIds<'_>,
+    dirs: &KeyDirs,
+    generated: Option<(&GeneratedKey, &str)>,
+    access: &KeyAccess<'_>,
+    warnings: &mut Vec<String>,
+) -> (KeyFiles, Option<RepoConfig>) {
+    let mut files = KeyFiles {
+        files: repo.config.key_files.clone(),
+        ..KeyFiles::default()
+    };
+    let gen = generated.map(|(g, f)| (ids.role, f, g.keyid.as_str()));
+    match files.adopt_role(&repo.config, ids, dirs, gen, access) {
+        Ok(()) => {
+            let mut config = repo.config.clone();
+            config.key_files = files.files.clone();
+            (files, Some(config))
+        }
+        Err(e) => {
+            warnings.push(format!(
+                "published, but the key files of {} in {CONFIG_FILE} are not updated: {e}",
+                ids.role
+            ));
+            (files, None)
+        }
+    }
+}
+
 /// Write `config` as the repository's `ota-repo.json`; a failure (after the commit point) is
 /// returned as a warning naming what to fix by hand.
-pub fn save_config(
-    repo: &Repository,
-    config: &crate::config::RepoConfig,
-    what: &str,
-) -> Option<String> {
-    let path = repo.dir.join(crate::config::CONFIG_FILE);
+pub fn save_config(repo: &Repository, config: &RepoConfig, what: &str) -> Option<String> {
+    let path = repo.dir.join(CONFIG_FILE);
     let written = config.to_bytes().and_then(|b| {
         atomic::replace(&path, &b, PUBLIC_FILE).map_err(|e| RepoError::write(&path, e))
     });

@@ -4,7 +4,7 @@
 //! not change), and a new version of the role, its targets unchanged, signed by the threshold
 //! of its *new* keys; then snapshot, and the timestamp last. Metadata of the role signed by a
 //! removed key no longer verifies on any device that has seen the new targets version.
-use super::publish::{publish, save_config, Publication};
+use super::publish::{adopt_key_files, publish, save_config, Publication};
 use super::published::{delegation, is_delegated, load_role};
 use super::signers::{load_delegated, load_top_level, Wanted};
 use super::{added_keys, period, refuse_staged, DelegationError};
@@ -14,7 +14,7 @@ use crate::lock::RepoLock;
 use crate::publish::Published;
 use crate::repository::Repository;
 use crate::rotate::change::{apply_keys, check_new_key};
-use crate::rotate::key_files::{KeyFiles, RoleIds};
+use crate::rotate::key_files::RoleIds;
 use crate::rotate::{
     next_key_file, read_public_key, Change, GeneratedKey, KeyDirs, Request, RoleChange,
     RotateError, Rotated,
@@ -207,36 +207,22 @@ pub fn rotate_with(
     )?;
 
     let mut warnings = done.published.warnings.clone();
-    let mut files = KeyFiles {
-        files: repo.config.key_files.clone(),
-        ..KeyFiles::default()
-    };
-    let gen = generated
-        .as_ref()
-        .zip(gen_file.as_deref())
-        .map(|(g, f)| (role, f, g.keyid.as_str()));
     let ids = RoleIds {
         role,
         old: &old_ids,
         new: &new_ids,
     };
-    match files.adopt_role(&repo.config, &ids, dirs, gen, access) {
-        Ok(()) => {
-            let mut config = repo.config.clone();
-            config.key_files = files.files.clone();
-            warnings.extend(save_config(
-                &repo,
-                &config,
-                &format!(
-                    "list these key files of {role} in it by hand: {:?}",
-                    files.files.get(role)
-                ),
-            ));
-        }
-        Err(e) => warnings.push(format!(
-            "published, but the key files of {role} in {} are not updated: {e}",
-            crate::config::CONFIG_FILE
-        )),
+    let gen = generated.as_ref().zip(gen_file.as_deref());
+    let (files, adopted) = adopt_key_files(&repo, &ids, dirs, gen, access, &mut warnings);
+    if let Some(config) = adopted {
+        warnings.extend(save_config(
+            &repo,
+            &config,
+            &format!(
+                "list these key files of {role} in it by hand: {:?}",
+                files.files.get(role)
+            ),
+        ));
     }
     let gen_id = generated.as_ref().map(|g| g.keyid.as_str());
     let change = RoleChange {
