@@ -38,11 +38,19 @@ impl MetadataCache {
         }
     }
 
-    /// Store verified bytes of `role`, atomically and durably.
+    /// Store verified bytes of `role`, atomically. Root, timestamp and snapshot are also
+    /// stored durably (fsync): they are the trust anchor and the baseline of rollback checks,
+    /// which a power cut must not take back. Targets roles are not: the snapshot pins their
+    /// versions, and a cached role that does not verify after a power cut is fetched again,
+    /// so waiting for the disk on each of hundreds of delegated roles would buy nothing.
     pub fn store(&self, role: &str, bytes: &[u8]) -> Result<()> {
         let path = self.path(role);
-        ota_fs::atomic::replace(&path, bytes, ota_fs::mode::PUBLIC_FILE)
-            .map_err(|e| Error::io(path, e))
+        let mode = ota_fs::mode::PUBLIC_FILE;
+        match role {
+            "root" | "timestamp" | "snapshot" => ota_fs::atomic::replace(&path, bytes, mode),
+            _ => ota_fs::atomic::replace_unsynced(&path, bytes, mode),
+        }
+        .map_err(|e| Error::io(path, e))
     }
 
     /// Forget `role` (after a key rotation made it untrustworthy).

@@ -69,6 +69,11 @@ impl PendingFile {
     }
 
     fn seal(&self) -> io::Result<()> {
+        self.set_final_mode()?;
+        self.temp.as_file().sync_all()
+    }
+
+    fn set_final_mode(&self) -> io::Result<()> {
         self.temp.as_file().flush()?;
         #[cfg(unix)]
         {
@@ -77,7 +82,7 @@ impl PendingFile {
                 .as_file()
                 .set_permissions(std::fs::Permissions::from_mode(self.mode))?;
         }
-        self.temp.as_file().sync_all()
+        Ok(())
     }
 
     /// fsync, rename over the destination, fsync the directory.
@@ -147,6 +152,19 @@ pub fn replace(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
     let mut f = PendingFile::new(path, mode)?;
     f.write_all(bytes)?;
     f.commit()
+}
+
+/// Replace `path` (or create it) with `bytes` by the same rename, without waiting for the disk:
+/// readers see the old file or the new one, but after a power cut the file may be either, or
+/// empty. Only for caches that are verified whenever they are read and fetched again when
+/// they do not verify (a device's delegated targets metadata), where two disk flushes per
+/// file would buy nothing.
+pub fn replace_unsynced(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
+    let mut f = PendingFile::new(path, mode)?;
+    f.write_all(bytes)?;
+    f.set_final_mode()?;
+    f.temp.persist(&f.dest).map_err(|e| e.error)?;
+    Ok(())
 }
 
 /// Write a file that must not exist yet, atomically; `AlreadyExists` if it does.

@@ -1,59 +1,175 @@
-//! Refresh benchmark (issue "TUF core", Performance): repositories with many targets spread
-//! over delegated roles, built in code and served by a real `ota-server` on 127.0.0.1, refreshed
-//! by ota-client from a cold cache (fresh device) and a warm one (a new `Updater` over the same
-//! metadata directory), with python-tuf's ngclient as a peer when `OTA_PYTHON` is set.
+//! Refresh benchmark (issue 15): repositories with many targets spread over delegated roles,
+//! built in code and served by a real `ota-server` on 127.0.0.1, refreshed from a cold cache
+//! (fresh device) and a warm one (a new `Updater` over the same metadata directory), with
+//! python-tuf's ngclient as the peer when `OTA_PYTHON` is set.
 //!
-//! Run: `cargo bench -p ota-tests --bench refresh` (`OTA_BENCH_REPS=N` for more repetitions;
-//! each time printed is the median). The bench panics if a refresh makes other requests than
-//! expected or resolves the wrong number of targets, so its numbers always describe a correct run.
+//! Each device run is its own process, ours as python-tuf's, so its peak resident memory
+//! (VmHWM / ru_maxrss) is the refresh's alone; the time is measured inside the process, after
+//! start-up and imports. In-process runs check the requests made and `all_targets`.
+//!
+//! Run: `cargo bench -p ota-tests --bench refresh` (`OTA_BENCH_REPS=N` repetitions, each time
+//! printed is the median and each memory figure the largest; `OTA_BENCH_SERIES=10000x50,...`
+//! other workloads). The bench panics if a refresh makes other requests than expected or
+//! resolves the wrong number of targets, so its numbers always describe a correct run.
 mod common;
 
 use common::{bootstrap, counting_updater, delegated_repo, one_target_per_role, RequestLog};
+use ota_client::{Updater, UpdaterConfig};
 use ota_tests::fixture::RepoFixture;
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-/// (targets, roles) of the scaling series; the middle one is the headline workload.
-const SERIES: [(usize, usize); 3] = [(1_000, 10), (10_000, 50), (40_000, 200)];
+/// (targets, roles) of the scaling series; the second one is the headline workload.
+const SERIES: [(usize, usize); 5] = [
+    (1_000, 10),
+    (10_000, 50),
+    (40_000, 200),
+    (100_000, 500),
+    (1_000_000, 1),
+];
 const HEADLINE: (usize, usize) = (10_000, 50);
+/// Set in a child process: `METADATA_URL TARGETS_URL METADATA_DIR LOOKUPS_FILE`.
+const CHILD: &str = "OTA_REFRESH_BENCH_CHILD";
 
-/// Medians of one workload.
+/// One process's run: refresh time and peak memory.
+#[derive(Clone, Copy)]
+struct Run {
+    secs: f64,
+    peak_kib: u64,
+}
+
+/// Cold and warm runs of one client on one workload (median time, largest peak).
+struct Client {
+    cold: Run,
+    warm: Run,
+}
+
 struct Measured {
     targets: usize,
     roles: usize,
-    cold_lookup: Duration,
-    warm_lookup: Duration,
+    /// Bytes of metadata a cold refresh fetched (the cached files).
+    fetched: u64,
+    ours: Client,
+    python: Option<Client>,
     cold_all: Duration,
     warm_all: Duration,
-    cold_requests: usize,
-    warm_requests: usize,
-    python: Option<PythonRun>,
 }
 
-struct PythonRun {
-    cold: Duration,
-    warm: Duration,
-    cold_requests: u64,
-    warm_requests: u64,
+fn summarise(runs: &[Run]) -> Run {
+    let mut secs: Vec<f64> = runs.iter().map(|r| r.secs).collect();
+    secs.sort_by(f64::total_cmp);
+    Run {
+        secs: secs[secs.len() / 2],
+        peak_kib: runs.iter().map(|r| r.peak_kib).max().unwrap_or(0),
+    }
 }
 
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
+/// Limits raised for the workloads (a million-target role, 500 roles walked by `all_targets`),
+/// as python-tuf's are raised in its script.
+fn updater_config(config: &mut UpdaterConfig) {
+    config.limits.targets = 1 << 32;
+    config.limits.max_delegations = 100_000;
 }
 
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
+/// The child process: refresh, look every listed target up, report time and peak memory.
+fn child(args: &str) {
+    let parts: Vec<&str> = args.split('\n').collect();
+    let [metadata_url, targets_url, dir, lookups] = parts[..] else {
+        panic!("{CHILD}: four lines expected");
+    };
+    let lookups: Vec<String> = std::fs::read_to_string(lookups)
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let start = Instant::now();
+    let mut config = UpdaterConfig::http(dir, metadata_url, targets_url).unwrap();
+    updater_config(&mut config);
+    let mut up = Updater::new(config).unwrap();
+    up.refresh().unwrap();
+    for t in &lookups {
+        assert!(up.get_target_info(t).unwrap().is_some(), "{t} not found");
+    }
+    let secs = start.elapsed().as_secs_f64();
+    drop(up);
+    let status = std::fs::read_to_string("/proc/self/status").unwrap();
+    let peak_kib: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    println!(
+        "{}",
+        serde_json::json!({ "secs": secs, "peak_kib": peak_kib })
+    );
 }
 
-/// One device run: refresh, then `work`; returns the time and the metadata requests made.
-fn timed(
-    dir: &std::path::Path,
+fn parse_run(stdout: &[u8]) -> Run {
+    let v: serde_json::Value = serde_json::from_slice(stdout).unwrap();
+    Run {
+        secs: v["secs"].as_f64().unwrap(),
+        peak_kib: v["peak_kib"].as_u64().unwrap(),
+    }
+}
+
+fn ours_in_child(server: &TestServer, dir: &Path, lookups: &Path) -> Run {
+    let args = [
+        server.metadata_url(),
+        server.targets_url(),
+        dir.display().to_string(),
+        lookups.display().to_string(),
+    ]
+    .join("\n");
+    let out = Command::new(std::env::current_exe().unwrap())
+        .env(CHILD, args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "child failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_run(&out.stdout)
+}
+
+/// python-tuf's cold (fresh directory) or warm run in `work`.
+fn python_run(
+    python: &std::ffi::OsStr,
+    fx: &RepoFixture,
     server: &TestServer,
-    work: &mut dyn FnMut(&mut ota_client::Updater),
+    work: &Path,
+    lookups: &Path,
+    mode: &str,
+) -> Run {
+    let root = work.join("root.json");
+    std::fs::write(&root, fx.root_bytes()).unwrap();
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/ngclient_refresh.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(server.metadata_url())
+        .arg(server.targets_url())
+        .arg(&root)
+        .arg(lookups)
+        .arg(work)
+        .arg(mode)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "python-tuf failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    parse_run(&out.stdout)
+}
+
+/// One in-process device run: refresh, then `work`; returns the time and the requests made.
+fn timed(
+    dir: &Path,
+    server: &TestServer,
+    work: &mut dyn FnMut(&mut Updater),
 ) -> (Duration, Vec<String>) {
     let log = RequestLog::default();
     let start = Instant::now();
@@ -63,209 +179,196 @@ fn timed(
     (start.elapsed(), log.take())
 }
 
+fn dir_bytes(dir: &Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum()
+}
+
 fn measure(targets: usize, roles: usize, reps: usize) -> Measured {
     let fx = delegated_repo(targets, roles);
     let server = TestServer::start(fx.path());
-    let lookups = one_target_per_role(roles);
-    let expected_cold = roles + 4; // 2.root.json probe, timestamp, snapshot, targets, each role
-    let expected_warm = vec!["2.root.json".to_string(), "timestamp.json".to_string()];
-    let mut lookup = |up: &mut ota_client::Updater| {
-        for t in &lookups {
-            assert!(up.get_target_info(t).unwrap().is_some(), "{t} not found");
-        }
-    };
-    let mut all = |up: &mut ota_client::Updater| {
-        assert_eq!(up.all_targets().unwrap().len(), targets);
-    };
-    let (mut cl, mut wl, mut ca, mut wa) = (vec![], vec![], vec![], vec![]);
-    let (mut cold_requests, mut warm_requests) = (0, 0);
-    for _ in 0..reps {
-        for (work, cold, warm) in [
-            (&mut lookup as &mut dyn FnMut(&mut _), &mut cl, &mut wl),
-            (&mut all as &mut dyn FnMut(&mut _), &mut ca, &mut wa),
-        ] {
-            let device = tempfile::tempdir().unwrap();
-            bootstrap(device.path(), &fx);
-            let (t, req) = timed(device.path(), &server, work);
-            assert_eq!(req.len(), expected_cold, "cold requests: {req:?}");
-            cold.push(t);
-            cold_requests = req.len();
-            let (t, req) = timed(device.path(), &server, work);
-            assert_eq!(req, expected_warm, "warm refresh re-downloaded metadata");
-            warm.push(t);
-            warm_requests = req.len();
+    let work = tempfile::tempdir().unwrap();
+    let lookups = work.path().join("lookups.txt");
+    std::fs::write(&lookups, one_target_per_role(roles).join("\n")).unwrap();
+
+    // Separate processes: time and peak memory, ours and python-tuf's.
+    let python = std::env::var_os("OTA_PYTHON");
+    let (mut ours_cold, mut ours_warm, mut py_cold, mut py_warm) = (vec![], vec![], vec![], vec![]);
+    let mut fetched = 0;
+    for rep in 0..reps {
+        let device = tempfile::tempdir().unwrap();
+        bootstrap(device.path(), &fx);
+        ours_cold.push(ours_in_child(&server, device.path(), &lookups));
+        fetched = dir_bytes(device.path());
+        ours_warm.push(ours_in_child(&server, device.path(), &lookups));
+        if let Some(python) = &python {
+            let py_dir = work.path().join(format!("python-{rep}"));
+            std::fs::create_dir_all(&py_dir).unwrap();
+            py_cold.push(python_run(python, &fx, &server, &py_dir, &lookups, "cold"));
+            py_warm.push(python_run(python, &fx, &server, &py_dir, &lookups, "warm"));
         }
     }
-    let python = python_run(&fx, &server, roles);
+
+    // In process: the requests made, and every target resolved.
+    let expected_cold = roles + 4; // 2.root.json probe, timestamp, snapshot, targets, each role
+    let expected_warm = vec!["2.root.json".to_string(), "timestamp.json".to_string()];
+    let mut all = |up: &mut Updater| assert_eq!(up.all_targets().unwrap().len(), targets);
+    let (mut cold_all, mut warm_all) = (vec![], vec![]);
+    for _ in 0..reps {
+        let device = tempfile::tempdir().unwrap();
+        bootstrap(device.path(), &fx);
+        let (t, req) = timed(device.path(), &server, &mut all);
+        assert_eq!(req.len(), expected_cold, "cold requests: {req:?}");
+        cold_all.push(t);
+        let (t, req) = timed(device.path(), &server, &mut all);
+        assert_eq!(req, expected_warm, "warm refresh re-downloaded metadata");
+        warm_all.push(t);
+    }
+    cold_all.sort();
+    warm_all.sort();
     Measured {
         targets,
         roles,
-        cold_lookup: median(cl),
-        warm_lookup: median(wl),
-        cold_all: median(ca),
-        warm_all: median(wa),
-        cold_requests,
-        warm_requests,
-        python,
+        fetched,
+        ours: Client {
+            cold: summarise(&ours_cold),
+            warm: summarise(&ours_warm),
+        },
+        python: python.map(|_| Client {
+            cold: summarise(&py_cold),
+            warm: summarise(&py_warm),
+        }),
+        cold_all: cold_all[reps / 2],
+        warm_all: warm_all[reps / 2],
     }
 }
 
-/// python-tuf on the same repository and server, or `None` when `OTA_PYTHON` is not set.
-fn python_run(fx: &RepoFixture, server: &TestServer, roles: usize) -> Option<PythonRun> {
-    let python = std::env::var_os("OTA_PYTHON")?;
-    let work = tempfile::tempdir().unwrap();
-    let root = work.path().join("root.json");
-    std::fs::write(&root, fx.root_bytes()).unwrap();
-    let list = work.path().join("targets.txt");
-    std::fs::write(&list, one_target_per_role(roles).join("\n")).unwrap();
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("benches/ngclient_refresh.py");
-    let out = Command::new(python)
-        .arg(script)
-        .arg(server.metadata_url())
-        .arg(server.targets_url())
-        .arg(&root)
-        .arg(&list)
-        .arg(work.path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "python-tuf failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    let secs = |k: &str| Duration::from_secs_f64(v[k].as_f64().unwrap());
-    Some(PythonRun {
-        cold: secs("cold_s"),
-        warm: secs("warm_s"),
-        cold_requests: v["cold_requests"].as_u64().unwrap(),
-        warm_requests: v["warm_requests"].as_u64().unwrap(),
-    })
+fn mib(kib: u64) -> f64 {
+    kib as f64 / 1024.0
 }
 
 fn print_headline(m: &Measured, reps: usize) {
     println!(
-        "refresh: {} targets over {} delegated roles, ota-server on 127.0.0.1, median of {reps}",
+        "refresh: {} targets over {} delegated roles, ota-server on 127.0.0.1, median of {reps}, \
+         one process per run",
         m.targets, m.roles
     );
     println!(
-        "{:<11} {:<5} {:<34} {:>9} {:>9}",
-        "client", "cache", "work", "ms", "requests"
+        "work: refresh + get_target_info of one target per role ({} lookups)",
+        m.roles
     );
-    let lookups = format!("refresh + get_target_info x{}", m.roles);
-    let all = format!("refresh + all_targets ({})", m.targets);
-    let row = |client: &str, cache: &str, work: &str, d: Duration, req: String| {
-        println!("{client:<11} {cache:<5} {work:<34} {:>9.1} {req:>9}", ms(d));
-    };
-    row(
-        "ota-client",
-        "cold",
-        &lookups,
-        m.cold_lookup,
-        m.cold_requests.to_string(),
+    println!(
+        "{:<11} {:<5} {:>9} {:>9} {:>13} {:>13}",
+        "client", "cache", "ms", "peak MiB", "python-tuf/x", "memory ratio"
     );
-    row(
-        "ota-client",
-        "warm",
-        &lookups,
-        m.warm_lookup,
-        m.warm_requests.to_string(),
-    );
-    row(
-        "ota-client",
-        "cold",
-        &all,
-        m.cold_all,
-        m.cold_requests.to_string(),
-    );
-    row(
-        "ota-client",
-        "warm",
-        &all,
-        m.warm_all,
-        m.warm_requests.to_string(),
-    );
-    match &m.python {
-        Some(p) => {
-            row(
+    for (cache, ours, py) in [
+        ("cold", m.ours.cold, m.python.as_ref().map(|p| p.cold)),
+        ("warm", m.ours.warm, m.python.as_ref().map(|p| p.warm)),
+    ] {
+        let (speed, memory) = py.map_or(("-".into(), "-".into()), |p| {
+            (
+                format!("{:.1}x", p.secs / ours.secs),
+                format!("{:.2}", ours.peak_kib as f64 / p.peak_kib as f64),
+            )
+        });
+        println!(
+            "{:<11} {cache:<5} {:>9.1} {:>9.1} {speed:>13} {memory:>13}",
+            "ota-client",
+            ours.secs * 1e3,
+            mib(ours.peak_kib)
+        );
+        if let Some(p) = py {
+            println!(
+                "{:<11} {cache:<5} {:>9.1} {:>9.1}",
                 "python-tuf",
-                "cold",
-                &lookups,
-                p.cold,
-                p.cold_requests.to_string(),
-            );
-            row(
-                "python-tuf",
-                "warm",
-                &lookups,
-                p.warm,
-                p.warm_requests.to_string(),
+                p.secs * 1e3,
+                mib(p.peak_kib)
             );
         }
-        None => println!("python-tuf  skipped: set OTA_PYTHON to a python with `tuf` installed"),
     }
+    if m.python.is_none() {
+        println!("python-tuf  skipped: set OTA_PYTHON to a python with `tuf` installed");
+    }
+    println!(
+        "in process: refresh + all_targets ({}) cold {:.1} ms, warm {:.1} ms",
+        m.targets,
+        m.cold_all.as_secs_f64() * 1e3,
+        m.warm_all.as_secs_f64() * 1e3
+    );
 }
 
 fn print_series(series: &[Measured]) {
     println!();
     println!(
-        "scaling: refresh + all_targets; growth = time per target / the first row's (1.0 = linear)"
+        "scaling: one process per run, refresh + one lookup per role; µs/KiB = cold time per KiB \
+         of metadata fetched (flat = linear in the bytes fetched)"
     );
     println!(
-        "{:>7} {:>5} {:>9} {:>9} {:>9} {:>9} {:>7} {:>7} {:>9} {:>9}",
+        "{:>8} {:>5} {:>9} | {:>8} {:>7} {:>8} {:>7} {:>7} | {:>9} {:>7} {:>9} {:>7} | {:>6} {:>6}",
         "targets",
         "roles",
+        "KiB",
         "cold ms",
+        "MiB",
         "warm ms",
-        "cold µs/t",
-        "warm µs/t",
-        "growth",
-        "growth",
+        "MiB",
+        "µs/KiB",
         "py cold",
-        "py warm"
-    );
-    println!(
-        "{:>64} {:>7} {:>7} {:>9} {:>9}",
-        "", "cold", "warm", "ms*", "ms*"
-    );
-    let per = |d: Duration, n: usize| d.as_secs_f64() * 1e6 / n as f64;
-    let (base_cold, base_warm) = (
-        per(series[0].cold_all, series[0].targets),
-        per(series[0].warm_all, series[0].targets),
+        "MiB",
+        "py warm",
+        "MiB",
+        "cold x",
+        "warm x",
     );
     for m in series {
-        let (c, w) = (per(m.cold_all, m.targets), per(m.warm_all, m.targets));
-        let py = |f: fn(&PythonRun) -> Duration| {
-            m.python
-                .as_ref()
-                .map_or("-".to_string(), |p| format!("{:.1}", ms(f(p))))
+        let kib = m.fetched as f64 / 1024.0;
+        let (o, p) = (&m.ours, m.python.as_ref());
+        let py = |f: fn(&Client) -> Run, mem: bool| {
+            p.map_or("-".to_string(), |p| {
+                let r = f(p);
+                if mem {
+                    format!("{:.1}", mib(r.peak_kib))
+                } else {
+                    format!("{:.1}", r.secs * 1e3)
+                }
+            })
+        };
+        let ratio = |f: fn(&Client) -> Run| {
+            p.map_or("-".to_string(), |p| format!("{:.1}", f(p).secs / f(o).secs))
         };
         println!(
-            "{:>7} {:>5} {:>9.1} {:>9.1} {:>9.2} {:>9.2} {:>7.2} {:>7.2} {:>9} {:>9}",
+            "{:>8} {:>5} {:>9.0} | {:>8.1} {:>7.1} {:>8.1} {:>7.1} {:>7.1} | {:>9} {:>7} {:>9} {:>7} | {:>6} {:>6}",
             m.targets,
             m.roles,
-            ms(m.cold_all),
-            ms(m.warm_all),
-            c,
-            w,
-            c / base_cold,
-            w / base_warm,
-            py(|p| p.cold),
-            py(|p| p.warm),
+            kib,
+            o.cold.secs * 1e3,
+            mib(o.cold.peak_kib),
+            o.warm.secs * 1e3,
+            mib(o.warm.peak_kib),
+            o.cold.secs * 1e6 / kib,
+            py(|c| c.cold, false),
+            py(|c| c.cold, true),
+            py(|c| c.warm, false),
+            py(|c| c.warm, true),
+            ratio(|c| c.cold),
+            ratio(|c| c.warm),
         );
     }
-    println!(
-        "* python-tuf: refresh + get_targetinfo of one target per role (it has no all_targets)"
-    );
+    println!("cold x / warm x: python-tuf's time over ours (how many times faster we are)");
 }
 
 fn main() {
+    if let Ok(args) = std::env::var(CHILD) {
+        child(&args);
+        return;
+    }
     let reps = std::env::var("OTA_BENCH_REPS")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(3usize)
         .max(1);
-    // `OTA_BENCH_SERIES=10000x50,...` runs other workloads (e.g. one, under a profiler).
     let workloads: Vec<(usize, usize)> = match std::env::var("OTA_BENCH_SERIES") {
         Ok(v) => v
             .split(',')

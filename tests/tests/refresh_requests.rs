@@ -123,3 +123,34 @@ fn tampered_cached_role_is_fetched_again_and_only_it() {
     // The cache holds the verified bytes again.
     assert_ne!(std::fs::read(&cached).unwrap(), bytes);
 }
+
+/// Delegated roles are cached without fsync (the snapshot pins them), so after a power cut a
+/// cached role may be empty or cut short: it must be fetched again like a tampered one, and the
+/// durable files (root, timestamp, snapshot) are not refetched.
+#[test]
+fn a_cached_role_emptied_or_cut_short_by_a_power_cut_is_fetched_again() {
+    let fx = delegated_repo(TARGETS, ROLES);
+    let server = TestServer::start(fx.path());
+    let device = tempfile::tempdir().unwrap();
+    bootstrap(device.path(), &fx);
+    let log = RequestLog::default();
+    lookup_all(&mut counting_updater(device.path(), &server, &log));
+    log.take();
+
+    let (emptied, cut) = (role_name(7), role_name(42));
+    let path = |role: &str| device.path().join(format!("{role}.json"));
+    let verified = std::fs::read(path(&cut)).unwrap();
+    std::fs::write(path(&emptied), b"").unwrap();
+    std::fs::write(path(&cut), &verified[..verified.len() / 3]).unwrap();
+
+    let mut up = counting_updater(device.path(), &server, &log);
+    lookup_all(&mut up);
+    let mut expected = warm_requests(&fx);
+    for role in [&emptied, &cut] {
+        let version = fx.snapshot.meta[&format!("{role}.json")].version;
+        expected.push(format!("{version}.{role}.json"));
+    }
+    assert_eq!(log.take(), expected);
+    assert_eq!(std::fs::read(path(&cut)).unwrap(), verified);
+    assert!(!std::fs::read(path(&emptied)).unwrap().is_empty());
+}

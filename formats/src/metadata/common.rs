@@ -94,3 +94,46 @@ macro_rules! role_accessors {
     };
 }
 pub(crate) use role_accessors;
+
+/// A key of a role object read by a hand-written deserializer: one of the struct's field
+/// names (by index into the list given) or an unknown one, kept for `extra`. Derived
+/// deserializers with `#[serde(flatten)]` buffer the whole object first, which for a targets
+/// role is every target entry; reading the keys this way does not.
+pub(crate) enum Field {
+    Known(usize),
+    Other(String),
+}
+
+pub(crate) struct FieldSeed(pub(crate) &'static [&'static str]);
+
+impl<'de> serde::de::DeserializeSeed<'de> for FieldSeed {
+    type Value = Field;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Field, D::Error> {
+        d.deserialize_str(self)
+    }
+}
+
+impl serde::de::Visitor<'_> for FieldSeed {
+    type Value = Field;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a field name")
+    }
+    fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Field, E> {
+        Ok(match self.0.iter().position(|name| *name == v) {
+            Some(i) => Field::Known(i),
+            None => Field::Other(v.to_string()),
+        })
+    }
+}
+
+/// Store a field's value, refusing a second occurrence as the derived deserializers do.
+pub(crate) fn set_once<T, E: serde::de::Error>(
+    slot: &mut Option<T>,
+    name: &'static str,
+    value: T,
+) -> Result<(), E> {
+    if slot.replace(value).is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    Ok(())
+}

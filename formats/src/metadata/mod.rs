@@ -1,9 +1,11 @@
 //! TUF 1.0 metadata: the four top-level roles, delegations, and the signed envelope.
 //!
-//! Two views of a metadata file exist on purpose:
-//! - [`RawMetadata`] keeps the `signed` value exactly as received, for signature checks;
+//! Views of a metadata file, on purpose:
+//! - [`RawEnvelope`] borrows the `signed` part as the text received: verification writes its
+//!   canonical bytes and parses the role from it in one pass each, with no value tree;
+//! - [`RawMetadata`] keeps the `signed` part as a JSON value, for editors that change it;
 //! - the typed role structs ([`Root`], [`Targets`], [`Snapshot`], [`Timestamp`]) are parsed
-//!   from that raw value and preserve unknown fields in `extra`.
+//!   from either and preserve unknown fields in `extra`.
 
 mod common;
 mod delegation;
@@ -16,7 +18,7 @@ mod timestamp;
 
 pub use common::{check_spec_version, RoleType, SPEC_VERSION};
 pub use delegation::{DelegatedRole, Delegations, SuccinctRoles};
-pub use raw::{RawMetadata, Signed};
+pub use raw::{RawEnvelope, RawMetadata, Signed};
 pub use root::{RoleKeys, Root};
 pub use snapshot::{MetaFile, Snapshot};
 pub use targets::{TargetFile, Targets};

@@ -2,6 +2,7 @@ use super::RoleType;
 use crate::crypto::{verify_threshold, KeySource, Signature, Signer};
 use crate::{cjson, Error, Result};
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A metadata file as received: the raw `signed` value and the signatures over it.
@@ -41,11 +42,7 @@ impl RawMetadata {
             }
         }
         // Deserialised from a reference: the tree is not copied first.
-        let parsed = T::deserialize(&self.signed)
-            .map_err(|e| Error::malformed(format!("{} metadata", T::TYPE), e))?;
-        super::common::check_common(T::TYPE, parsed.version(), parsed.spec_version())?;
-        parsed.validate()?;
-        Ok(parsed)
+        checked(T::deserialize(&self.signed))
     }
 
     /// Verify that `threshold` of `keyids` (looked up in `keys`) signed this metadata.
@@ -59,6 +56,72 @@ impl RawMetadata {
         let msg = self.canonical_signed()?;
         verify_threshold(role, &msg, &self.signatures, keys, keyids, threshold)
     }
+}
+
+/// A metadata file as received, borrowed from its bytes: the `signed` part as text and the
+/// signatures. What verification needs, without building a JSON value tree: the canonical
+/// bytes are written from the text in one pass and the role is parsed from it directly.
+///
+/// ```
+/// use ota_formats::metadata::RawEnvelope;
+/// let file = br#"{"signatures": [], "signed": {"b": 1, "a": [true]}}"#;
+/// let envelope = RawEnvelope::from_bytes(file).unwrap();
+/// assert_eq!(envelope.canonical_signed().unwrap(), br#"{"a":[true],"b":1}"#);
+/// ```
+#[derive(Debug, Deserialize)]
+pub struct RawEnvelope<'a> {
+    #[serde(borrow)]
+    signed: &'a RawValue,
+    /// The `signatures` list.
+    pub signatures: Vec<Signature>,
+}
+
+impl<'a> RawEnvelope<'a> {
+    /// Parse the envelope of a metadata file, borrowing its `signed` part.
+    pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
+        serde_json::from_slice(bytes).map_err(|e| Error::malformed("metadata envelope", e))
+    }
+
+    /// Canonical JSON of the `signed` part as received: the bytes signatures cover.
+    pub fn canonical_signed(&self) -> Result<Vec<u8>> {
+        cjson::from_json(self.signed.get().as_bytes())
+    }
+
+    /// Parse the signed part as role `T`, checking `_type`, `spec_version` and role rules.
+    pub fn parse<T: RoleType>(&self) -> Result<T> {
+        let text = self.signed.get();
+        match serde_json::from_str::<T>(text) {
+            Ok(parsed) => checked(Ok(parsed)),
+            Err(e) => {
+                // Name a wrong `_type` as such rather than as whatever field failed first.
+                let found = serde_json::from_str::<TypeOnly>(text)
+                    .ok()
+                    .and_then(|t| t.type_);
+                match found {
+                    Some(found) if found != T::TYPE => Err(Error::WrongType {
+                        expected: T::TYPE.into(),
+                        found,
+                    }),
+                    _ => checked(Err(e)),
+                }
+            }
+        }
+    }
+}
+
+/// The `_type` field alone.
+#[derive(Deserialize)]
+struct TypeOnly {
+    #[serde(rename = "_type")]
+    type_: Option<String>,
+}
+
+/// The checks every parsed role goes through, whichever way it was parsed.
+fn checked<T: RoleType>(parsed: serde_json::Result<T>) -> Result<T> {
+    let parsed = parsed.map_err(|e| Error::malformed(format!("{} metadata", T::TYPE), e))?;
+    super::common::check_common(T::TYPE, parsed.version(), parsed.spec_version())?;
+    parsed.validate()?;
+    Ok(parsed)
 }
 
 /// A typed role with its signatures: what builders produce and tools write.

@@ -1,8 +1,9 @@
-use super::common::{role_accessors, role_type_field, RoleType};
+use super::common::{role_accessors, role_type_field, set_once, Field, FieldSeed, RoleType};
 use super::{expires, Delegations};
 use crate::hash::Hashes;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
+use serde::de::{Deserializer, Error as _, MapAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use std::collections::BTreeMap;
@@ -10,7 +11,7 @@ use std::collections::BTreeMap;
 role_type_field!(TargetsMarker, "targets");
 
 /// A target file entry: length, hashes and optional custom metadata.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TargetFile {
     /// Length in bytes.
     pub length: u64,
@@ -42,7 +43,7 @@ impl TargetFile {
 }
 
 /// A targets role (top-level or delegated).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize)]
 pub struct Targets {
     /// `_type`: "targets".
     #[serde(rename = "_type")]
@@ -76,6 +77,106 @@ impl Targets {
             delegations: None,
             extra: Map::new(),
         }
+    }
+}
+
+// Hand-written so that no entry is buffered (see `Field`): a targets role is read in one pass.
+impl<'de> Deserialize<'de> for TargetFile {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = TargetFile;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a target entry")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<TargetFile, A::Error> {
+                const FIELDS: &[&str] = &["length", "hashes", "custom"];
+                let (mut length, mut hashes, mut custom) = (None, None, None);
+                let mut extra = Map::new();
+                while let Some(field) = map.next_key_seed(FieldSeed(FIELDS))? {
+                    match field {
+                        Field::Known(0) => set_once(&mut length, "length", map.next_value()?)?,
+                        Field::Known(1) => set_once(&mut hashes, "hashes", map.next_value()?)?,
+                        Field::Known(_) => set_once(&mut custom, "custom", map.next_value()?)?,
+                        Field::Other(name) => {
+                            extra.insert(name, map.next_value()?);
+                        }
+                    }
+                }
+                Ok(TargetFile {
+                    length: length.ok_or_else(|| A::Error::missing_field("length"))?,
+                    hashes: hashes.ok_or_else(|| A::Error::missing_field("hashes"))?,
+                    custom: custom.flatten(),
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+/// `expires` as a value of its own, for the hand-written deserializer.
+struct Expires(DateTime<Utc>);
+
+impl<'de> Deserialize<'de> for Expires {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        expires::deserialize(d).map(Expires)
+    }
+}
+
+impl<'de> Deserialize<'de> for Targets {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Targets;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a targets role")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Targets, A::Error> {
+                const FIELDS: &[&str] = &[
+                    "_type",
+                    "spec_version",
+                    "version",
+                    "expires",
+                    "targets",
+                    "delegations",
+                ];
+                let (mut type_, mut spec_version, mut version) = (None, None, None);
+                let (mut expires, mut targets, mut delegations) = (None, None, None);
+                let mut extra = Map::new();
+                while let Some(field) = map.next_key_seed(FieldSeed(FIELDS))? {
+                    match field {
+                        Field::Known(0) => set_once(&mut type_, "_type", map.next_value()?)?,
+                        Field::Known(1) => {
+                            set_once(&mut spec_version, "spec_version", map.next_value()?)?
+                        }
+                        Field::Known(2) => set_once(&mut version, "version", map.next_value()?)?,
+                        Field::Known(3) => {
+                            let Expires(t) = map.next_value()?;
+                            set_once(&mut expires, "expires", t)?
+                        }
+                        Field::Known(4) => set_once(&mut targets, "targets", map.next_value()?)?,
+                        Field::Known(_) => {
+                            set_once(&mut delegations, "delegations", map.next_value()?)?
+                        }
+                        Field::Other(name) => {
+                            extra.insert(name, map.next_value()?);
+                        }
+                    }
+                }
+                let missing = A::Error::missing_field;
+                Ok(Targets {
+                    type_: type_.ok_or_else(|| missing("_type"))?,
+                    spec_version: spec_version.ok_or_else(|| missing("spec_version"))?,
+                    version: version.ok_or_else(|| missing("version"))?,
+                    expires: expires.ok_or_else(|| missing("expires"))?,
+                    targets: targets.ok_or_else(|| missing("targets"))?,
+                    delegations: delegations.flatten(),
+                    extra,
+                })
+            }
+        }
+        d.deserialize_map(V)
     }
 }
 

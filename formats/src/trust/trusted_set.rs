@@ -13,7 +13,6 @@ use super::{Result, TrustError};
 use crate::crypto::Signature;
 use crate::metadata::{MetaFile, Root, Signed, Snapshot, Targets, Timestamp};
 use chrono::{DateTime, Utc};
-use serde_json::Value;
 use std::collections::btree_map::{BTreeMap, Entry};
 
 /// A loaded targets role, with the delegators it was verified against.
@@ -21,8 +20,9 @@ struct LoadedTargets {
     verified: VerifiedTargets,
     /// Built once here so lookups through this role's delegations do not scan them.
     index: DelegationIndex,
-    /// The `signed` object as received, to verify the role again against another delegator.
-    raw_signed: Value,
+    /// Canonical JSON of the `signed` object as received, to verify the role again against
+    /// another delegator.
+    canonical: Vec<u8>,
     verified_by: Vec<String>,
 }
 
@@ -62,7 +62,7 @@ impl TrustedSet {
     /// accepted here: expiry is checked on the final root, before the timestamp is loaded.
     pub fn new(root_bytes: &[u8], now: DateTime<Utc>) -> Result<Self> {
         let root = verify::parse::<Root>("root", root_bytes)?;
-        verify::by_root(&root.role, "root", &root.raw_signed, &root.signatures)?;
+        verify::by_root(&root.role, "root", &root.canonical, &root.signatures)?;
         Ok(TrustedSet {
             now,
             root: VerifiedRoot::new("root", root.role, root.signatures),
@@ -154,7 +154,7 @@ impl TrustedSet {
             return Err(TrustError::Workflow("root cannot change after timestamp"));
         }
         let new = verify::parse::<Root>("root", bytes)?;
-        verify::by_root(&self.root, "root", &new.raw_signed, &new.signatures)?;
+        verify::by_root(&self.root, "root", &new.canonical, &new.signatures)?;
         let expected = self.root.version + 1;
         if new.role.version != expected {
             return Err(TrustError::VersionMismatch {
@@ -163,7 +163,7 @@ impl TrustedSet {
                 actual: new.role.version,
             });
         }
-        verify::by_root(&new.role, "root", &new.raw_signed, &new.signatures)?;
+        verify::by_root(&new.role, "root", &new.canonical, &new.signatures)?;
         self.root = VerifiedRoot::new("root", new.role, new.signatures);
         Ok(&self.root)
     }
@@ -181,7 +181,7 @@ impl TrustedSet {
             return Err(TrustError::expired("root", self.root.expires));
         }
         let new = verify::parse::<Timestamp>("timestamp", bytes)?;
-        verify::by_root(&self.root, "timestamp", &new.raw_signed, &new.signatures)?;
+        verify::by_root(&self.root, "timestamp", &new.canonical, &new.signatures)?;
         let new_snap = new
             .role
             .snapshot_meta()
@@ -259,7 +259,7 @@ impl TrustedSet {
             verify::against_meta("snapshot", bytes, self.snapshot_meta()?)?;
         }
         let new = verify::parse::<Snapshot>("snapshot", bytes)?;
-        verify::by_root(&self.root, "snapshot", &new.raw_signed, &new.signatures)?;
+        verify::by_root(&self.root, "snapshot", &new.canonical, &new.signatures)?;
         if let Some(old) = &self.snapshot {
             for (file, old_meta) in &old.meta {
                 let Some(new_meta) = new.role.meta.get(file) else {
@@ -320,7 +320,7 @@ impl TrustedSet {
                 })?;
         verify::against_meta(role, bytes, meta)?;
         let new = verify::parse::<Targets>(role, bytes)?;
-        self.verify_delegation(role, delegator, &new.raw_signed, &new.signatures)?;
+        self.verify_delegation(role, delegator, &new.canonical, &new.signatures)?;
         if new.role.version != meta.version {
             return Err(TrustError::VersionMismatch {
                 role: role.to_string(),
@@ -334,7 +334,7 @@ impl TrustedSet {
         let loaded = LoadedTargets {
             index: DelegationIndex::new(new.role.delegations.as_ref()),
             verified: VerifiedTargets::new(role, new.role, new.signatures),
-            raw_signed: new.raw_signed,
+            canonical: new.canonical,
             verified_by: vec![delegator.to_string()],
         };
         let slot = match self.targets.entry(role.to_string()) {
@@ -351,7 +351,7 @@ impl TrustedSet {
         &self,
         role: &str,
         delegator: &str,
-        signed: &Value,
+        signed: &[u8],
         signatures: &[Signature],
     ) -> Result<()> {
         if delegator == "root" {
@@ -391,7 +391,7 @@ impl TrustedSet {
             self.verify_delegation(
                 role,
                 delegator,
-                &loaded.raw_signed,
+                &loaded.canonical,
                 loaded.verified.signatures(),
             )?;
             if let Some(l) = self.targets.get_mut(role) {
@@ -408,7 +408,7 @@ impl TrustedSet {
     /// set and carries no proof.
     pub fn check_unlisted_targets(&self, bytes: &[u8]) -> Result<Signed<Targets>> {
         let new = verify::parse::<Targets>("targets", bytes)?;
-        verify::by_root(&self.root, "targets", &new.raw_signed, &new.signatures)?;
+        verify::by_root(&self.root, "targets", &new.canonical, &new.signatures)?;
         Ok(Signed {
             signed: new.role,
             signatures: new.signatures,

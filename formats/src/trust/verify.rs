@@ -4,13 +4,12 @@ use super::delegation_index::DelegationIndex;
 use super::{Result, TrustError};
 use crate::crypto::{verify_threshold, KeySource, Signature};
 use crate::hash::verify_bytes;
-use crate::metadata::{MetaFile, RawMetadata, RoleType, Root, Targets};
-use serde_json::Value;
+use crate::metadata::{MetaFile, RawEnvelope, RoleType, Root, Targets};
 
 /// Metadata bytes parsed as one role, not verified yet.
 pub(crate) struct Parsed<T> {
-    /// The `signed` object exactly as received: what the signatures cover.
-    pub(crate) raw_signed: Value,
+    /// Canonical JSON of the `signed` object exactly as received: what the signatures cover.
+    pub(crate) canonical: Vec<u8>,
     /// The `signatures` list.
     pub(crate) signatures: Vec<Signature>,
     /// The typed role.
@@ -23,10 +22,11 @@ pub(crate) fn parse<T: RoleType>(role: &str, bytes: &[u8]) -> Result<Parsed<T>> 
         role: role.to_string(),
         source,
     };
-    let raw = RawMetadata::from_bytes(bytes).map_err(invalid)?;
+    let raw = RawEnvelope::from_bytes(bytes).map_err(invalid)?;
+    let canonical = raw.canonical_signed().map_err(invalid)?;
     let parsed = raw.parse::<T>().map_err(invalid)?;
     Ok(Parsed {
-        raw_signed: raw.signed,
+        canonical,
         signatures: raw.signatures,
         role: parsed,
     })
@@ -37,7 +37,7 @@ pub(crate) fn parse<T: RoleType>(role: &str, bytes: &[u8]) -> Result<Parsed<T>> 
 pub(crate) fn by_root(
     root: &Root,
     role: &str,
-    signed: &Value,
+    signed: &[u8],
     signatures: &[Signature],
 ) -> Result<()> {
     let keys = root
@@ -56,7 +56,7 @@ pub(crate) fn by_delegator(
     delegator: &Targets,
     index: &DelegationIndex,
     role: &str,
-    signed: &Value,
+    signed: &[u8],
     signatures: &[Signature],
 ) -> Result<()> {
     let not_delegated = || TrustError::NotDelegated {
@@ -70,21 +70,21 @@ pub(crate) fn by_delegator(
     signed_by(signed, signatures, role, delegations, keyids, threshold)
 }
 
-/// Verify over the canonical JSON of the raw `signed` value as received.
+/// Verify over `signed`, the canonical JSON of the `signed` object as received.
 fn signed_by(
-    signed: &Value,
+    signed: &[u8],
     signatures: &[Signature],
     role: &str,
     keys: &dyn KeySource,
     keyids: &[String],
     threshold: u64,
 ) -> Result<()> {
-    crate::cjson::value_to_vec(signed)
-        .and_then(|msg| verify_threshold(role, &msg, signatures, keys, keyids, threshold))
-        .map_err(|source| TrustError::SignatureThreshold {
+    verify_threshold(role, signed, signatures, keys, keyids, threshold).map_err(|source| {
+        TrustError::SignatureThreshold {
             role: role.to_string(),
             source,
-        })
+        }
+    })
 }
 
 /// Check `bytes` against the length and hashes a `meta` entry lists (when it lists them).
