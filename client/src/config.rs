@@ -22,6 +22,11 @@ pub struct Limits {
     pub max_root_rotations: u64,
     /// Most targets roles visited in one target search.
     pub max_delegations: usize,
+    /// Target entries of delegated roles kept in memory between lookups. Past it, the roles
+    /// searched longest ago are forgotten and verified again from the metadata directory when
+    /// a search needs them, so memory stays flat however many roles and targets a repository
+    /// has (a single role larger than this is still held while it is searched).
+    pub resident_target_entries: usize,
 }
 
 impl Default for Limits {
@@ -33,6 +38,7 @@ impl Default for Limits {
             targets: 32 * 1024 * 1024,
             max_root_rotations: 256,
             max_delegations: 256,
+            resident_target_entries: 1024,
         }
     }
 }

@@ -25,6 +25,7 @@ mod error;
 pub mod metadata_cache;
 pub mod names;
 pub mod pki;
+mod resident;
 mod search;
 pub mod storage;
 pub mod target_download;

@@ -68,6 +68,12 @@ impl TrustedSet {
         Ok(self.0.update_delegated_targets(bytes, role, delegator)?)
     }
 
+    /// Drop loaded delegated role `role` from memory; see
+    /// [`ota_formats::trust::TrustedSet::forget_targets`].
+    pub fn forget_targets(&mut self, role: &str) -> bool {
+        self.0.forget_targets(role)
+    }
+
     /// The already loaded role `role`, if any, re-verified against `delegator` when it was
     /// reached through another delegator before.
     pub fn loaded_targets_via(

@@ -23,6 +23,7 @@
 use crate::config::{Limits, UpdaterConfig};
 use crate::metadata_cache::MetadataCache;
 use crate::names::metadata_file;
+use crate::resident::ResidentRoles;
 use crate::transport::{fetch_bytes, Transport, TransportError};
 use crate::trusted::TrustedSet;
 use crate::verified::{VerifiedTarget, VerifiedTargets};
@@ -38,6 +39,7 @@ pub struct Updater {
     pub(crate) prefix_targets_with_hash: bool,
     clock: Box<dyn Clock>,
     pub(crate) trusted: TrustedSet,
+    resident: ResidentRoles,
     refreshed: bool,
 }
 
@@ -54,6 +56,7 @@ impl Updater {
             prefix_targets_with_hash: config.prefix_targets_with_hash,
             clock: config.clock,
             trusted,
+            resident: ResidentRoles::default(),
             refreshed: false,
         })
     }
@@ -89,6 +92,7 @@ impl Updater {
     pub fn refresh(&mut self) -> Result<()> {
         self.refreshed = false;
         self.trusted = Self::load_trusted_root(&self.cache, self.clock.now())?;
+        self.resident = ResidentRoles::default();
         self.update_root()?;
         self.update_timestamp()?;
         self.update_snapshot()?;
@@ -189,11 +193,43 @@ impl Updater {
     }
 
     /// Load targets role `role` through `delegator`: from memory (re-verified against this
-    /// delegator), else from the cache, else from the repository.
+    /// delegator), else from the cache, else from the repository. Delegated roles past the
+    /// memory budget ([`Limits::resident_target_entries`]) are then forgotten, oldest first.
     pub(crate) fn load_targets(&mut self, role: &str, delegator: &str) -> Result<()> {
         if self.trusted.loaded_targets_via(role, delegator)?.is_some() {
             return Ok(());
         }
+        self.reload_delegator(delegator)?;
+        self.verify_targets(role, delegator)?;
+        if role != "targets" {
+            let entries = self
+                .trusted
+                .targets_role(role)
+                .map_or(0, |t| t.targets.len());
+            self.resident.loaded(role, delegator, entries);
+            let budget = self.limits.resident_target_entries;
+            for old in self.resident.over_budget(budget, role) {
+                self.trusted.forget_targets(&old);
+            }
+        }
+        Ok(())
+    }
+
+    /// Load `delegator` again if it was forgotten, through the delegator it was verified
+    /// through before (and so on up the chain).
+    fn reload_delegator(&mut self, delegator: &str) -> Result<()> {
+        if delegator == "root" || self.trusted.targets_role(delegator).is_some() {
+            return Ok(());
+        }
+        let Some(grand) = self.resident.delegator_of(delegator).map(str::to_string) else {
+            return Err(Error::Workflow(
+                "a delegator must be loaded before its delegates",
+            ));
+        };
+        self.load_targets(delegator, &grand)
+    }
+
+    fn verify_targets(&mut self, role: &str, delegator: &str) -> Result<()> {
         if let Some(local) = self.cache.load(role)? {
             match self
                 .trusted

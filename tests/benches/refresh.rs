@@ -13,8 +13,8 @@
 //! resolves the wrong number of targets, so its numbers always describe a correct run.
 mod common;
 
-use common::{bootstrap, counting_updater, delegated_repo, one_target_per_role, RequestLog};
-use ota_client::{Updater, UpdaterConfig};
+use common::{bootstrap, counting_updater_with, delegated_repo, one_target_per_role, RequestLog};
+use ota_client::{Limits, Updater, UpdaterConfig};
 use ota_tests::fixture::RepoFixture;
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
@@ -69,9 +69,12 @@ fn summarise(runs: &[Run]) -> Run {
 
 /// Limits raised for the workloads (a million-target role, 500 roles walked by `all_targets`),
 /// as python-tuf's are raised in its script.
-fn updater_config(config: &mut UpdaterConfig) {
-    config.limits.targets = 1 << 32;
-    config.limits.max_delegations = 100_000;
+fn limits() -> Limits {
+    Limits {
+        targets: 1 << 32,
+        max_delegations: 100_000,
+        ..Limits::default()
+    }
 }
 
 /// The child process: refresh, look every listed target up, report time and peak memory.
@@ -87,7 +90,7 @@ fn child(args: &str) {
         .collect();
     let start = Instant::now();
     let mut config = UpdaterConfig::http(dir, metadata_url, targets_url).unwrap();
-    updater_config(&mut config);
+    config.limits = limits();
     let mut up = Updater::new(config).unwrap();
     up.refresh().unwrap();
     for t in &lookups {
@@ -173,7 +176,7 @@ fn timed(
 ) -> (Duration, Vec<String>) {
     let log = RequestLog::default();
     let start = Instant::now();
-    let mut up = counting_updater(dir, server, &log);
+    let mut up = counting_updater_with(dir, server, &log, limits());
     up.refresh().unwrap();
     work(&mut up);
     (start.elapsed(), log.take())

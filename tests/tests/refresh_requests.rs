@@ -6,8 +6,10 @@
 mod common;
 
 use common::{
-    bootstrap, counting_updater, delegated_repo, one_target_per_role, role_name, RequestLog,
+    bootstrap, counting_updater, counting_updater_with, delegated_repo, one_target_per_role,
+    role_name, RequestLog,
 };
+use ota_client::Limits;
 use ota_tests::fixture::RepoFixture;
 use ota_tests::server::TestServer;
 use std::collections::BTreeSet;
@@ -153,4 +155,55 @@ fn a_cached_role_emptied_or_cut_short_by_a_power_cut_is_fetched_again() {
     assert_eq!(log.take(), expected);
     assert_eq!(std::fs::read(path(&cut)).unwrap(), verified);
     assert!(!std::fs::read(path(&emptied)).unwrap().is_empty());
+}
+
+/// With a memory budget of one target entry, every delegated role is forgotten as soon as the
+/// next one is loaded: lookups still find the same targets, forgotten roles are verified again
+/// from the metadata directory (no request), and a role whose cached and served copies no
+/// longer verify when it is loaded again is refused with the error a fresh device gets.
+#[test]
+fn roles_forgotten_to_bound_memory_are_verified_again_from_the_cache() {
+    let fx = delegated_repo(TARGETS, ROLES);
+    let server = TestServer::start(fx.path());
+    let device = tempfile::tempdir().unwrap();
+    bootstrap(device.path(), &fx);
+    let log = RequestLog::default();
+    let tight = Limits {
+        resident_target_entries: 1,
+        ..Limits::default()
+    };
+    let mut up = counting_updater_with(device.path(), &server, &log, tight);
+    lookup_all(&mut up);
+    assert_each_once(&log.take(), &cold_requests(&fx));
+    // Twice more in the same updater: every role is loaded again, from the cache only.
+    lookup_all(&mut up);
+    lookup_all(&mut up);
+    assert!(log.take().is_empty());
+
+    // role-013 was forgotten; its cached copy and the server's are now signed by no one.
+    let role = role_name(13);
+    let version = fx.snapshot.meta[&format!("{role}.json")].version;
+    let served = fx.metadata_dir().join(format!("{version}.{role}.json"));
+    let tamper = |path: &std::path::Path| {
+        let text = std::fs::read_to_string(path).unwrap();
+        std::fs::write(path, text.replace("file-", "fil3-")).unwrap();
+    };
+    tamper(&device.path().join(format!("{role}.json")));
+    tamper(&served);
+    let target = one_target_per_role(ROLES).remove(13);
+    let late = up.get_target_info(&target).unwrap_err();
+    assert!(
+        matches!(&late, ota_client::Error::SignatureThreshold { role: r, .. } if *r == role),
+        "{late}"
+    );
+    // A fresh device meets the same refusal, and a target of another role is still found.
+    let fresh = tempfile::tempdir().unwrap();
+    bootstrap(fresh.path(), &fx);
+    let mut other = counting_updater(fresh.path(), &server, &log);
+    let first = other.get_target_info(&target).unwrap_err();
+    assert_eq!(first.to_string(), late.to_string());
+    assert!(up
+        .get_target_info(&one_target_per_role(ROLES)[12])
+        .unwrap()
+        .is_some());
 }

@@ -401,6 +401,14 @@ impl TrustedSet {
         Ok(self.targets.get(role).map(|l| &l.verified))
     }
 
+    /// Drop loaded delegated role `role` from memory (the top-level targets stay), returning
+    /// whether it was loaded. A client that bounds its memory forgets roles it has searched
+    /// and loads them again, through [`TrustedSet::update_delegated_targets`] and with every
+    /// check, when a search reaches them again.
+    pub fn forget_targets(&mut self, role: &str) -> bool {
+        role != "targets" && self.targets.remove(role).is_some()
+    }
+
     /// Verify `bytes` as a version of the top-level targets that the trusted snapshot does not
     /// list (yet): well formed and signed by the trusted root's targets keys. For repository
     /// editors, whose targets are signed offline before an online snapshot lists them. The

@@ -3,7 +3,7 @@
 #![allow(dead_code)]
 
 use ota_client::transport::{FetchStream, HttpTransport, Transport, TransportError};
-use ota_client::{Updater, UpdaterConfig};
+use ota_client::{Limits, Updater, UpdaterConfig};
 use ota_tests::fixture::RepoFixture;
 use ota_tests::RepoHost;
 use std::path::Path;
@@ -83,11 +83,22 @@ pub fn bootstrap(metadata_dir: &Path, fx: &RepoFixture) {
 
 /// An updater over `metadata_dir` talking HTTP to `host`, its metadata requests logged in `log`.
 pub fn counting_updater(metadata_dir: &Path, host: &dyn RepoHost, log: &RequestLog) -> Updater {
+    counting_updater_with(metadata_dir, host, log, Limits::default())
+}
+
+/// [`counting_updater`] with other limits.
+pub fn counting_updater_with(
+    metadata_dir: &Path,
+    host: &dyn RepoHost,
+    log: &RequestLog,
+    limits: Limits,
+) -> Updater {
     let metadata = Counting {
         inner: Box::new(HttpTransport::new(&host.metadata_url()).unwrap()),
         log: log.0.clone(),
     };
     let targets = HttpTransport::new(&host.targets_url()).unwrap();
-    let config = UpdaterConfig::new(metadata_dir, Box::new(metadata), Box::new(targets));
+    let mut config = UpdaterConfig::new(metadata_dir, Box::new(metadata), Box::new(targets));
+    config.limits = limits;
     Updater::new(config).unwrap()
 }
