@@ -7,25 +7,26 @@
 //! written into a temp directory, flushed to disk, and renamed to `<target>.slips/` in one
 //! step, before the payload and the metadata that reference them.
 use crate::compress::Compressed;
-use crate::recipients::Resolved;
+use crate::recipients::{DeviceList, Resolved, RECIPIENTS_FILE};
 use crate::{Error, Result};
 use indicatif::ProgressBar;
 use ota_formats::envelope::{
-    decrypt_stream_checked, encrypt_stream, slip_path, wrap_key, wrap_keys, DataKey, EncryptParams,
-    EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding,
+    decrypt_stream_checked, encrypt_stream, slip_path, wrap_key, DataKey, EncryptParams,
+    EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding, SlipSealer,
 };
 use ota_formats::hash::HashingWriter;
 use ota_fs::atomic::{self, TEMP_PREFIX};
 use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
-use std::fs::{File, OpenOptions, Permissions};
+use rustix::fs::{AtFlags, Mode, OFlags};
+use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Write};
-use std::os::unix::fs::PermissionsExt;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Mutex};
 use std::time::Instant;
 
-/// Slips wrapped and written per batch (bounds memory and paces the progress bar).
+/// Device keys handed to a slip worker at a time (bounds memory and paces the progress bar).
 const SLIP_BATCH: usize = 1024;
 
 /// Suffix of the per-device slip directory of a target (`<target>.slips`).
@@ -149,15 +150,21 @@ pub fn remove_stale_slip_dirs(targets_dir: &Path) {
 /// Write one slip file per device into a temp directory of `targets_dir`, flush them all
 /// to disk, and rename the directory to `<target>.slips`. Sets `info.device_slips`.
 ///
+/// A streaming pipeline: this thread reads the devices (all of them are read from
+/// `ota-recipients.json` as they come, never held) and hands batches of keys through a short
+/// queue to one sealing worker per core; one writer thread creates the files (creating files
+/// in one directory is serialised by the kernel anyway; several writers only spin on its
+/// lock). Memory is a few batches whatever the fleet size.
+///
 /// Returns the directory and the number of slips. Any existing `<target>.slips` must have
 /// been dealt with by the caller (it is never replaced).
 pub fn write_device_slips(
     e: &mut Encrypted,
     targets_dir: &Path,
     target_path: &str,
-    devices: &[(String, RecipientPublicKey)],
+    devices: &DeviceList,
     bar: &ProgressBar,
-) -> Result<(PathBuf, usize)> {
+) -> Result<(PathBuf, u64)> {
     let final_dir = slips_dir(targets_dir, target_path);
     let tmp_dir = targets_dir.join(format!(
         "{TEMP_PREFIX}slips-{}-{}",
@@ -168,13 +175,42 @@ pub fn write_device_slips(
     std::fs::create_dir(&tmp_dir)
         .and_then(|()| mode::set(&tmp_dir, PUBLIC_DIR))
         .map_err(|err| Error::write(&tmp_dir, err))?;
-    let binding = SlipBinding::new(target_path, e.info.payload_id);
-    let keys: Vec<RecipientPublicKey> = devices.iter().map(|(_, k)| k.clone()).collect();
+    let result = fill_slip_dir(e, &tmp_dir, target_path, devices, bar);
+    let count = match result {
+        Ok(n) => n,
+        Err(err) => {
+            let _ = std::fs::remove_dir_all(&tmp_dir);
+            return Err(err);
+        }
+    };
+    std::fs::rename(&tmp_dir, &final_dir).map_err(|err| Error::write(&final_dir, err))?;
+    atomic::sync_dir(targets_dir).map_err(|err| Error::write(targets_dir, err))?;
+    e.info.device_slips = true;
+    Ok((final_dir, count))
+}
+
+/// The pipeline of [`write_device_slips`] into `dir`, flushed to disk; the number of slips.
+fn fill_slip_dir(
+    e: &Encrypted,
+    dir: &Path,
+    target_path: &str,
+    devices: &DeviceList,
+    bar: &ProgressBar,
+) -> Result<u64> {
+    let sealer = SlipSealer::new(&e.key, &SlipBinding::new(target_path, e.info.payload_id))
+        .map_err(|err| {
+            Error::input(
+                format!("cannot wrap the data key for {target_path}: {err}"),
+                "report this bug",
+            )
+        })?;
+    let out = SlipDir::open(dir)?;
     let started = Instant::now();
-    // A pipeline: this thread wraps batches on all cores (`wrap_keys`) while writer threads
-    // create the files of earlier batches, so CPU and file-system work overlap.
-    let (tx, rx) = mpsc::sync_channel::<Vec<KeySlip>>(2);
-    let rx = Mutex::new(rx);
+    let written = AtomicU64::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 16));
+    let (keys_tx, keys_rx) = mpsc::sync_channel::<Vec<RecipientPublicKey>>(2 * workers);
+    let (slips_tx, slips_rx) = mpsc::sync_channel::<Vec<KeySlip>>(2 * workers);
+    let keys_rx = Mutex::new(keys_rx);
     let failure: Mutex<Option<Error>> = Mutex::new(None);
     let failed = AtomicBool::new(false);
     let fail = |err: Error| {
@@ -183,89 +219,161 @@ pub fn write_device_slips(
             slot.get_or_insert(err);
         }
     };
-    let writers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 4));
-    std::thread::scope(|scope| {
-        for _ in 0..writers {
-            scope.spawn(|| loop {
-                let batch = match rx.lock() {
-                    Ok(r) => r.recv(),
-                    Err(_) => return,
-                };
-                // Closed: all batches are done. After a failure, keep draining so the
-                // producer never blocks.
-                let Ok(batch) = batch else { return };
+    let read = std::thread::scope(|scope| {
+        for _ in 0..workers {
+            let slips_tx = slips_tx.clone();
+            scope.spawn(|| {
+                let slips_tx = slips_tx;
+                loop {
+                    let batch = match keys_rx.lock() {
+                        Ok(r) => r.recv(),
+                        Err(_) => return,
+                    };
+                    // Closed: all batches are done. After a failure, keep draining so the
+                    // reader never blocks.
+                    let Ok(batch) = batch else { return };
+                    if failed.load(Ordering::SeqCst) {
+                        continue;
+                    }
+                    let sealed: Result<Vec<KeySlip>> = batch
+                        .iter()
+                        .map(|key| {
+                            sealer.seal(key).map_err(|err| {
+                                Error::input(
+                                    format!(
+                                        "cannot wrap the data key for device key {}: {err}",
+                                        key.id()
+                                    ),
+                                    "check the device keys in ota-recipients.json",
+                                )
+                            })
+                        })
+                        .collect();
+                    match sealed {
+                        Ok(slips) => {
+                            if slips_tx.send(slips).is_err() {
+                                return;
+                            }
+                        }
+                        Err(err) => fail(err),
+                    }
+                }
+            });
+        }
+        drop(slips_tx);
+        scope.spawn(|| {
+            for batch in slips_rx {
                 if failed.load(Ordering::SeqCst) {
                     continue;
                 }
                 for slip in &batch {
-                    if let Err(err) = write_slip(&tmp_dir, target_path, slip) {
+                    if let Err(err) = out.write(slip) {
                         fail(err);
                         break;
                     }
-                    bar.inc(1);
                 }
-            });
-        }
-        for batch in keys.chunks(SLIP_BATCH) {
+                written.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                bar.inc(batch.len() as u64);
+            }
+        });
+        let read = devices.for_each_batch(SLIP_BATCH, |batch| {
             if failed.load(Ordering::SeqCst) {
-                break;
+                return Err(Error::write(dir, "a slip writer failed"));
             }
-            match wrap_keys(&e.key, batch, &binding) {
-                Ok(slips) => {
-                    if tx.send(slips).is_err() {
-                        break;
-                    }
-                }
-                Err(err) => fail(Error::input(
-                    format!("cannot wrap the data key for a device: {err}"),
-                    "check the device keys in ota-recipients.json",
-                )),
-            }
-        }
-        drop(tx);
+            keys_tx
+                .send(batch)
+                .map_err(|_| Error::write(dir, "the slip writers stopped"))
+        });
+        drop(keys_tx);
+        read
     });
     if let Some(err) = failure.into_inner().ok().flatten() {
         return Err(err);
     }
-    if failed.into_inner() {
-        return Err(Error::write(&tmp_dir, "a slip writer failed"));
-    }
-    let written = started.elapsed();
+    read?;
+    let count = written.into_inner();
+    let wrote = started.elapsed();
     // One file-system flush instead of one fsync per file (100,000 fsyncs take minutes).
-    let dir = File::open(&tmp_dir).map_err(|err| Error::write(&tmp_dir, err))?;
-    rustix::fs::syncfs(&dir).map_err(|err| Error::write(&tmp_dir, io::Error::from(err)))?;
+    rustix::fs::syncfs(&out.fd).map_err(|err| Error::write(dir, io::Error::from(err)))?;
     tracing::debug!(
-        slips = keys.len(),
-        writers,
-        wrap_and_write_s = written.as_secs_f64(),
-        sync_s = (started.elapsed() - written).as_secs_f64(),
+        slips = count,
+        workers,
+        wrap_and_write_s = wrote.as_secs_f64(),
+        sync_s = (started.elapsed() - wrote).as_secs_f64(),
         "per-device slips"
     );
-    std::fs::rename(&tmp_dir, &final_dir).map_err(|err| Error::write(&final_dir, err))?;
-    atomic::sync_dir(targets_dir).map_err(|err| Error::write(targets_dir, err))?;
-    e.info.device_slips = true;
-    Ok((final_dir, keys.len()))
+    Ok(count)
 }
 
-/// Write one slip at `<dir>/<id>.slip`, the file part of `slip_path(target, id)`.
-fn write_slip(dir: &Path, target_path: &str, slip: &KeySlip) -> Result<()> {
-    // The agreed layout: targets/<slip_path(target, id)>, with `dir` = targets/<target>.slips.
-    let rel = slip_path(target_path, &slip.recipient);
-    let name = rel.rsplit('/').next().unwrap_or(&rel);
-    let path = dir.join(name);
-    let bytes = slip.to_bytes().map_err(|err| Error::write(&path, err))?;
-    OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .and_then(|mut f| {
-            // The mode given at creation is filtered by the umask; set it on the open file
-            // (one fchmod, cheap next to creating the file).
-            f.set_permissions(Permissions::from_mode(PUBLIC_FILE))?;
-            f.write_all(&bytes)
-        })
-        .map_err(|err| Error::write(&path, err))
+/// The directory slip files are created in, by name relative to its open descriptor (no path
+/// walk per file).
+struct SlipDir {
+    path: PathBuf,
+    fd: OwnedFd,
+    /// Whether the umask takes bits off 0644, so every file needs an fchmod.
+    chmod: bool,
 }
+
+impl SlipDir {
+    fn open(path: &Path) -> Result<Self> {
+        let err = |e: rustix::io::Errno| Error::write(path, io::Error::from(e));
+        let fd = rustix::fs::open(
+            path,
+            OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(err)?;
+        // What the umask leaves of 0644, seen on a probe file.
+        let probe = ".umask-probe";
+        let file =
+            rustix::fs::openat(&fd, probe, CREATE_FLAGS, Mode::from(PUBLIC_FILE)).map_err(err)?;
+        let got = rustix::fs::fstat(&file).map_err(err)?.st_mode & 0o7777;
+        drop(file);
+        rustix::fs::unlinkat(&fd, probe, AtFlags::empty()).map_err(err)?;
+        Ok(SlipDir {
+            path: path.to_path_buf(),
+            fd,
+            chmod: got != PUBLIC_FILE,
+        })
+    }
+
+    /// Create `<id>.slip` (the file part of `slip_path(target, id)`) with the slip's bytes,
+    /// mode 0644 exactly.
+    fn write(&self, slip: &KeySlip) -> Result<()> {
+        // The agreed layout: targets/<slip_path(target, id)>, in targets/<target>.slips.
+        let rel = slip_path(&slip.target, &slip.recipient);
+        let name = rel.rsplit('/').next().unwrap_or(&rel);
+        let path = || self.path.join(name);
+        let bytes = slip.to_bytes().map_err(|err| Error::write(&path(), err))?;
+        let created = rustix::fs::openat(&self.fd, name, CREATE_FLAGS, Mode::from(PUBLIC_FILE))
+            .map_err(io::Error::from)
+            .and_then(|fd| {
+                if self.chmod {
+                    rustix::fs::fchmod(&fd, Mode::from(PUBLIC_FILE))?;
+                }
+                File::from(fd).write_all(&bytes)
+            });
+        created.map_err(|err| {
+            if err.kind() == io::ErrorKind::AlreadyExists {
+                Error::repo(
+                    format!(
+                        "two devices in {RECIPIENTS_FILE} have the public key {}",
+                        slip.recipient
+                    ),
+                    format!("remove one of them (ota-sign recipients remove) or restore {RECIPIENTS_FILE} from your backup"),
+                )
+            } else {
+                Error::write(&path(), err)
+            }
+        })
+    }
+}
+
+/// Flags of a new slip file: never an existing one.
+const CREATE_FLAGS: OFlags = OFlags::WRONLY
+    .union(OFlags::CREATE)
+    .union(OFlags::EXCL)
+    .union(OFlags::CLOEXEC);
 
 /// Encrypt for `recipients`: the whole pipeline between compression and placing the file.
 pub fn encrypt_for(
@@ -284,7 +392,7 @@ pub fn encrypt_for(
     add_group_slips(&mut e, target_path, &recipients.groups)?;
     let mut dir = None;
     if !recipients.devices.is_empty() {
-        let bar = ota_cli::progress::count_bar(recipients.devices.len() as u64, "key slips");
+        let bar = ota_cli::progress::count_bar(recipients.devices.len(), "key slips");
         let (d, n) =
             write_device_slips(&mut e, targets_dir, target_path, &recipients.devices, &bar)?;
         bar.finish_and_clear();

@@ -389,14 +389,291 @@ pub fn parse_selectors(list: &str) -> Result<Vec<Selector>> {
 pub struct Resolved {
     /// Groups (name, key): slips embedded in the metadata.
     pub groups: Vec<(String, RecipientPublicKey)>,
-    /// Devices (name, key): one slip file each.
-    pub devices: Vec<(String, RecipientPublicKey)>,
+    /// Devices: one slip each.
+    pub devices: DeviceList,
 }
 
 impl Resolved {
     /// Whether nobody could decrypt.
     pub fn is_empty(&self) -> bool {
         self.groups.is_empty() && self.devices.is_empty()
+    }
+}
+
+/// The devices of a release: a few named ones held here, or every registered device, read
+/// again from `ota-recipients.json` whenever they are walked ([`DeviceList::for_each_batch`]),
+/// so a million devices cost no memory.
+#[derive(Debug, Clone)]
+pub enum DeviceList {
+    /// These devices (name, key).
+    Listed(Vec<(String, RecipientPublicKey)>),
+    /// Every device of the recipients file of the repository in `repo_dir`.
+    All {
+        /// The repository directory (see [`path`]).
+        repo_dir: PathBuf,
+        /// How many devices it listed when the release was resolved.
+        count: u64,
+    },
+}
+
+impl Default for DeviceList {
+    fn default() -> Self {
+        DeviceList::Listed(Vec::new())
+    }
+}
+
+impl DeviceList {
+    /// Number of devices.
+    pub fn len(&self) -> u64 {
+        match self {
+            DeviceList::Listed(d) => d.len() as u64,
+            DeviceList::All { count, .. } => *count,
+        }
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Hand the devices' keys to `f` in batches of at most `batch` keys, in file order. A
+    /// streamed list is checked again as it is read; one that changed size since it was
+    /// resolved is refused (the repository lock keeps other `ota-sign` runs out).
+    pub fn for_each_batch(
+        &self,
+        batch: usize,
+        mut f: impl FnMut(Vec<RecipientPublicKey>) -> Result<()>,
+    ) -> Result<()> {
+        let batch = batch.max(1);
+        match self {
+            DeviceList::Listed(devices) => {
+                for part in devices.chunks(batch) {
+                    f(part.iter().map(|(_, k)| k.clone()).collect())?;
+                }
+                Ok(())
+            }
+            DeviceList::All { repo_dir, count } => {
+                let mut pending = Vec::with_capacity(batch);
+                let mut seen = 0u64;
+                stream(repo_dir, |d| {
+                    seen += 1;
+                    pending.push(d.public_key);
+                    if pending.len() == batch {
+                        f(std::mem::replace(&mut pending, Vec::with_capacity(batch)))?;
+                    }
+                    Ok(())
+                })?;
+                if !pending.is_empty() {
+                    f(pending)?;
+                }
+                if seen != *count {
+                    return Err(Error::repo(
+                        format!(
+                            "{} changed while it was read: {seen} devices, {count} before",
+                            path(repo_dir).display()
+                        ),
+                        "run one ota-sign command at a time on a repository, then re-run",
+                    ));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What a streamed pass over `ota-recipients.json` saw besides the devices.
+#[derive(Debug, Default)]
+pub struct Head {
+    /// Groups by name.
+    pub groups: BTreeMap<String, Group>,
+    /// Number of devices.
+    pub devices: u64,
+    /// Number of devices of each group.
+    pub members: BTreeMap<String, u64>,
+}
+
+/// Read the recipients file of `repo_dir` once, handing each device to `on_device` as it is
+/// parsed: memory stays that of one device however large the fleet. No file means no devices
+/// and no groups.
+///
+/// The same checks as [`Recipients::load`] (format, ids matching keys, device names sorted
+/// and unique, known groups) except one that would need a set of every key: a key listed for
+/// two devices. Writing their slips refuses that instead (two slips for one key).
+pub fn stream(repo_dir: &Path, on_device: impl FnMut(Device) -> Result<()>) -> Result<Head> {
+    use std::io::Read;
+    let p = path(repo_dir);
+    let file_error = |e| {
+        Error::user_file(
+            "recipients file",
+            e,
+            Error::repo,
+            &format!("restore {RECIPIENTS_FILE} from your backup or version control"),
+        )
+    };
+    let file = match user_file::open(&p) {
+        Ok(f) => f,
+        Err(user_file::UserFileError::NotFound { .. }) => return Ok(Head::default()),
+        Err(e) => return Err(file_error(e)),
+    };
+    let len = file.metadata().map(|m| m.len()).unwrap_or(0);
+    if len > MAX_RECIPIENTS_LEN {
+        return Err(file_error(user_file::UserFileError::TooLarge {
+            path: p.clone(),
+            limit: MAX_RECIPIENTS_LEN,
+        }));
+    }
+    let reader =
+        std::io::BufReader::with_capacity(1 << 16, file.take(MAX_RECIPIENTS_LEN.saturating_add(1)));
+    let mut failure = None;
+    let mut walk = streaming::Walk::new(on_device, &mut failure);
+    let mut de = serde_json::Deserializer::from_reader(reader);
+    let parsed = serde::Deserializer::deserialize_map(&mut de, &mut walk).and_then(|()| de.end());
+    let head = walk.finish();
+    if let Some(err) = failure {
+        return Err(err);
+    }
+    parsed.map_err(|e| corrupt(&p, e))?;
+    head.map_err(|why| corrupt(&p, why))
+}
+
+/// The serde visitor of [`stream`].
+mod streaming {
+    use super::{Device, Error, Group, Head, RECIPIENTS_FORMAT};
+    use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::fmt;
+
+    pub(super) struct Walk<'a, F> {
+        on_device: F,
+        failure: &'a mut Option<Error>,
+        format: Option<u32>,
+        head: Head,
+        groups_seen: bool,
+        last_name: Option<String>,
+    }
+
+    impl<'a, F: FnMut(Device) -> crate::Result<()>> Walk<'a, F> {
+        pub(super) fn new(on_device: F, failure: &'a mut Option<Error>) -> Self {
+            Walk {
+                on_device,
+                failure,
+                format: None,
+                head: Head::default(),
+                groups_seen: false,
+                last_name: None,
+            }
+        }
+
+        /// The checks that need the whole file: format, groups of the devices.
+        pub(super) fn finish(self) -> Result<Head, String> {
+            match self.format {
+                Some(RECIPIENTS_FORMAT) => {}
+                Some(f) => return Err(format!("unsupported format {f}")),
+                None => return Err("missing field `format`".into()),
+            }
+            let mut ids = BTreeSet::new();
+            for (name, g) in &self.head.groups {
+                if g.public_key.id() != g.recipient_id {
+                    return Err(format!("group {name}: recipient_id does not match its key"));
+                }
+                if !ids.insert(g.recipient_id) {
+                    return Err(format!("group {name}: key listed twice"));
+                }
+            }
+            if let Some(g) = self
+                .head
+                .members
+                .keys()
+                .find(|g| !self.head.groups.contains_key(*g))
+            {
+                return Err(format!("a device of unknown group {g}"));
+            }
+            Ok(self.head)
+        }
+
+        fn device(&mut self, d: &Device) -> Result<(), String> {
+            if self
+                .last_name
+                .as_deref()
+                .is_some_and(|last| last >= d.name.as_str())
+            {
+                return Err(format!("devices not sorted or duplicated at {:?}", d.name));
+            }
+            if d.public_key.id() != d.recipient_id {
+                return Err(format!(
+                    "device {}: recipient_id does not match its key",
+                    d.name
+                ));
+            }
+            let group_key = |g: &Group| g.recipient_id == d.recipient_id;
+            if self.head.groups.values().any(group_key) {
+                return Err(format!("device {}: key listed twice", d.name));
+            }
+            if let Some(g) = &d.group {
+                if self.groups_seen && !self.head.groups.contains_key(g) {
+                    return Err(format!("device {}: unknown group {g}", d.name));
+                }
+                *self.head.members.entry(g.clone()).or_default() += 1;
+            }
+            self.head.devices += 1;
+            self.last_name = Some(d.name.clone());
+            Ok(())
+        }
+    }
+
+    impl<'de, F: FnMut(Device) -> crate::Result<()>> Visitor<'de> for &mut Walk<'_, F> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a recipients object")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+            while let Some(key) = map.next_key::<String>()? {
+                match key.as_str() {
+                    "format" => self.format = Some(map.next_value()?),
+                    "groups" => {
+                        self.head.groups = map.next_value::<BTreeMap<String, Group>>()?;
+                        self.groups_seen = true;
+                    }
+                    "devices" => map.next_value_seed(Devices(&mut *self))?,
+                    _ => {
+                        map.next_value::<IgnoredAny>()?;
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    struct Devices<'w, 'a, F>(&'w mut Walk<'a, F>);
+
+    impl<'de, F: FnMut(Device) -> crate::Result<()>> DeserializeSeed<'de> for Devices<'_, '_, F> {
+        type Value = ();
+
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+            d.deserialize_seq(self)
+        }
+    }
+
+    impl<'de, F: FnMut(Device) -> crate::Result<()>> Visitor<'de> for Devices<'_, '_, F> {
+        type Value = ();
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("a list of devices")
+        }
+
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+            let walk = self.0;
+            while let Some(device) = seq.next_element::<Device>()? {
+                walk.device(&device).map_err(de::Error::custom)?;
+                if let Err(e) = (walk.on_device)(device) {
+                    *walk.failure = Some(e);
+                    return Err(de::Error::custom("stopped"));
+                }
+            }
+            Ok(())
+        }
     }
 }
 
@@ -407,77 +684,233 @@ fn no_recipients(msg: String) -> Error {
     )
 }
 
-impl Recipients {
-    /// The keys a release for `selectors` is wrapped for. `hardware_ids` are the target's.
-    ///
-    /// Refused: unknown names, a group without devices, `all-devices` without devices,
-    /// `hardware` when a hardware id has no group of that name, and an empty result.
-    pub fn resolve(&self, selectors: &[Selector], hardware_ids: &[String]) -> Result<Resolved> {
-        let mut out = Resolved::default();
-        let mut seen = BTreeSet::new();
-        let mut add_group = |out: &mut Resolved, name: &str| -> Result<()> {
-            let Some(g) = self.groups.get(name) else {
-                return Err(Error::input(
-                    format!("unknown recipient group {name:?} in --encrypt-to"),
-                    "see the groups with: ota-sign recipients list --repo DIR",
-                ));
-            };
-            if self.members(name) == 0 {
-                return Err(no_recipients(format!(
-                    "recipient group {name:?} has no devices"
-                )));
-            }
-            if seen.insert(g.recipient_id) {
-                out.groups.push((name.to_string(), g.public_key.clone()));
-            }
-            Ok(())
-        };
-        let mut device_ids = BTreeSet::new();
-        let mut add_device = |out: &mut Resolved, d: &Device| {
-            if device_ids.insert(d.recipient_id) {
-                out.devices.push((d.name.clone(), d.public_key.clone()));
-            }
-        };
-        for sel in selectors {
-            match sel {
-                Selector::Group(name) => add_group(&mut out, name)?,
-                Selector::Hardware => {
-                    for hw in hardware_ids {
-                        if !self.groups.contains_key(hw) {
-                            return Err(Error::input(
-                                format!("--encrypt-to hardware: hardware id {hw:?} has no recipient group of that name"),
-                                format!("create it (ota-sign recipients group-create --repo DIR --keys KEYS_DIR {hw}), or name the recipients explicitly"),
-                            ));
-                        }
-                        add_group(&mut out, hw)?;
-                    }
-                }
-                Selector::Device(name) => {
-                    let Some(d) = self.device(name) else {
-                        return Err(Error::input(
-                            format!("unknown recipient device {name:?} in --encrypt-to"),
-                            "see the devices with: ota-sign recipients list --repo DIR",
-                        ));
-                    };
-                    add_device(&mut out, d);
-                }
-                Selector::AllDevices => {
-                    if self.devices.is_empty() {
-                        return Err(no_recipients(
-                            "--encrypt-to all-devices: no devices are registered".into(),
-                        ));
-                    }
-                    for d in &self.devices {
-                        add_device(&mut out, d);
-                    }
-                }
-            }
+/// The keys a release for `selectors` is wrapped for, from the recipients file of `repo_dir`
+/// read once as a stream ([`stream`]): only groups and the devices named by `device:NAME`
+/// are held; `all-devices` is read again when the slips are made. `hardware_ids` are the
+/// target's.
+///
+/// Refused: unknown names, a group without devices, `all-devices` without devices,
+/// `hardware` when a hardware id has no group of that name, and an empty result.
+pub fn resolve(
+    repo_dir: &Path,
+    selectors: &[Selector],
+    hardware_ids: &[String],
+) -> Result<Resolved> {
+    let wanted: BTreeSet<&str> = selectors
+        .iter()
+        .filter_map(|s| match s {
+            Selector::Device(n) => Some(n.as_str()),
+            _ => None,
+        })
+        .collect();
+    let mut picked: BTreeMap<String, Device> = BTreeMap::new();
+    let head = stream(repo_dir, |d| {
+        if wanted.contains(d.name.as_str()) {
+            picked.insert(d.name.clone(), d);
         }
-        if out.is_empty() {
-            return Err(no_recipients(
-                "--encrypt-to resolves to no recipients".into(),
+        Ok(())
+    })?;
+    let mut out = Resolved::default();
+    let mut listed = Vec::new();
+    let mut all = false;
+    let mut seen = BTreeSet::new();
+    let mut add_group = |out: &mut Resolved, name: &str| -> Result<()> {
+        let Some(g) = head.groups.get(name) else {
+            return Err(Error::input(
+                format!("unknown recipient group {name:?} in --encrypt-to"),
+                "see the groups with: ota-sign recipients list --repo DIR",
             ));
+        };
+        if head.members.get(name).copied().unwrap_or(0) == 0 {
+            return Err(no_recipients(format!(
+                "recipient group {name:?} has no devices"
+            )));
         }
-        Ok(out)
+        if seen.insert(g.recipient_id) {
+            out.groups.push((name.to_string(), g.public_key.clone()));
+        }
+        Ok(())
+    };
+    let mut device_ids = BTreeSet::new();
+    for sel in selectors {
+        match sel {
+            Selector::Group(name) => add_group(&mut out, name)?,
+            Selector::Hardware => {
+                for hw in hardware_ids {
+                    if !head.groups.contains_key(hw) {
+                        return Err(Error::input(
+                            format!("--encrypt-to hardware: hardware id {hw:?} has no recipient group of that name"),
+                            format!("create it (ota-sign recipients group-create --repo DIR --keys KEYS_DIR {hw}), or name the recipients explicitly"),
+                        ));
+                    }
+                    add_group(&mut out, hw)?;
+                }
+            }
+            Selector::Device(name) => {
+                let Some(d) = picked.get(name) else {
+                    return Err(Error::input(
+                        format!("unknown recipient device {name:?} in --encrypt-to"),
+                        "see the devices with: ota-sign recipients list --repo DIR",
+                    ));
+                };
+                if device_ids.insert(d.recipient_id) {
+                    listed.push((d.name.clone(), d.public_key.clone()));
+                }
+            }
+            Selector::AllDevices => {
+                if head.devices == 0 {
+                    return Err(no_recipients(
+                        "--encrypt-to all-devices: no devices are registered".into(),
+                    ));
+                }
+                all = true;
+            }
+        }
+    }
+    // Every device includes the named ones.
+    out.devices = if all {
+        DeviceList::All {
+            repo_dir: repo_dir.to_path_buf(),
+            count: head.devices,
+        }
+    } else {
+        DeviceList::Listed(listed)
+    };
+    if out.is_empty() {
+        return Err(no_recipients(
+            "--encrypt-to resolves to no recipients".into(),
+        ));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ota_formats::envelope::RecipientSecretKey;
+
+    fn fleet(n: usize) -> Recipients {
+        let mut r = Recipients::default();
+        r.add_group(
+            "board-a",
+            RecipientSecretKey::generate().public_key().clone(),
+        )
+        .unwrap();
+        for i in 0..n {
+            let group = (i % 2 == 0).then(|| "board-a".to_string());
+            r.add_device(
+                &format!("dev-{i:03}"),
+                RecipientSecretKey::generate().public_key().clone(),
+                group,
+            )
+            .unwrap();
+        }
+        r
+    }
+
+    fn streamed(dir: &Path) -> Result<(Head, Vec<Device>)> {
+        let mut devices = Vec::new();
+        let head = stream(dir, |d| {
+            devices.push(d);
+            Ok(())
+        })?;
+        Ok((head, devices))
+    }
+
+    #[test]
+    fn streaming_sees_what_load_sees_and_all_devices_is_read_again_in_batches() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = fleet(25);
+        r.save(dir.path()).unwrap();
+        let (head, devices) = streamed(dir.path()).unwrap();
+        assert_eq!(devices, Recipients::load(dir.path()).unwrap().devices);
+        assert_eq!(
+            (head.devices, head.groups, head.members["board-a"]),
+            (25, r.groups.clone(), 13)
+        );
+
+        let all = resolve(
+            dir.path(),
+            &[Selector::AllDevices, Selector::Device("dev-003".into())],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(all.devices.len(), 25);
+        let mut batches = Vec::new();
+        all.devices
+            .for_each_batch(10, |b| {
+                batches.push(b);
+                Ok(())
+            })
+            .unwrap();
+        assert_eq!(
+            batches.iter().map(Vec::len).collect::<Vec<_>>(),
+            [10, 10, 5]
+        );
+        let keys: Vec<_> = batches.into_iter().flatten().collect();
+        let expected: Vec<_> = r.devices.iter().map(|d| d.public_key.clone()).collect();
+        assert_eq!(keys, expected);
+
+        let one = resolve(dir.path(), &[Selector::Device("dev-003".into())], &[]).unwrap();
+        assert!(
+            matches!(&one.devices, DeviceList::Listed(d) if d.len() == 1 && d[0].0 == "dev-003")
+        );
+        let err = resolve(dir.path(), &[Selector::Device("dev-999".into())], &[]).unwrap_err();
+        assert!(
+            err.to_string().contains("unknown recipient device"),
+            "{err}"
+        );
+
+        // The file changed between resolving and making the slips.
+        fleet(3).save(dir.path()).unwrap();
+        let err = all.devices.for_each_batch(10, |_| Ok(())).unwrap_err();
+        assert!(
+            err.to_string().contains("changed while it was read"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_corrupt_file_is_refused_while_streaming() {
+        let dir = tempfile::tempdir().unwrap();
+        let r = fleet(4);
+        let good = serde_json::to_string(&r).unwrap();
+        let cases = [
+            (good.replace("\"dev-001\"", "\"dev-009\""), "not sorted"),
+            (
+                good.replace(
+                    &r.devices[1].recipient_id.to_string(),
+                    &r.devices[2].recipient_id.to_string(),
+                ),
+                "does not match its key",
+            ),
+            (
+                good.replace("\"group\":\"board-a\"", "\"group\":\"board-b\""),
+                "unknown group",
+            ),
+            (
+                good.replace("\"format\":1", "\"format\":2"),
+                "unsupported format",
+            ),
+            (good[..good.len() - 40].to_string(), "is corrupt"),
+        ];
+        for (text, needle) in cases {
+            std::fs::write(path(dir.path()), &text).unwrap();
+            let err = streamed(dir.path()).unwrap_err();
+            assert!(err.to_string().contains(needle), "{needle}: {err}");
+            assert_eq!(err.kind(), "repo");
+        }
+        // A failure of the caller stops the walk and is returned as it is.
+        std::fs::write(path(dir.path()), &good).unwrap();
+        let mut seen = 0;
+        let err = stream(dir.path(), |_| {
+            seen += 1;
+            Err(Error::input("stop here", "-"))
+        })
+        .unwrap_err();
+        assert_eq!((seen, err.kind()), (1, "input"));
+        // No file: nobody.
+        std::fs::remove_file(path(dir.path())).unwrap();
+        assert_eq!(streamed(dir.path()).unwrap().0.devices, 0);
     }
 }

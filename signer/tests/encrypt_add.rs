@@ -332,6 +332,32 @@ fn a_thousand_device_slips() {
 }
 
 #[test]
+fn two_devices_with_one_key_are_refused_when_their_slips_are_written() {
+    let env = Env::new();
+    env.init(&["--zstd-level", "3"]);
+    let shared = RecipientSecretKey::generate();
+    device(&env, "gw-0001", None);
+    device(&env, "gw-0002", None);
+    // A hand-edited file: `recipients add` refuses a second device with the same key, and
+    // `add` reads the list as a stream without a set of every key.
+    let path = env.repo.join("ota-recipients.json");
+    let mut r: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    for d in r["devices"].as_array_mut().unwrap() {
+        d["public_key"] = shared.public_key().to_text().into();
+        d["recipient_id"] = shared.id().to_string().into();
+    }
+    std::fs::write(&path, serde_json::to_vec(&r).unwrap()).unwrap();
+    let img = env.image("fw.img", 20_000, 3);
+    let o = add_encrypted(&env, &img, "1.0.0", "all-devices");
+    assert_fails(&o, 4, "have the public key");
+    let targets: Vec<_> = std::fs::read_dir(env.repo.join("targets"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(targets.iter().all(|n| !n.contains("slips")), "{targets:?}");
+}
+
+#[test]
 fn leftovers_of_a_crashed_run_are_replaced_and_listed_slips_never_are() {
     let env = Env::new();
     env.init(&["--zstd-level", "3"]);

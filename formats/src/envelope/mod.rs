@@ -35,6 +35,7 @@ mod header;
 mod info;
 mod recipient;
 mod schedule;
+mod sealer;
 mod slip;
 mod stream;
 
@@ -50,6 +51,7 @@ pub use recipient::{
     MAX_RECIPIENT_NAME_LEN, PUBLIC_KEY_PREFIX, SECRET_KEY_PREFIX,
 };
 pub use schedule::{INFO_HEADER_MAC, INFO_PAYLOAD_KEY};
+pub use sealer::SlipSealer;
 pub use slip::{
     slip_file_name, slip_path, unwrap_key, wrap_key, wrap_keys, KeySlip, SlipBinding, ENC_LEN,
     SLIP_FILE_EXTENSION, SLIP_INFO_DOMAIN, SLIP_MAGIC, SLIP_VERSION, WRAPPED_KEY_LEN,

@@ -52,7 +52,7 @@ impl SlipBinding {
         }
     }
 
-    fn hpke_info(&self) -> Result<Vec<u8>> {
+    pub(crate) fn hpke_info(&self) -> Result<Vec<u8>> {
         let name = self.target.as_bytes();
         let len = u32::try_from(name.len())
             .map_err(|_| EnvelopeError::MalformedSlip("target name too long".into()))?;
@@ -212,12 +212,14 @@ pub fn wrap_key(
 }
 
 /// Wraps `key` for every recipient, using all available cores; the slips come back in the
-/// order of `recipients`. For releases to many devices (one slip file each).
+/// order of `recipients`. For releases to many devices (one slip file each); made by
+/// [`super::SlipSealer`].
 pub fn wrap_keys(
     key: &DataKey,
     recipients: &[RecipientPublicKey],
     binding: &SlipBinding,
 ) -> Result<Vec<KeySlip>> {
+    let sealer = super::SlipSealer::new(key, binding)?;
     let threads = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1)
@@ -227,9 +229,10 @@ pub fn wrap_keys(
         let workers: Vec<_> = recipients
             .chunks(per_thread)
             .map(|part| {
+                let sealer = &sealer;
                 scope.spawn(move || {
                     part.iter()
-                        .map(|recipient| wrap_key(key, recipient, binding))
+                        .map(|recipient| sealer.seal(recipient))
                         .collect::<Result<Vec<_>>>()
                 })
             })

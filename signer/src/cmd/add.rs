@@ -5,7 +5,7 @@ use crate::delta::CreateOptions;
 use crate::delta_target::{self, PatchReport};
 use crate::encrypt;
 use crate::keys;
-use crate::recipients::{parse_selectors, Recipients};
+use crate::recipients::parse_selectors;
 use crate::{Error, Result};
 use chrono::{DateTime, Utc};
 use ota_cli::progress::bytes_bar;
@@ -145,7 +145,7 @@ pub struct EncryptionReport {
     /// Groups whose slips are embedded in the metadata.
     pub groups: Vec<String>,
     /// Number of per-device slip files.
-    pub device_slips: usize,
+    pub device_slips: u64,
     /// Directory of the per-device slip files, if any.
     pub slips_dir: Option<PathBuf>,
 }
@@ -350,7 +350,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     let recipients = match &selectors {
         Some(sel) => {
             encrypt::remove_stale_slip_dirs(&targets_dir);
-            let resolved = Recipients::load(&repo.dir)?.resolve(sel, &hardware_ids)?;
+            let resolved = crate::recipients::resolve(&repo.dir, sel, &hardware_ids)?;
             for path in std::iter::once(&target_path).chain(&patch_paths) {
                 let dir = encrypt::slips_dir(&targets_dir, path);
                 if !resolved.devices.is_empty() && dir.exists() {
