@@ -8,7 +8,8 @@
 //! written atomically; see [`PartialInfo`]): the target's path, signed length and hashes, and
 //! the validator (strong `ETag`, `Last-Modified`) of the version the bytes come from. The
 //! partial is fsync'd every [`SYNC_EVERY`] bytes and whenever a transfer fails, so a power
-//! cut loses little.
+//! cut loses little; in between, the write-back of every [`WRITEBACK_EVERY`] bytes is started
+//! without waiting, so those fsyncs find little left to write.
 //!
 //! A later attempt (the same call after a broken transfer, or a later run) whose sidecar
 //! names the same target, length and hashes re-hashes the bytes already there and asks for
@@ -45,8 +46,14 @@ use std::time::Duration;
 
 const CHUNK: usize = 64 * 1024;
 
-/// The partial file of a download is fsync'd each time this many bytes were added.
-pub const SYNC_EVERY: u64 = 4 * 1024 * 1024;
+/// The partial file of a download is fsync'd each time this many bytes were added (a power
+/// cut loses at most this much of a download).
+pub const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+
+/// The write-back of the partial file's newest bytes is started (not waited for) each time
+/// this many bytes were added: an fsync every 4 MiB cost a 96 MB download 70 ms of waiting on
+/// the disk, started write-back between fewer fsyncs keeps the disk busy without the wait.
+pub const WRITEBACK_EVERY: u64 = 4 * 1024 * 1024;
 
 /// Attempts in a row that add no byte beyond the furthest point reached before a download
 /// gives up for this call (the partial is kept for the next).
@@ -183,6 +190,8 @@ struct Partial<'a> {
     spliced: bool,
     /// Bytes written since the last fsync.
     unsynced: u64,
+    /// Write-back started of the bytes before `len`.
+    writeback: ota_fs::writeback::Progress,
 }
 
 impl<'a> Partial<'a> {
@@ -202,6 +211,7 @@ impl<'a> Partial<'a> {
             validator: Validator::default(),
             spliced: false,
             unsynced: 0,
+            writeback: Default::default(),
         })
     }
 
@@ -270,6 +280,7 @@ impl<'a> Partial<'a> {
             "found a partial download"
         );
         part.file = Some(file);
+        part.writeback = ota_fs::writeback::Progress::at(part.len);
         part.validator = info.validator;
         part.spliced = part.len > 0;
         Ok(part)
@@ -312,6 +323,7 @@ impl<'a> Partial<'a> {
         }
         self.len = 0;
         self.unsynced = 0;
+        self.writeback = Default::default();
         self.verifier = Self::verifier(self.target)?;
         self.spliced = false;
         self.validator = validator;
@@ -339,6 +351,7 @@ impl<'a> Partial<'a> {
             .map_err(|e| Error::io(&self.path, e))?;
         self.len += bytes.len() as u64;
         self.unsynced += bytes.len() as u64;
+        self.writeback.wrote(file, bytes.len(), WRITEBACK_EVERY);
         if self.unsynced >= SYNC_EVERY {
             self.sync()?;
         }
@@ -382,6 +395,7 @@ impl<'a> Partial<'a> {
         self.file = None;
         self.len = 0;
         self.unsynced = 0;
+        self.writeback = Default::default();
         self.spliced = false;
         self.validator = Validator::default();
         self.verifier = Self::verifier(self.target)?;

@@ -15,3 +15,4 @@
 pub mod atomic;
 pub mod mode;
 pub mod user_file;
+pub mod writeback;

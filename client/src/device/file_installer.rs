@@ -52,17 +52,28 @@ impl InstallTarget for FileInstaller {
                     source,
                 }
             })?;
-        Ok(Box::new(FileWriter { pending }))
+        Ok(Box::new(FileWriter {
+            pending,
+            writeback: Default::default(),
+        }))
     }
 }
 
+/// The image file's write-back is started every this many bytes, so the disk writes while
+/// the image is still being decoded and the `fsync` before the rename has little left to do.
+const WRITEBACK_EVERY: u64 = 8 * 1024 * 1024;
+
 struct FileWriter {
     pending: PendingFile,
+    writeback: ota_fs::writeback::Progress,
 }
 
 impl Write for FileWriter {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        self.pending.file_mut().write(buf)
+        let n = self.pending.file_mut().write(buf)?;
+        self.writeback
+            .wrote(self.pending.file(), n, WRITEBACK_EVERY);
+        Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
@@ -72,7 +83,7 @@ impl Write for FileWriter {
 
 impl ImageWriter for FileWriter {
     fn complete(self: Box<Self>, _image: &VerifiedImage) -> DeviceResult<()> {
-        let FileWriter { mut pending } = *self;
+        let FileWriter { mut pending, .. } = *self;
         let dest = pending.dest().to_path_buf();
         if let Ok(Some(mode)) = ota_fs::mode::of(&dest) {
             pending.set_mode(mode);

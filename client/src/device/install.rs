@@ -5,7 +5,7 @@
 //! The image is completed (renamed into place, or fsync'd and read back in a slot) only
 //! through [`InstallableImage::install`], and only this crate's pipelines construct an
 //! [`InstallableImage`], after the last check passed.
-use super::decompress::Decompressor;
+use super::decompress::{Decompressor, Handoff, QUEUED};
 use super::error::{state_io, DeviceError, DeviceResult};
 use super::image::VerifiedImage;
 use super::install_target::{ImageWriter, InstallTarget};
@@ -13,8 +13,10 @@ use super::sink::{ImageSink, SinkFailure};
 use super::unlock::Unlock;
 use super::Candidate;
 use ota_formats::envelope::{decrypt_stream_checked, EnvelopeError};
+use ota_formats::target_meta::Compression;
 use std::io::{self, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
 /// A fully verified image in its destination's writer (a temp file beside the install path,
 /// the inactive slot, a hook's stdin): decrypted, decompressed, and matching the signed length
@@ -66,35 +68,36 @@ pub(crate) fn prepare(
     } else {
         "decompress"
     };
-    let sink = ImageSink::new(image, writer, phase).map_err(|e| DeviceError::BadTargetMeta {
-        target: target.to_string(),
-        reason: e.to_string(),
-    })?;
+    let mut sink =
+        ImageSink::new(image, writer, phase).map_err(|e| DeviceError::BadTargetMeta {
+            target: target.to_string(),
+            reason: e.to_string(),
+        })?;
     let decompress_error = |source| DeviceError::Decompress {
         target: target.to_string(),
         source,
     };
-    let mut stage =
-        Decompressor::new(candidate.ota().compression, sink).map_err(decompress_error)?;
-    let result = match &encryption {
-        None => copy_plain(input, &mut stage, downloaded),
-        Some((info, key)) => {
-            decrypt_stream_checked(io::BufReader::new(input), &mut stage, key, info)
-                .map(|_| ())
-                .map_err(|e| match e {
-                    EnvelopeError::Io(io) => Stage::Write(io),
-                    source => Stage::Refused(DeviceError::Decrypt {
-                        target: target.to_string(),
-                        source,
-                    }),
-                })
-        }
-    };
-    let finished = result.and_then(|()| stage.flush().map_err(Stage::Write));
-    if let Err(e) = finished {
-        return Err(classify(e, stage.sink_mut(), target, dest));
+    let compression = candidate.ota().compression;
+    // Two threads: this one reads the verified download, decrypts and decompresses; a
+    // second one hashes and writes the image (see [`pipeline`]).
+    let result = pipeline(compression, &mut sink, |stage| match &encryption {
+        None => copy_plain(input, stage, downloaded),
+        Some((info, key)) => decrypt_stream_checked(io::BufReader::new(input), stage, key, info)
+            .map(|_| ())
+            .map_err(|e| match e {
+                EnvelopeError::Io(io) => Stage::Write(io),
+                source => Stage::Refused(DeviceError::Decrypt {
+                    target: target.to_string(),
+                    source,
+                }),
+            }),
+    });
+    if let Err(e) = result {
+        return Err(match e {
+            Stage::Start(source) => decompress_error(source),
+            e => classify(e, &mut sink, target, dest),
+        });
     }
-    let sink = stage.finish().map_err(decompress_error)?;
     let writer = sink.finish().map_err(|source| DeviceError::ImageMismatch {
         target: target.to_string(),
         source,
@@ -102,8 +105,53 @@ pub(crate) fn prepare(
     Ok(InstallableImage::verified(writer, image))
 }
 
+/// Run `produce` (reading, decrypting) into a [`Decompressor`] on a thread of its own, while
+/// this thread passes the image it decodes to `sink` (sha256, length cap, the destination's
+/// writer). The two overlap on a device with two cores; at most [`QUEUED`] + 2 buffers of
+/// [`super::decompress::HANDOFF`] bytes exist. When the sink refuses or fails, the producer's next handoff fails
+/// and it stops; when the producer fails, the sink sees no more bytes. Either way the image
+/// is not complete and `sink` is never finished by this function.
+fn pipeline(
+    compression: Compression,
+    sink: &mut ImageSink,
+    produce: impl FnOnce(&mut Decompressor) -> Result<(), Stage> + Send,
+) -> Result<(), Stage> {
+    let (full_tx, full_rx) = mpsc::sync_channel::<Vec<u8>>(QUEUED);
+    let (empty_tx, empty_rx) = mpsc::channel::<Vec<u8>>();
+    let mut stage =
+        Decompressor::new(compression, Handoff::new(full_tx, empty_rx)).map_err(Stage::Start)?;
+    std::thread::scope(|scope| {
+        let producer = std::thread::Builder::new()
+            .name("ota-decode".into())
+            .spawn_scoped(scope, move || {
+                produce(&mut stage)?;
+                stage.finish().map_err(Stage::Write)
+            })
+            .map_err(Stage::Start)?;
+        consume(full_rx, empty_tx, sink);
+        match producer.join() {
+            Ok(result) => result,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
+/// Write every buffer that arrives into `sink` and send it back emptied, until the producer
+/// is done or the sink fails (then dropping `full`, so the producer's next send fails).
+fn consume(full: mpsc::Receiver<Vec<u8>>, empty: mpsc::Sender<Vec<u8>>, sink: &mut ImageSink) {
+    while let Ok(buf) = full.recv() {
+        if sink.write_all(&buf).is_err() {
+            return;
+        }
+        // The producer may have finished already: nothing to give the buffer back to.
+        let _ = empty.send(buf);
+    }
+}
+
 /// Where a pipeline step failed.
 enum Stage {
+    /// The decoder or its thread could not be set up.
+    Start(io::Error),
     /// Reading the downloaded file.
     Read(DeviceError),
     /// A stage below refused the bytes (decompression, sink); see [`classify`].
@@ -124,7 +172,7 @@ fn classify(e: Stage, sink: &mut ImageSink, target: &str, dest: &dyn InstallTarg
             source,
         },
         (Stage::Read(e) | Stage::Refused(e), None) => e,
-        (Stage::Write(source), None) => DeviceError::Decompress {
+        (Stage::Write(source) | Stage::Start(source), None) => DeviceError::Decompress {
             target: target.to_string(),
             source,
         },
@@ -279,6 +327,39 @@ mod tests {
             "{err}"
         );
         assert_eq!(slot_files(&c), ["image"]);
+    }
+
+    #[test]
+    fn a_truncated_zstd_frame_is_refused_and_nothing_installed() {
+        // Many handoff buffers of image, then the input stops inside the frame.
+        let image: Vec<u8> = (0..1_500_000u32).map(|i| (i % 251) as u8).collect();
+        let mut wire = zstd::encode_all(&image[..], 3).unwrap();
+        wire.truncate(wire.len() - 7);
+        let c = case(&wire);
+        let cand = candidate(
+            &wire,
+            ImageInfo::new(image.len() as u64, sha256_hex(&image)),
+            Compression::Zstd,
+        );
+        let err = run(&c, &cand).err().unwrap();
+        assert!(matches!(err, DeviceError::Decompress { .. }), "{err}");
+        assert_eq!(std::fs::read(&c.dest).unwrap(), b"old firmware");
+        assert_eq!(slot_files(&c), ["image"]);
+    }
+
+    #[test]
+    fn concatenated_zstd_frames_give_the_whole_image() {
+        let image: Vec<u8> = (0..700_000u32).map(|i| (i % 13) as u8).collect();
+        let mut wire = zstd::encode_all(&image[..400_000], 3).unwrap();
+        wire.extend(zstd::encode_all(&image[400_000..], 3).unwrap());
+        let c = case(&wire);
+        let cand = candidate(
+            &wire,
+            ImageInfo::new(image.len() as u64, sha256_hex(&image)),
+            Compression::Zstd,
+        );
+        run(&c, &cand).unwrap().install().unwrap();
+        assert_eq!(std::fs::read(&c.dest).unwrap(), image);
     }
 
     #[test]
