@@ -53,14 +53,13 @@ pub(super) fn canonicalize(input: &[u8], out: &mut Vec<u8>) -> Result<()> {
 
 /// A decoded string: one borrowed from the input has no `"` or `\\` (it ended at the first
 /// one), so it is copied without a second scan.
-fn write_key_or_string(s: &Cow<'_, [u8]>, out: &mut Vec<u8>) {
-    match s {
-        Cow::Borrowed(raw) => {
-            out.push(b'"');
-            out.extend_from_slice(raw);
-            out.push(b'"');
-        }
-        Cow::Owned(decoded) => write_string(decoded, out),
+fn write_bytes(s: &[u8], from_input: bool, out: &mut Vec<u8>) {
+    if from_input {
+        out.push(b'"');
+        out.extend_from_slice(s);
+        out.push(b'"');
+    } else {
+        write_string(s, out);
     }
 }
 
@@ -94,7 +93,7 @@ impl<'a> Canonicalizer<'a> {
             Some(b'[') => self.nested(out, Self::array),
             Some(b'"') => {
                 let s = self.string()?;
-                write_key_or_string(&s, out);
+                write_bytes(&s, matches!(s, Cow::Borrowed(_)), out);
                 Ok(())
             }
             Some(b't') => self.literal(b"true", out),
@@ -313,7 +312,7 @@ impl<'a> Canonicalizer<'a> {
                 out.push(b',');
             }
             let start = out.len();
-            write_key_or_string(&key, out);
+            write_bytes(&key, matches!(key, Cow::Borrowed(_)), out);
             out.push(b':');
             self.value(out)?;
             self.members.push(Member {
