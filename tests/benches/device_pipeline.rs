@@ -13,9 +13,11 @@
 use ota_formats::envelope::{decrypt_stream, encrypt_stream, DataKey, EncryptParams};
 use ota_formats::hash::{sha256_hex, Hashes, StreamVerifier};
 use ota_tests::cli::{bin, run};
-use std::io::{self, BufRead, BufReader, Write};
+use ota_tests::tls_server::ServerProcess;
+use ota_tests::RepoHost;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const NAME_PLAIN: &str = "plain";
@@ -225,40 +227,6 @@ fn wire_file(repo: &Path, name: &str) -> PathBuf {
         .unwrap_or_else(|| panic!("no payload of {name} in {}", repo.display()))
 }
 
-/// A running `ota-server` child on 127.0.0.1.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Server {
-    fn start(repo: &Path) -> Self {
-        let mut child = Command::new(bin("ota-server"))
-            .args(["--repo", repo.to_str().unwrap(), "--listen", "127.0.0.1:0"])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let url = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("unexpected startup line {line:?}"))
-            .to_string();
-        Server { child, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// Wall time, CPU time (user + system) and peak RSS of one child process.
 struct ChildRun {
     wall: Duration,
@@ -446,7 +414,7 @@ fn main() {
         "building binaries, a {mb} MB image, and signing it (zstd level {level}, window 2^23) ..."
     );
     let setup = setup(mb, level);
-    let server = Server::start(&setup.repo);
+    let server = ServerProcess::spawn(&setup.repo, &[]);
     let scratch = tempfile::tempdir().unwrap();
 
     // The limit's input: the plain release's zstd frame from the signer, and the same frame
@@ -485,7 +453,7 @@ fn main() {
         let (mut ours, mut limits, mut cpu, mut rss) = (vec![], vec![], vec![], 0u64);
         for _ in 0..reps {
             limits.push(limit_once(wire, wire_sha, key, &setup));
-            let r = update_once(state, &server.url, scratch.path(), &setup);
+            let r = update_once(state, &server.url(), scratch.path(), &setup);
             ours.push(r.wall);
             cpu.push(r.cpu);
             rss = rss.max(r.max_rss_kib);

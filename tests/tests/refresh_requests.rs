@@ -97,8 +97,9 @@ fn warm_refresh_refetches_only_what_changed() {
     assert_each_once(&log.take(), &cold_requests(&fx));
 }
 
-#[test]
-fn tampered_cached_role_is_fetched_again_and_only_it() {
+/// A repository, its server, and a device that looked every target up once (its requests
+/// cleared).
+fn looked_up_once() -> (RepoFixture, TestServer, tempfile::TempDir, RequestLog) {
     let fx = delegated_repo(TARGETS, ROLES);
     let server = TestServer::start(fx.path());
     let device = tempfile::tempdir().unwrap();
@@ -106,6 +107,12 @@ fn tampered_cached_role_is_fetched_again_and_only_it() {
     let log = RequestLog::default();
     lookup_all(&mut counting_updater(device.path(), &server, &log));
     log.take();
+    (fx, server, device, log)
+}
+
+#[test]
+fn tampered_cached_role_is_fetched_again_and_only_it() {
+    let (fx, server, device, log) = looked_up_once();
 
     let role = role_name(13);
     let cached = device.path().join(format!("{role}.json"));
@@ -131,13 +138,7 @@ fn tampered_cached_role_is_fetched_again_and_only_it() {
 /// durable files (root, timestamp, snapshot) are not refetched.
 #[test]
 fn a_cached_role_emptied_or_cut_short_by_a_power_cut_is_fetched_again() {
-    let fx = delegated_repo(TARGETS, ROLES);
-    let server = TestServer::start(fx.path());
-    let device = tempfile::tempdir().unwrap();
-    bootstrap(device.path(), &fx);
-    let log = RequestLog::default();
-    lookup_all(&mut counting_updater(device.path(), &server, &log));
-    log.take();
+    let (fx, server, device, log) = looked_up_once();
 
     let (emptied, cut) = (role_name(7), role_name(42));
     let path = |role: &str| device.path().join(format!("{role}.json"));
