@@ -482,3 +482,35 @@ fn an_incomplete_chain_has_no_top_level() {
     t.update_snapshot(&files["snapshot"], false).unwrap();
     assert!(matches!(t.into_top_level(), Err(TrustError::Workflow(_))));
 }
+
+/// Parsers disagree on which of two equal keys wins (serde keeps the last, others the first),
+/// so a file listing a target twice could verify under one reading and install under the
+/// other: metadata with a duplicate key is refused before any signature is checked.
+#[test]
+fn a_role_listing_a_key_twice_is_refused_as_invalid() {
+    let mut repo = Repo::new();
+    repo.targets.targets.insert(
+        "a.bin".into(),
+        crate::metadata::TargetFile::from_bytes(b"a"),
+    );
+    let files = repo.publish();
+    let text = String::from_utf8(files["targets"].clone()).unwrap();
+    let twice = text.replacen(
+        "\"targets\": {",
+        "\"targets\": {\"a.bin\": {\"length\": 1, \"hashes\": {\"sha256\": \"00\"}},",
+        1,
+    );
+    assert_ne!(twice, text);
+    let mut t = TrustedSet::new(&repo.root_bytes(), now()).unwrap();
+    t.update_timestamp(&files["timestamp"]).unwrap();
+    t.update_snapshot(&files["snapshot"], false).unwrap();
+    let err = t.update_targets(twice.as_bytes()).unwrap_err();
+    assert!(
+        matches!(&err, TrustError::InvalidMetadata { role, .. } if role == "targets"),
+        "{err}"
+    );
+    assert!(err.to_string().contains("duplicate key \"a.bin\""), "{err}");
+    assert!(t.top_targets().is_none());
+    // The file as signed loads.
+    t.update_targets(&files["targets"]).unwrap();
+}
