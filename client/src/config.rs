@@ -38,7 +38,7 @@ impl Default for Limits {
             targets: 32 * 1024 * 1024,
             max_root_rotations: 256,
             max_delegations: 256,
-            resident_target_entries: 1024,
+            resident_target_entries: 4096,
         }
     }
 }

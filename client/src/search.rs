@@ -38,9 +38,9 @@ impl Updater {
                 continue;
             }
             self.load_targets(&role, &delegator)?;
-            if let Some(file) = self.loaded(&role)?.targets.get(target_path) {
+            if let Some(file) = self.trusted.target(&role, target_path)? {
                 tracing::debug!(target = target_path, %role, "target found");
-                return Ok(Some(VerifiedTarget::new(target_path, file.clone(), role)));
+                return Ok(Some(VerifiedTarget::new(target_path, file, role)));
             }
             let mut children = Vec::new();
             for child in self
@@ -83,9 +83,8 @@ impl Updater {
                 Err(Error::NotInSnapshot { .. }) if role != "targets" => continue,
                 Err(e) => return Err(e),
             }
-            let targets = self.loaded(&role)?;
-            paths.extend(targets.targets.keys().cloned());
-            if let Some(d) = &targets.delegations {
+            paths.extend(self.trusted.target_paths(&role).unwrap_or_default());
+            if let Some(d) = &self.loaded(&role)?.delegations {
                 let children = all_children(d);
                 to_visit.extend(children.into_iter().rev().map(|c| (c, role.clone())));
             }

@@ -7,7 +7,7 @@
 use crate::verified::{VerifiedRoot, VerifiedSnapshot, VerifiedTargets, VerifiedTimestamp};
 use crate::Result;
 use chrono::{DateTime, Utc};
-use ota_formats::metadata::MetaFile;
+use ota_formats::metadata::{MetaFile, TargetFile};
 use ota_formats::trust;
 use std::ops::Deref;
 
@@ -24,8 +24,18 @@ impl Deref for TrustedSet {
 impl TrustedSet {
     /// Start from locally trusted root bytes, verified only by themselves. An expired root is
     /// accepted here: expiry is checked on the final root, before the timestamp is loaded.
+    /// Delegated roles keep their target entries as verified bytes with an index, parsed
+    /// when looked up ([`trust::TrustedSet::index_delegated_entries`]): read them with
+    /// [`TrustedSet::target`] and `target_paths`.
     pub fn new(root_bytes: &[u8], now: DateTime<Utc>) -> Result<Self> {
-        Ok(TrustedSet(trust::TrustedSet::new(root_bytes, now)?))
+        let mut set = trust::TrustedSet::new(root_bytes, now)?;
+        set.index_delegated_entries();
+        Ok(TrustedSet(set))
+    }
+
+    /// The verified entry of `path` in loaded targets role `role`, if it lists it.
+    pub fn target(&self, role: &str, path: &str) -> Result<Option<TargetFile>> {
+        Ok(self.0.target(role, path)?)
     }
 
     /// Verify `bytes` as the next root: signed by the trusted root's root keys AND by its own,

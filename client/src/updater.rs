@@ -202,10 +202,7 @@ impl Updater {
         self.reload_delegator(delegator)?;
         self.verify_targets(role, delegator)?;
         if role != "targets" {
-            let entries = self
-                .trusted
-                .targets_role(role)
-                .map_or(0, |t| t.targets.len());
+            let entries = self.trusted.target_count(role).unwrap_or(0);
             self.resident.loaded(role, delegator, entries);
             let budget = self.limits.resident_target_entries;
             for old in self.resident.over_budget(budget, role) {

@@ -182,6 +182,16 @@ fn timed(
     (start.elapsed(), log.take())
 }
 
+/// A fresh metadata directory for one device: under `OTA_BENCH_DEVICE_DIR` when set (to run
+/// the device on another filesystem, e.g. tmpfs, and see what file creation costs), else in
+/// the system's temp directory.
+fn device_dir() -> tempfile::TempDir {
+    match std::env::var_os("OTA_BENCH_DEVICE_DIR") {
+        Some(base) => tempfile::tempdir_in(base).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    }
+}
+
 fn dir_bytes(dir: &Path) -> u64 {
     std::fs::read_dir(dir)
         .unwrap()
@@ -200,17 +210,17 @@ fn measure(targets: usize, roles: usize, reps: usize) -> Measured {
     let python = std::env::var_os("OTA_PYTHON");
     let (mut ours_cold, mut ours_warm, mut py_cold, mut py_warm) = (vec![], vec![], vec![], vec![]);
     let mut fetched = 0;
-    for rep in 0..reps {
-        let device = tempfile::tempdir().unwrap();
+    for _ in 0..reps {
+        let device = device_dir();
         bootstrap(device.path(), &fx);
         ours_cold.push(ours_in_child(&server, device.path(), &lookups));
         fetched = dir_bytes(device.path());
         ours_warm.push(ours_in_child(&server, device.path(), &lookups));
         if let Some(python) = &python {
-            let py_dir = work.path().join(format!("python-{rep}"));
-            std::fs::create_dir_all(&py_dir).unwrap();
-            py_cold.push(python_run(python, &fx, &server, &py_dir, &lookups, "cold"));
-            py_warm.push(python_run(python, &fx, &server, &py_dir, &lookups, "warm"));
+            let py_device = device_dir();
+            let py_dir = py_device.path();
+            py_cold.push(python_run(python, &fx, &server, py_dir, &lookups, "cold"));
+            py_warm.push(python_run(python, &fx, &server, py_dir, &lookups, "warm"));
         }
     }
 
@@ -220,7 +230,7 @@ fn measure(targets: usize, roles: usize, reps: usize) -> Measured {
     let mut all = |up: &mut Updater| assert_eq!(up.all_targets().unwrap().len(), targets);
     let (mut cold_all, mut warm_all) = (vec![], vec![]);
     for _ in 0..reps {
-        let device = tempfile::tempdir().unwrap();
+        let device = device_dir();
         bootstrap(device.path(), &fx);
         let (t, req) = timed(device.path(), &server, &mut all);
         assert_eq!(req.len(), expected_cold, "cold requests: {req:?}");

@@ -7,6 +7,7 @@
 //! - the typed role structs ([`Root`], [`Targets`], [`Snapshot`], [`Timestamp`]) are parsed
 //!   from either and preserve unknown fields in `extra`.
 
+mod checked_targets;
 mod common;
 mod delegation;
 mod expires;
@@ -16,6 +17,7 @@ mod snapshot;
 mod targets;
 mod timestamp;
 
+pub(crate) use checked_targets::CheckedTargets;
 pub use common::{check_spec_version, RoleType, SPEC_VERSION};
 pub use delegation::{DelegatedRole, Delegations, SuccinctRoles};
 pub use raw::{RawEnvelope, RawMetadata, Signed};

@@ -126,57 +126,68 @@ impl<'de> Deserialize<'de> for Expires {
 
 impl<'de> Deserialize<'de> for Targets {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Targets;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a targets role")
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Targets, A::Error> {
-                const FIELDS: &[&str] = &[
-                    "_type",
-                    "spec_version",
-                    "version",
-                    "expires",
-                    "targets",
-                    "delegations",
-                ];
-                let (mut type_, mut spec_version, mut version) = (None, None, None);
-                let (mut expires, mut targets, mut delegations) = (None, None, None);
-                let mut extra = Map::new();
-                while let Some(field) = map.next_key_seed(FieldSeed(FIELDS))? {
-                    match field {
-                        Field::Known(0) => set_once(&mut type_, "_type", map.next_value()?)?,
-                        Field::Known(1) => {
-                            set_once(&mut spec_version, "spec_version", map.next_value()?)?
-                        }
-                        Field::Known(2) => set_once(&mut version, "version", map.next_value()?)?,
-                        Field::Known(3) => {
-                            let Expires(t) = map.next_value()?;
-                            set_once(&mut expires, "expires", t)?
-                        }
-                        Field::Known(4) => set_once(&mut targets, "targets", map.next_value()?)?,
-                        Field::Known(_) => {
-                            set_once(&mut delegations, "delegations", map.next_value()?)?
-                        }
-                        Field::Other(name) => {
-                            extra.insert(name, map.next_value()?);
-                        }
-                    }
+        d.deserialize_map(TargetsVisitor { keep_entries: true })
+    }
+}
+
+/// Reads a targets role. Without `keep_entries`, every target entry is checked as a
+/// [`TargetFile`] would be but not kept: `targets` is left empty (see
+/// `super::checked_targets`).
+pub(super) struct TargetsVisitor {
+    pub(super) keep_entries: bool,
+}
+
+impl<'de> Visitor<'de> for TargetsVisitor {
+    type Value = Targets;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a targets role")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Targets, A::Error> {
+        const FIELDS: &[&str] = &[
+            "_type",
+            "spec_version",
+            "version",
+            "expires",
+            "targets",
+            "delegations",
+        ];
+        let (mut type_, mut spec_version, mut version) = (None, None, None);
+        let (mut expires, mut targets, mut delegations) = (None, None, None);
+        let mut extra = Map::new();
+        while let Some(field) = map.next_key_seed(FieldSeed(FIELDS))? {
+            match field {
+                Field::Known(0) => set_once(&mut type_, "_type", map.next_value()?)?,
+                Field::Known(1) => set_once(&mut spec_version, "spec_version", map.next_value()?)?,
+                Field::Known(2) => set_once(&mut version, "version", map.next_value()?)?,
+                Field::Known(3) => {
+                    let Expires(t) = map.next_value()?;
+                    set_once(&mut expires, "expires", t)?
                 }
-                let missing = A::Error::missing_field;
-                Ok(Targets {
-                    type_: type_.ok_or_else(|| missing("_type"))?,
-                    spec_version: spec_version.ok_or_else(|| missing("spec_version"))?,
-                    version: version.ok_or_else(|| missing("version"))?,
-                    expires: expires.ok_or_else(|| missing("expires"))?,
-                    targets: targets.ok_or_else(|| missing("targets"))?,
-                    delegations: delegations.flatten(),
-                    extra,
-                })
+                Field::Known(4) => {
+                    let entries = if self.keep_entries {
+                        map.next_value()?
+                    } else {
+                        map.next_value::<super::checked_targets::CheckedEntries>()?;
+                        BTreeMap::new()
+                    };
+                    set_once(&mut targets, "targets", entries)?
+                }
+                Field::Known(_) => set_once(&mut delegations, "delegations", map.next_value()?)?,
+                Field::Other(name) => {
+                    extra.insert(name, map.next_value()?);
+                }
             }
         }
-        d.deserialize_map(V)
+        let missing = A::Error::missing_field;
+        Ok(Targets {
+            type_: type_.ok_or_else(|| missing("_type"))?,
+            spec_version: spec_version.ok_or_else(|| missing("spec_version"))?,
+            version: version.ok_or_else(|| missing("version"))?,
+            expires: expires.ok_or_else(|| missing("expires"))?,
+            targets: targets.ok_or_else(|| missing("targets"))?,
+            delegations: delegations.flatten(),
+            extra,
+        })
     }
 }
 

@@ -31,6 +31,7 @@
 //! ```
 
 mod delegation_index;
+mod entries;
 mod error;
 mod trusted_set;
 mod verified;

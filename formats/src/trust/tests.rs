@@ -514,3 +514,62 @@ fn a_role_listing_a_key_twice_is_refused_as_invalid() {
     // The file as signed loads.
     t.update_targets(&files["targets"]).unwrap();
 }
+
+/// Delegated entries kept as verified bytes read back exactly as a parse into maps reads them,
+/// and a role with a bad entry is refused when it is loaded, not when the entry is looked up.
+#[test]
+fn indexed_entries_read_as_parsed_ones_and_are_checked_when_the_role_is_loaded() {
+    use crate::metadata::TargetFile;
+    let mut repo = Repo::new();
+    repo.delegate("team", &["team/*"], false, 20);
+    let mut custom = TargetFile::from_bytes(b"two");
+    custom.custom = Some(serde_json::json!({"version": "2.0", "nested": {"b": 1, "a": [true]}}));
+    let team = &mut repo.delegated.get_mut("team").unwrap().0;
+    team.targets
+        .insert("team/one.bin".into(), TargetFile::from_bytes(b"one"));
+    team.targets.insert("team/two \"q\".bin".into(), custom);
+    let files = repo.publish();
+
+    let mut parsed = loaded(&repo, &files);
+    parsed
+        .update_delegated_targets(&files["team"], "team", "targets")
+        .unwrap();
+    let mut indexed = loaded(&repo, &files);
+    indexed.index_delegated_entries();
+    indexed
+        .update_delegated_targets(&files["team"], "team", "targets")
+        .unwrap();
+    assert!(indexed.targets_role("team").unwrap().targets.is_empty());
+    assert_eq!(indexed.target_count("team"), Some(2));
+    assert_eq!(indexed.target_paths("team"), parsed.target_paths("team"));
+    for path in ["team/one.bin", "team/two \"q\".bin", "team/none.bin"] {
+        assert_eq!(
+            indexed.target("team", path).unwrap(),
+            parsed.target("team", path).unwrap(),
+            "{path}"
+        );
+    }
+    assert!(indexed.target("team", "team/one.bin").unwrap().is_some());
+    // The top-level targets are always parsed.
+    assert_eq!(indexed.target_count("targets"), Some(0));
+
+    // An entry without hashes, signed by the right key: refused at load in both readings.
+    let team = &mut repo.delegated.get_mut("team").unwrap().0;
+    team.version += 1;
+    team.targets.get_mut("team/one.bin").unwrap().hashes.clear();
+    let files = repo.publish();
+    for index in [false, true] {
+        let mut t = loaded(&repo, &files);
+        if index {
+            t.index_delegated_entries();
+        }
+        let err = t
+            .update_delegated_targets(&files["team"], "team", "targets")
+            .unwrap_err();
+        assert!(
+            matches!(&err, TrustError::InvalidMetadata { role, .. } if role == "team"),
+            "{err}"
+        );
+        assert!(t.target_count("team").is_none());
+    }
+}

@@ -16,6 +16,17 @@ pub(crate) struct Parsed<T> {
     pub(crate) role: T,
 }
 
+impl<T> Parsed<T> {
+    /// The same parse with the role converted.
+    pub(crate) fn map<U>(self, f: impl FnOnce(T) -> U) -> Parsed<U> {
+        Parsed {
+            canonical: self.canonical,
+            signatures: self.signatures,
+            role: f(self.role),
+        }
+    }
+}
+
 /// Parse `bytes` as role `T` named `role`, keeping the raw form for signature checks.
 pub(crate) fn parse<T: RoleType>(role: &str, bytes: &[u8]) -> Result<Parsed<T>> {
     let invalid = |source| TrustError::InvalidMetadata {
