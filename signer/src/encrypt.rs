@@ -11,15 +11,16 @@ use crate::recipients::{DeviceList, Resolved, RECIPIENTS_FILE};
 use crate::{Error, Result};
 use indicatif::ProgressBar;
 use ota_formats::envelope::{
-    decrypt_stream_checked, encrypt_stream, slip_path, wrap_key, DataKey, EncryptParams,
-    EncryptionInfo, KeySlip, RecipientPublicKey, SlipBinding, SlipSealer,
+    block_bits_for, block_of, bundle_header, bundle_path, bundle_record, decrypt_stream_checked,
+    encrypt_stream, record_id, slip_path, wrap_key, DataKey, EncryptParams, EncryptionInfo,
+    KeySlip, RecipientPublicKey, SlipBinding, SlipBundleIndex, SlipSealer, RECORD_LEN,
 };
 use ota_formats::hash::HashingWriter;
-use ota_fs::atomic::{self, TEMP_PREFIX};
+use ota_fs::atomic::{self, PendingFile, TEMP_PREFIX};
 use ota_fs::mode::{self, PUBLIC_DIR, PUBLIC_FILE};
 use rustix::fs::{AtFlags, Mode, OFlags};
 use std::fs::File;
-use std::io::{self, BufReader, BufWriter, Write};
+use std::io::{self, BufReader, BufWriter, Read, Seek, Write};
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -159,7 +160,8 @@ pub fn remove_stale_slip_dirs(targets_dir: &Path) {
 /// Returns the directory and the number of slips. Any existing `<target>.slips` must have
 /// been dealt with by the caller (it is never replaced).
 pub fn write_device_slips(
-    e: &mut Encrypted,
+    key: &DataKey,
+    info: &mut EncryptionInfo,
     targets_dir: &Path,
     target_path: &str,
     devices: &DeviceList,
@@ -169,13 +171,14 @@ pub fn write_device_slips(
     let tmp_dir = targets_dir.join(format!(
         "{TEMP_PREFIX}slips-{}-{}",
         std::process::id(),
-        e.info.payload_id
+        info.payload_id
     ));
     // Published: 0755 exactly, whatever the umask, so a web server user can enter it.
     std::fs::create_dir(&tmp_dir)
         .and_then(|()| mode::set(&tmp_dir, PUBLIC_DIR))
         .map_err(|err| Error::write(&tmp_dir, err))?;
-    let result = fill_slip_dir(e, &tmp_dir, target_path, devices, bar);
+    let binding = SlipBinding::new(target_path, info.payload_id);
+    let result = fill_slip_dir(key, &binding, &tmp_dir, devices, bar);
     let count = match result {
         Ok(n) => n,
         Err(err) => {
@@ -185,27 +188,52 @@ pub fn write_device_slips(
     };
     std::fs::rename(&tmp_dir, &final_dir).map_err(|err| Error::write(&final_dir, err))?;
     atomic::sync_dir(targets_dir).map_err(|err| Error::write(targets_dir, err))?;
-    e.info.device_slips = true;
+    info.device_slips = true;
     Ok((final_dir, count))
 }
 
 /// The pipeline of [`write_device_slips`] into `dir`, flushed to disk; the number of slips.
 fn fill_slip_dir(
-    e: &Encrypted,
+    key: &DataKey,
+    binding: &SlipBinding,
     dir: &Path,
-    target_path: &str,
     devices: &DeviceList,
     bar: &ProgressBar,
 ) -> Result<u64> {
-    let sealer = SlipSealer::new(&e.key, &SlipBinding::new(target_path, e.info.payload_id))
-        .map_err(|err| {
-            Error::input(
-                format!("cannot wrap the data key for {target_path}: {err}"),
-                "report this bug",
-            )
-        })?;
     let out = SlipDir::open(dir)?;
     let started = Instant::now();
+    let count = seal_all(key, binding, devices, bar, |batch| {
+        batch.iter().try_for_each(|slip| out.write(slip))
+    })?;
+    let wrote = started.elapsed();
+    // One file-system flush instead of one fsync per file (100,000 fsyncs take minutes).
+    rustix::fs::syncfs(&out.fd).map_err(|err| Error::write(dir, io::Error::from(err)))?;
+    tracing::debug!(
+        slips = count,
+        wrap_and_write_s = wrote.as_secs_f64(),
+        sync_s = (started.elapsed() - wrote).as_secs_f64(),
+        "per-device slips"
+    );
+    Ok(count)
+}
+
+/// Wrap `key` for every device of `devices`, bound to `binding`, and hand the slips in
+/// batches to `sink`, which runs on one writer thread. This thread reads the devices (a
+/// streamed list is never held) and hands batches of keys through a short queue to one
+/// sealing worker per core. Returns the number of slips `sink` took.
+pub fn seal_all(
+    key: &DataKey,
+    binding: &SlipBinding,
+    devices: &DeviceList,
+    bar: &ProgressBar,
+    mut sink: impl FnMut(&[KeySlip]) -> Result<()> + Send,
+) -> Result<u64> {
+    let sealer = SlipSealer::new(key, binding).map_err(|err| {
+        Error::input(
+            format!("cannot wrap the data key for {}: {err}", binding.target),
+            "report this bug",
+        )
+    })?;
     let written = AtomicU64::new(0);
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get().clamp(1, 16));
     let (keys_tx, keys_rx) = mpsc::sync_channel::<Vec<RecipientPublicKey>>(2 * workers);
@@ -261,16 +289,15 @@ fn fill_slip_dir(
             });
         }
         drop(slips_tx);
+        let sink = &mut sink;
         scope.spawn(|| {
             for batch in slips_rx {
                 if failed.load(Ordering::SeqCst) {
                     continue;
                 }
-                for slip in &batch {
-                    if let Err(err) = out.write(slip) {
-                        fail(err);
-                        break;
-                    }
+                if let Err(err) = sink(&batch) {
+                    fail(err);
+                    continue;
                 }
                 written.fetch_add(batch.len() as u64, Ordering::Relaxed);
                 bar.inc(batch.len() as u64);
@@ -278,11 +305,11 @@ fn fill_slip_dir(
         });
         let read = devices.for_each_batch(SLIP_BATCH, |batch| {
             if failed.load(Ordering::SeqCst) {
-                return Err(Error::write(dir, "a slip writer failed"));
+                return Err(Error::input("stopped", "-"));
             }
             keys_tx
                 .send(batch)
-                .map_err(|_| Error::write(dir, "the slip writers stopped"))
+                .map_err(|_| Error::input("the slip workers stopped", "-"))
         });
         drop(keys_tx);
         read
@@ -291,18 +318,134 @@ fn fill_slip_dir(
         return Err(err);
     }
     read?;
-    let count = written.into_inner();
-    let wrote = started.elapsed();
-    // One file-system flush instead of one fsync per file (100,000 fsyncs take minutes).
-    rustix::fs::syncfs(&out.fd).map_err(|err| Error::write(dir, io::Error::from(err)))?;
+    Ok(written.into_inner())
+}
+
+/// `Error::write` of `path`, for `map_err`.
+fn werr(path: &Path) -> impl Fn(io::Error) -> Error + '_ {
+    move |err| Error::write(path, err)
+}
+
+/// Records of a slip bundle per spill file while it is written (about 1.5 MB, sorted in
+/// memory one spill at a time).
+const SPILL_RECORDS: u64 = 16384;
+/// Records per block of a slip bundle that a device fetches (about 96 KiB).
+pub const BUNDLE_BLOCK_RECORDS: u64 = 1024;
+
+/// Write every device's slip into one file, `<target>.slipbundle` in `targets_dir` (see
+/// `ota_formats::envelope::SlipBundleIndex`), and set `info.slip_bundle` to its index.
+///
+/// The slips are made by [`seal_all`] and spread by the top bits of their recipient id
+/// over spill files (ids are SHA-256 prefixes, so evenly); each spill is then sorted in
+/// memory and appended: memory stays about one spill whatever the fleet size. Returns the
+/// bundle's path and the number of slips. An existing bundle is never replaced.
+pub fn write_slip_bundle(
+    key: &DataKey,
+    info: &mut EncryptionInfo,
+    targets_dir: &Path,
+    target_path: &str,
+    devices: &DeviceList,
+    bar: &ProgressBar,
+) -> Result<(PathBuf, u64)> {
+    let dest = targets_dir.join(bundle_path(target_path));
+    let n = devices.len();
+    let records = u32::try_from(n).map_err(|_| {
+        Error::input(
+            format!("{n} devices do not fit a slip bundle"),
+            "split the fleet into groups",
+        )
+    })?;
+    let bits = block_bits_for(n, BUNDLE_BLOCK_RECORDS);
+    let spill_bits = block_bits_for(n, SPILL_RECORDS).min(bits);
+    let mut spills = (0..1usize << spill_bits)
+        .map(|_| tempfile::tempfile_in(targets_dir).map(|f| BufWriter::with_capacity(16 << 10, f)))
+        .collect::<io::Result<Vec<_>>>()
+        .map_err(werr(targets_dir))?;
+    let binding = SlipBinding::new(target_path, info.payload_id);
+    let started = Instant::now();
+    let count = seal_all(key, &binding, devices, bar, |batch| {
+        for slip in batch {
+            spills[block_of(&slip.recipient, spill_bits)]
+                .write_all(&bundle_record(slip))
+                .map_err(werr(targets_dir))?;
+        }
+        Ok(())
+    })?;
+    let sealed = started.elapsed();
+    if count != n {
+        return Err(Error::write(
+            targets_dir,
+            format!("{count} slips made for {n} devices"),
+        ));
+    }
+    let mut out = PendingFile::new(&dest, PUBLIC_FILE).map_err(werr(&dest))?;
+    let header = bundle_header(&binding, records).map_err(|err| Error::write(&dest, err))?;
+    let mut w = BufWriter::with_capacity(1 << 20, out.file_mut());
+    w.write_all(&header).map_err(werr(&dest))?;
+    let mut starts = vec![0u32; 1 << bits];
+    let mut next_block = 0usize;
+    let mut at = 0u32;
+    for spill in spills {
+        let mut file = spill
+            .into_inner()
+            .map_err(|e| Error::write(targets_dir, e.into_error()))?;
+        file.seek(io::SeekFrom::Start(0))
+            .map_err(werr(targets_dir))?;
+        let mut raw = Vec::new();
+        file.read_to_end(&mut raw).map_err(werr(targets_dir))?;
+        let mut part: Vec<[u8; RECORD_LEN]> = raw
+            .chunks_exact(RECORD_LEN)
+            .map(|c| {
+                let mut r = [0u8; RECORD_LEN];
+                r.copy_from_slice(c);
+                r
+            })
+            .collect();
+        drop(raw);
+        part.sort_unstable();
+        for (i, r) in part.iter().enumerate() {
+            if i > 0 && part[i - 1][..16] == r[..16] {
+                return Err(Error::repo(
+                    format!(
+                        "two devices in {RECIPIENTS_FILE} have the public key {}",
+                        record_id(r)
+                    ),
+                    format!("remove one of them (ota-sign recipients remove) or restore {RECIPIENTS_FILE} from your backup"),
+                ));
+            }
+            let k = block_of(&record_id(r), bits);
+            while next_block <= k {
+                starts[next_block] = at;
+                next_block += 1;
+            }
+            w.write_all(r).map_err(werr(&dest))?;
+            at += 1;
+        }
+    }
+    for s in starts.iter_mut().skip(next_block) {
+        *s = at;
+    }
+    w.flush().map_err(werr(&dest))?;
+    drop(w);
+    out.commit_new().map_err(|err| {
+        if err.kind() == io::ErrorKind::AlreadyExists {
+            Error::policy(
+                format!("{} already exists", dest.display()),
+                "publish the image under a new version",
+            )
+        } else {
+            Error::write(&dest, err)
+        }
+    })?;
     tracing::debug!(
         slips = count,
-        workers,
-        wrap_and_write_s = wrote.as_secs_f64(),
-        sync_s = (started.elapsed() - wrote).as_secs_f64(),
-        "per-device slips"
+        block_bits = bits,
+        seal_s = sealed.as_secs_f64(),
+        sort_and_write_s = (started.elapsed() - sealed).as_secs_f64(),
+        "slip bundle"
     );
-    Ok(count)
+    info.slip_bundle = Some(SlipBundleIndex::new(n, header.len() as u64, bits, &starts));
+    Ok((dest, count))
 }
 
 /// The directory slip files are created in, by name relative to its open descriptor (no path
@@ -375,12 +518,25 @@ const CREATE_FLAGS: OFlags = OFlags::WRONLY
     .union(OFlags::EXCL)
     .union(OFlags::CLOEXEC);
 
+/// How the per-device slips of a release are published.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum SlipLayout {
+    /// One file per device, `<target>.slips/<recipient-id>.slip` (every client reads them).
+    #[default]
+    Files,
+    /// One file per release, `<target>.slipbundle`, indexed in the signed metadata; a device
+    /// fetches one block of it with a Range request (clients from this version on).
+    Bundle,
+}
+
 /// Encrypt for `recipients`: the whole pipeline between compression and placing the file.
+/// Returns the encrypted target and where its device slips are (directory or bundle).
 pub fn encrypt_for(
     compressed: Compressed,
     targets_dir: &Path,
     target_path: &str,
     recipients: &Resolved,
+    layout: SlipLayout,
 ) -> Result<(Encrypted, Option<PathBuf>)> {
     let (length, sha256) = (compressed.length, compressed.sha256.clone());
     let bar = ota_cli::progress::bytes_bar(length, "encrypting");
@@ -390,14 +546,21 @@ pub fn encrypt_for(
     verify(&e, length, &sha256, &bar)?;
     bar.finish_and_clear();
     add_group_slips(&mut e, target_path, &recipients.groups)?;
-    let mut dir = None;
+    let mut place = None;
     if !recipients.devices.is_empty() {
         let bar = ota_cli::progress::count_bar(recipients.devices.len(), "key slips");
-        let (d, n) =
-            write_device_slips(&mut e, targets_dir, target_path, &recipients.devices, &bar)?;
+        let (key, info, devices) = (&e.key, &mut e.info, &recipients.devices);
+        let (p, n) = match layout {
+            SlipLayout::Files => {
+                write_device_slips(key, info, targets_dir, target_path, devices, &bar)?
+            }
+            SlipLayout::Bundle => {
+                write_slip_bundle(key, info, targets_dir, target_path, devices, &bar)?
+            }
+        };
         bar.finish_and_clear();
-        tracing::info!(dir = %d.display(), slips = n, "per-device slips written");
-        dir = Some(d);
+        tracing::info!(path = %p.display(), slips = n, ?layout, "per-device slips written");
+        place = Some(p);
     }
-    Ok((e, dir))
+    Ok((e, place))
 }

@@ -10,7 +10,8 @@ use super::keys::Keyring;
 use crate::names::encode_url_path;
 use crate::transport::{fetch_bytes, Transport, TransportError};
 use ota_formats::envelope::{
-    slip_path, DataKey, EncryptionInfo, EnvelopeError, KeySlip, RecipientId,
+    bundle_path, slip_path, DataKey, EncryptionInfo, EnvelopeError, KeySlip, RecipientId,
+    SlipBundleIndex,
 };
 
 /// Largest slip file accepted (the binary slip is ~140 bytes plus the target name).
@@ -40,10 +41,17 @@ fn find_slip<'k>(
         tracing::debug!(target, recipient = %secret.id(), "embedded slip found");
         return Ok(Some(Opening::Embedded(secret)));
     }
-    let Some(secret) = keys.device.as_ref().filter(|_| info.device_slips) else {
+    let Some(secret) = keys
+        .device
+        .as_ref()
+        .filter(|_| info.device_slips || info.slip_bundle.is_some())
+    else {
         return Ok(None);
     };
     let id = secret.id();
+    if let Some(index) = &info.slip_bundle {
+        return bundle_slip(target, info, index, secret, targets);
+    }
     let relative = encode_url_path(&slip_path(target, &id));
     let bytes = match fetch_bytes(targets, &relative, MAX_SLIP_LEN) {
         Ok(b) => b,
@@ -63,6 +71,47 @@ fn find_slip<'k>(
     let slip = KeySlip::from_bytes(&bytes).map_err(refused)?;
     tracing::debug!(target, recipient = %id, "per-device slip fetched");
     Ok(Some(Opening::File(secret, slip)))
+}
+
+/// This device's slip from the target's slip bundle: its block, found by the signed index,
+/// fetched with one Range request. A block that is not what the index promises (length,
+/// records of another block, order) is refused by name; no record for this device means the
+/// release is not for it.
+fn bundle_slip<'k>(
+    target: &str,
+    info: &EncryptionInfo,
+    index: &SlipBundleIndex,
+    secret: &'k ota_formats::envelope::RecipientSecretKey,
+    targets: &dyn Transport,
+) -> DeviceResult<Option<Opening<'k>>> {
+    let refused = |source: EnvelopeError| DeviceError::Decrypt {
+        target: target.to_string(),
+        source,
+    };
+    let id = secret.id();
+    let (block, offset, len) = index.block_for(&id).map_err(refused)?;
+    let file_len = index.file_len().map_err(refused)?;
+    let relative = encode_url_path(&bundle_path(target));
+    let bytes = match targets.fetch_slice(&relative, offset, len, file_len) {
+        Ok(b) => b,
+        Err(e) if e.is_missing() => return Ok(None),
+        Err(TransportError::TooLarge { .. }) => {
+            return Err(refused(EnvelopeError::SlipBundle(format!(
+                "more than the {len} bytes of block {block}, or a bundle larger than the {file_len} bytes its index says"
+            ))))
+        }
+        Err(source) => {
+            return Err(DeviceError::SlipFetch {
+                target: target.to_string(),
+                source,
+            })
+        }
+    };
+    let found = index
+        .find(&id, &bytes, &info.binding(target))
+        .map_err(refused)?;
+    tracing::debug!(target, recipient = %id, block, len, found = found.is_some(), "slip bundle block fetched");
+    Ok(found.map(|slip| Opening::File(secret, slip)))
 }
 
 /// Whether the encrypted release `target` is addressed to this device: it holds a key with

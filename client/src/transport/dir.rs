@@ -129,6 +129,29 @@ impl Transport for DirTransport {
         })
     }
 
+    fn fetch_slice(
+        &self,
+        relative: &str,
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    ) -> Result<Vec<u8>, TransportError> {
+        let (mut file, _, location) = self.open(relative, file_len)?;
+        file.seek(SeekFrom::Start(offset))
+            .map_err(|e| TransportError::Other {
+                location: location.clone(),
+                reason: e.to_string(),
+            })?;
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, len), &mut out).map_err(|e| {
+            TransportError::Other {
+                location,
+                reason: e.to_string(),
+            }
+        })?;
+        Ok(out)
+    }
+
     fn location(&self, relative: &str) -> String {
         self.base.join(relative).display().to_string()
     }
@@ -160,6 +183,39 @@ mod tests {
         ));
         assert!(matches!(
             fetch_bytes(&t, "big.json", 5),
+            Err(TransportError::TooLarge { .. })
+        ));
+    }
+
+    #[test]
+    fn a_slice_is_what_the_file_holds_there_and_never_more() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("b.slipbundle"), b"0123456789").unwrap();
+        let t = DirTransport::new(dir.path());
+        assert_eq!(t.fetch_slice("b.slipbundle", 2, 3, 10).unwrap(), b"234");
+        // The file ends early: what is there (the caller refuses the short block).
+        assert_eq!(t.fetch_slice("b.slipbundle", 8, 5, 10).unwrap(), b"89");
+        assert_eq!(t.fetch_slice("b.slipbundle", 20, 5, 10).unwrap(), b"");
+        // Larger than the index says the whole file is.
+        assert!(matches!(
+            t.fetch_slice("b.slipbundle", 0, 3, 9),
+            Err(TransportError::TooLarge { limit: 9, .. })
+        ));
+        // The default implementation (a transport that cannot seek) gives the same.
+        struct Plain<'a>(&'a DirTransport);
+        impl Transport for Plain<'_> {
+            fn fetch(&self, r: &str, max: u64) -> Result<FetchStream, TransportError> {
+                self.0.fetch(r, max)
+            }
+            fn location(&self, r: &str) -> String {
+                self.0.location(r)
+            }
+        }
+        let p = Plain(&t);
+        assert_eq!(p.fetch_slice("b.slipbundle", 2, 3, 10).unwrap(), b"234");
+        assert_eq!(p.fetch_slice("b.slipbundle", 8, 5, 10).unwrap(), b"89");
+        assert!(matches!(
+            p.fetch_slice("b.slipbundle", 0, 3, 9),
             Err(TransportError::TooLarge { .. })
         ));
     }

@@ -432,6 +432,65 @@ impl Transport for HttpTransport {
         })
     }
 
+    fn fetch_slice(
+        &self,
+        relative: &str,
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    ) -> Result<Vec<u8>, TransportError> {
+        if len == 0 {
+            return Ok(Vec::new());
+        }
+        let location = self.location(relative);
+        let last = offset.saturating_add(len - 1);
+        let range = format!("bytes={offset}-{last}");
+        tracing::debug!(url = %location, range = %range, "GET");
+        let start = Instant::now();
+        let resp = self.get(
+            &location,
+            start,
+            self.bounds.request_timeout(),
+            Some((&range, None)),
+        )?;
+        let url = resp.get_url().to_string();
+        match resp.status() {
+            206 => {}
+            416 => {
+                // The file ends before `offset`: nothing of the slice arrived.
+                tracing::info!(url = %location, range = %range, "range not satisfiable (416)");
+                return Ok(Vec::new());
+            }
+            _ => {
+                // 200: the server ignores ranges; read through the file (capped at its size).
+                tracing::info!(url = %location, "server ignores ranges: reading the file up to the slice");
+                let stream = self.body(resp, start, file_len)?;
+                return super::read_slice(stream, offset, len, file_len, || url.clone());
+            }
+        }
+        match resp.header("Content-Range").and_then(content_range) {
+            Some((first, end, total)) if first == offset && end <= last => {
+                if total.is_some_and(|t| t > file_len) {
+                    return Err(TransportError::TooLarge {
+                        location: url,
+                        limit: file_len,
+                    });
+                }
+            }
+            other => {
+                return Err(TransportError::Other {
+                    location: url,
+                    reason: format!("asked for {range}, the server answered {other:?}"),
+                })
+            }
+        }
+        let mut out = Vec::new();
+        self.body(resp, start, len)?
+            .read_to_end(&mut out)
+            .map_err(|e| super::read_error(url, len, &e))?;
+        Ok(out)
+    }
+
     fn location(&self, relative: &str) -> String {
         format!("{}{}", self.base, relative)
     }

@@ -193,8 +193,46 @@ pub trait Transport: Send + Sync {
         })
     }
 
+    /// Read the `len` bytes of `relative` from byte `offset` on, in a file of `file_len` bytes
+    /// (one HTTP Range request `bytes=offset-(offset+len-1)`): a device's block of a slip
+    /// bundle. Returns what arrived, at most `len` bytes: fewer when the file ends early (the
+    /// caller checks the length it expects). An answer of more than `len` bytes, or a file
+    /// larger than `file_len`, fails with [`TransportError::TooLarge`]; an answer for another
+    /// range with [`TransportError::Other`].
+    ///
+    /// The default implementation reads the file from its start (capped at `file_len`) and
+    /// keeps the slice: any transport works, only less economically.
+    fn fetch_slice(
+        &self,
+        relative: &str,
+        offset: u64,
+        len: u64,
+        file_len: u64,
+    ) -> Result<Vec<u8>, TransportError> {
+        let stream = self.fetch(relative, file_len)?;
+        read_slice(stream, offset, len, file_len, || self.location(relative))
+    }
+
     /// Human-readable location of `relative`, for messages.
     fn location(&self, relative: &str) -> String;
+}
+
+/// Skip `offset` bytes of `stream` (a whole file capped at `file_len`) and read up to `len`.
+pub(crate) fn read_slice(
+    mut stream: impl Read,
+    offset: u64,
+    len: u64,
+    file_len: u64,
+    location: impl Fn() -> String,
+) -> Result<Vec<u8>, TransportError> {
+    io::copy(&mut (&mut stream).take(offset), &mut io::sink())
+        .map_err(|e| read_error(location(), file_len, &e))?;
+    let mut out = Vec::new();
+    stream
+        .take(len)
+        .read_to_end(&mut out)
+        .map_err(|e| read_error(location(), file_len, &e))?;
+    Ok(out)
 }
 
 /// Marker inside the `io::Error` a [`Limited`] stream returns when the cap is passed.

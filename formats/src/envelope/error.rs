@@ -37,6 +37,11 @@ pub enum EnvelopeError {
         /// Payload id written in the slip.
         slip_payload: PayloadId,
     },
+    /// A slip bundle, or the index of it in the signed metadata, is not what it must be: a
+    /// block of another size than the index promises, records of another block or out of
+    /// order, an index out of range.
+    #[error("slip bundle refused: {0}")]
+    SlipBundle(String),
     /// HPKE refused to open the slip although it names this key and binding: the slip was
     /// altered (or forged with a copied recipient id).
     #[error("key slip does not open with this key: the slip was altered")]

@@ -4,7 +4,7 @@ use super::error::{EnvelopeError, Result};
 use super::header::PayloadId;
 use super::recipient::{RecipientId, RecipientSecretKey};
 use super::slip::{unwrap_key, KeySlip, SlipBinding};
-use super::{DataKey, PayloadInfo};
+use super::{DataKey, PayloadInfo, SlipBundleIndex};
 use serde::{Deserialize, Serialize};
 
 /// Value of [`EncryptionInfo::format`] for this version of the envelope.
@@ -39,6 +39,11 @@ pub struct EncryptionInfo {
     /// Whether per-device slip files were published next to the target.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub device_slips: bool,
+    /// Where the device slips are in the target's slip bundle ([`super::bundle_path`]), when
+    /// they were published as one (see [`SlipBundleIndex`]). Clients that do not know it see
+    /// no slip for them and skip the release.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slip_bundle: Option<SlipBundleIndex>,
 }
 
 impl EncryptionInfo {
@@ -53,6 +58,7 @@ impl EncryptionInfo {
             plaintext_length: payload.plaintext_len,
             slips: Vec::new(),
             device_slips: false,
+            slip_bundle: None,
         }
     }
 

@@ -29,6 +29,7 @@
 //! # Ok::<(), EnvelopeError>(())
 //! ```
 
+mod bundle;
 mod datakey;
 mod error;
 mod header;
@@ -39,6 +40,11 @@ mod sealer;
 mod slip;
 mod stream;
 
+pub use bundle::{
+    block_bits_for, block_of, bundle_header, bundle_path, bundle_record, read_bundle_header,
+    record_id, SlipBundleIndex, BUNDLE_MAGIC, BUNDLE_SUFFIX, BUNDLE_VERSION, MAX_BLOCK_BITS,
+    MAX_BLOCK_LEN, RECORD_LEN,
+};
 pub use datakey::{DataKey, DATA_KEY_LEN};
 pub use error::{EnvelopeError, Result};
 pub use header::{

@@ -3,7 +3,7 @@
 use crate::compress;
 use crate::delta::CreateOptions;
 use crate::delta_target::{self, PatchReport};
-use crate::encrypt;
+use crate::encrypt::{self, SlipLayout};
 use crate::keys;
 use crate::recipients::parse_selectors;
 use crate::{Error, Result};
@@ -117,6 +117,11 @@ pub struct Args {
     /// hardware (the groups named like the --hardware ids).
     #[arg(long, value_name = "RECIPIENTS")]
     pub encrypt_to: Option<String>,
+    /// How per-device slips are published: `files`, one file per device (all clients), or
+    /// `bundle`, one file per release that devices read with one Range request (clients
+    /// that know slip bundles; older ones skip such a release).
+    #[arg(long, value_name = "LAYOUT", value_enum, default_value_t = SlipLayout::Files)]
+    pub slips: SlipLayout,
     /// Also publish a patch from this earlier release of NAME (NAME@VERSION; repeatable).
     #[arg(long = "delta-from", value_name = "NAME@VERSION")]
     pub delta_from: Vec<String>,
@@ -146,7 +151,7 @@ pub struct EncryptionReport {
     pub groups: Vec<String>,
     /// Number of per-device slip files.
     pub device_slips: u64,
-    /// Directory of the per-device slip files, if any.
+    /// Where the per-device slips are, if any: their directory, or the slip bundle.
     pub slips_dir: Option<PathBuf>,
 }
 
@@ -352,7 +357,12 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
             encrypt::remove_stale_slip_dirs(&targets_dir);
             let resolved = crate::recipients::resolve(&repo.dir, sel, &hardware_ids)?;
             for path in std::iter::once(&target_path).chain(&patch_paths) {
-                let dir = encrypt::slips_dir(&targets_dir, path);
+                let dir = match a.slips {
+                    SlipLayout::Files => encrypt::slips_dir(&targets_dir, path),
+                    SlipLayout::Bundle => {
+                        targets_dir.join(ota_formats::envelope::bundle_path(path))
+                    }
+                };
                 if !resolved.devices.is_empty() && dir.exists() {
                     if targets.targets.contains_key(path) {
                         return Err(Error::policy(
@@ -361,7 +371,12 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
                         ));
                     }
                     // Left by a run that crashed before its metadata was published.
-                    std::fs::remove_dir_all(&dir).map_err(|e| Error::write(&dir, e))?;
+                    let removed = if dir.is_dir() {
+                        std::fs::remove_dir_all(&dir)
+                    } else {
+                        std::fs::remove_file(&dir)
+                    };
+                    removed.map_err(|e| Error::write(&dir, e))?;
                 }
             }
             Some(resolved)
@@ -420,7 +435,8 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
     // Encrypted: slips first (files written here), then the payload, then the metadata.
     let (file, encryption) = match &recipients {
         Some(r) => {
-            let (e, slips_dir) = encrypt::encrypt_for(compressed, &targets_dir, &target_path, r)?;
+            let (e, slips_dir) =
+                encrypt::encrypt_for(compressed, &targets_dir, &target_path, r, a.slips)?;
             ota.encryption = Some(serde_json::to_value(&e.info).map_err(|err| {
                 Error::input(
                     format!("cannot encode the encryption metadata: {err}"),
@@ -466,7 +482,7 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
         let mut meta = delta_target::patch_meta(&ota, base, &report.method)?;
         let file = match &recipients {
             Some(r) => {
-                let (e, _) = encrypt::encrypt_for(file, &targets_dir, &report.target, r)?;
+                let (e, _) = encrypt::encrypt_for(file, &targets_dir, &report.target, r, a.slips)?;
                 meta.encryption = Some(serde_json::to_value(&e.info).map_err(|err| {
                     Error::input(
                         format!("cannot encode the encryption metadata: {err}"),

@@ -383,8 +383,30 @@ fn copy_target(repo: &Path, to: &Path, path: &str, file: &TargetFile) -> Result<
     Ok(file.length)
 }
 
-/// Copy the per-device key slips of target `path`, if it has any. Returns (files, bytes).
+/// Copy the per-device key slips of target `path`, if it has any (slip files, or its slip
+/// bundle). Returns (files, bytes).
 fn copy_slips(repo: &Path, to: &Path, path: &str) -> Result<(usize, u64)> {
+    let bundle = repo
+        .join(TARGETS_DIR)
+        .join(ota_formats::envelope::bundle_path(path));
+    if bundle.is_file() {
+        let dest = to
+            .join(TARGETS_DIR)
+            .join(ota_formats::envelope::bundle_path(path));
+        let mut src = user_file::open(&bundle).map_err(|err| {
+            Error::user_file(
+                "slip bundle",
+                err,
+                Error::repo,
+                "restore the repository from a backup",
+            )
+        })?;
+        let mut out = ota_fs::atomic::PendingFile::new(&dest, PUBLIC_FILE)
+            .map_err(|e| Error::write(&dest, e))?;
+        let bytes = std::io::copy(&mut src, out.file_mut()).map_err(|e| Error::write(&dest, e))?;
+        out.commit_new().map_err(|e| Error::write(&dest, e))?;
+        return Ok((1, bytes));
+    }
     let src = crate::encrypt::slips_dir(&repo.join(TARGETS_DIR), path);
     let Ok(entries) = std::fs::read_dir(&src) else {
         return Ok((0, 0));

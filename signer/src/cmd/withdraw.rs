@@ -139,6 +139,15 @@ pub fn run(a: Args, now: DateTime<Utc>) -> Result<u8> {
                     file.display()
                 )),
             }
+            let bundle = targets_dir.join(ota_formats::envelope::bundle_path(path));
+            match std::fs::remove_file(&bundle) {
+                Ok(()) => deleted_files.push(bundle),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => crate::warn(&format!(
+                    "withdrawn, but cannot delete {}: {e}",
+                    bundle.display()
+                )),
+            }
             let slips = crate::encrypt::slips_dir(&targets_dir, path);
             if slips.is_dir() {
                 match std::fs::remove_dir_all(&slips) {
