@@ -12,6 +12,8 @@
 //! ```
 mod text;
 
+pub(crate) use text::envelope;
+
 use crate::{Error, Result};
 use serde::Serialize;
 use serde_json::Value;
@@ -237,6 +239,43 @@ mod tests {
             reference(&v, &mut expected);
             let pretty = serde_json::to_string_pretty(&v).unwrap();
             assert_eq!(text(&pretty).unwrap(), expected, "{pretty}");
+        }
+    }
+
+    #[test]
+    fn an_envelope_gives_the_canonical_signed_part_and_where_each_part_is() {
+        let file = br#" {"x-extra": [1, {"b": 2}], "signatures": [{"keyid": "k", "sig": "00"}],
+            "signed": {"z": "\u00e9", "a": 1}} "#;
+        let e = envelope(file).unwrap();
+        assert_eq!(e.canonical_signed, "{\"a\":1,\"z\":\"é\"}".as_bytes());
+        assert_eq!(&file[e.signed.clone()], br#"{"z": "\u00e9", "a": 1}"#);
+        assert_eq!(&file[e.signatures], br#"[{"keyid": "k", "sig": "00"}]"#);
+        for (bad, why) in [
+            (
+                &br#"{"signed": {}, "signed": {}, "signatures": []}"#[..],
+                "duplicate key \"signed\"",
+            ),
+            (
+                br#"{"signatures": [], "signatures": [], "signed": {}}"#,
+                "duplicate key",
+            ),
+            (br#"{"signatures": []}"#, "missing field `signed`"),
+            (br#"{"signed": {}}"#, "missing field `signatures`"),
+            (
+                br#"{"signed": {"a": 1.5}, "signatures": []}"#,
+                "not an integer",
+            ),
+            (
+                br#"{"signed": {}, "signatures": []} x"#,
+                "trailing characters",
+            ),
+            (br#"[]"#, "expected '{'"),
+        ] {
+            let err = envelope(bad)
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            assert!(err.contains(why), "{}: {err}", String::from_utf8_lossy(bad));
         }
     }
 }

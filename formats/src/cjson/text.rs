@@ -10,6 +10,7 @@
 use super::write_string;
 use crate::{Error, Result};
 use std::borrow::Cow;
+use std::ops::Range;
 
 /// Deepest nesting accepted, as serde_json's own limit.
 const MAX_DEPTH: usize = 128;
@@ -30,6 +31,82 @@ struct Canonicalizer<'a> {
     members: Vec<Member<'a>>,
     /// Copy of an object's members while they are put in order.
     scratch: Vec<u8>,
+}
+
+/// The parts of a metadata file (a JSON object with `signed` and `signatures`) that
+/// verification needs, found in the same pass that writes the canonical form.
+pub(crate) struct Envelope {
+    /// Canonical JSON of the `signed` member's value.
+    pub(crate) canonical_signed: Vec<u8>,
+    /// Where the `signed` member's value is in the input.
+    pub(crate) signed: Range<usize>,
+    /// Where the `signatures` member's value is in the input.
+    pub(crate) signatures: Range<usize>,
+}
+
+/// Split a metadata file into [`Envelope`] parts in one pass over its bytes. Other members are
+/// checked as JSON and ignored; a member named twice is refused.
+pub(crate) fn envelope(input: &[u8]) -> Result<Envelope> {
+    std::str::from_utf8(input).map_err(|e| Error::Canonical(format!("JSON text: {e}")))?;
+    let mut c = Canonicalizer {
+        input,
+        pos: 0,
+        depth: 0,
+        members: Vec::new(),
+        scratch: Vec::new(),
+    };
+    let mut ignored = Vec::new();
+    let mut seen: Vec<Cow<'_, [u8]>> = Vec::new();
+    let (mut signed, mut signatures) = (None, None);
+    c.skip_ws();
+    c.expect(b'{')?;
+    c.skip_ws();
+    if c.peek() != Some(b'}') {
+        loop {
+            c.skip_ws();
+            let key = c.string()?;
+            if seen.contains(&key) {
+                return Err(Error::Canonical(format!(
+                    "duplicate key \"{}\" in an object",
+                    String::from_utf8_lossy(&key)
+                )));
+            }
+            c.skip_ws();
+            c.expect(b':')?;
+            c.skip_ws();
+            let start = c.pos;
+            if key.as_ref() == b"signed" {
+                let mut out = Vec::with_capacity(input.len());
+                c.value(&mut out)?;
+                signed = Some((out, start..c.pos));
+            } else {
+                ignored.clear();
+                c.value(&mut ignored)?;
+                if key.as_ref() == b"signatures" {
+                    signatures = Some(start..c.pos);
+                }
+            }
+            seen.push(key);
+            c.skip_ws();
+            match c.peek() {
+                Some(b',') => c.pos += 1,
+                Some(b'}') => break,
+                _ => return Err(c.error("expected ',' or '}'")),
+            }
+        }
+    }
+    c.pos += 1;
+    c.skip_ws();
+    if c.pos != input.len() {
+        return Err(c.error("trailing characters after the JSON value"));
+    }
+    let missing = |field: &str| Error::Canonical(format!("missing field `{field}`"));
+    let (canonical_signed, signed) = signed.ok_or_else(|| missing("signed"))?;
+    Ok(Envelope {
+        canonical_signed,
+        signed,
+        signatures: signatures.ok_or_else(|| missing("signatures"))?,
+    })
 }
 
 /// Append the canonical form of the JSON text `input` to `out`.

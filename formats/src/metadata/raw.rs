@@ -2,7 +2,6 @@ use super::RoleType;
 use crate::crypto::{verify_threshold, KeySource, Signature, Signer};
 use crate::{cjson, Error, Result};
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use serde_json::Value;
 
 /// A metadata file as received: the raw `signed` value and the signatures over it.
@@ -58,38 +57,53 @@ impl RawMetadata {
     }
 }
 
-/// A metadata file as received, borrowed from its bytes: the `signed` part as text and the
-/// signatures. What verification needs, without building a JSON value tree: the canonical
-/// bytes are written from the text in one pass and the role is parsed from it directly.
+/// A metadata file as received, borrowed from its bytes: the `signed` part as text, its
+/// canonical form and the signatures. What verification needs, found in one pass over the
+/// bytes with no JSON value tree; the role is then parsed from the text directly.
 ///
 /// ```
 /// use ota_formats::metadata::RawEnvelope;
 /// let file = br#"{"signatures": [], "signed": {"b": 1, "a": [true]}}"#;
 /// let envelope = RawEnvelope::from_bytes(file).unwrap();
-/// assert_eq!(envelope.canonical_signed().unwrap(), br#"{"a":[true],"b":1}"#);
+/// assert_eq!(envelope.canonical_signed(), br#"{"a":[true],"b":1}"#);
 /// ```
-#[derive(Debug, Deserialize)]
+#[derive(Debug)]
 pub struct RawEnvelope<'a> {
-    #[serde(borrow)]
-    signed: &'a RawValue,
+    signed: &'a str,
+    canonical: Vec<u8>,
     /// The `signatures` list.
     pub signatures: Vec<Signature>,
 }
 
 impl<'a> RawEnvelope<'a> {
-    /// Parse the envelope of a metadata file, borrowing its `signed` part.
+    /// Split a metadata file into its `signed` text (with its canonical form) and signatures.
     pub fn from_bytes(bytes: &'a [u8]) -> Result<Self> {
-        serde_json::from_slice(bytes).map_err(|e| Error::malformed("metadata envelope", e))
+        let envelope = cjson::envelope(bytes)?;
+        let signatures = serde_json::from_slice(&bytes[envelope.signatures])
+            .map_err(|e| Error::malformed("metadata signatures", e))?;
+        // The spans are of text that was just checked as UTF-8 JSON.
+        let signed = std::str::from_utf8(&bytes[envelope.signed])
+            .map_err(|e| Error::malformed("metadata envelope", e))?;
+        Ok(RawEnvelope {
+            signed,
+            canonical: envelope.canonical_signed,
+            signatures,
+        })
     }
 
     /// Canonical JSON of the `signed` part as received: the bytes signatures cover.
-    pub fn canonical_signed(&self) -> Result<Vec<u8>> {
-        cjson::from_json(self.signed.get().as_bytes())
+    pub fn canonical_signed(&self) -> &[u8] {
+        &self.canonical
+    }
+
+    /// Give up the envelope, keeping the canonical bytes of its `signed` part.
+    pub fn into_canonical_signed(self) -> Vec<u8> {
+        self.canonical
     }
 
     /// Parse the signed part as role `T`, checking `_type`, `spec_version` and role rules.
     pub fn parse<T: RoleType>(&self) -> Result<T> {
-        let text = self.signed.get();
+        let text = self.signed;
         match serde_json::from_str::<T>(text) {
             Ok(parsed) => checked(Ok(parsed)),
             Err(e) => {

@@ -33,12 +33,12 @@ pub(crate) fn parse<T: RoleType>(role: &str, bytes: &[u8]) -> Result<Parsed<T>> 
         role: role.to_string(),
         source,
     };
-    let raw = RawEnvelope::from_bytes(bytes).map_err(invalid)?;
-    let canonical = raw.canonical_signed().map_err(invalid)?;
+    let mut raw = RawEnvelope::from_bytes(bytes).map_err(invalid)?;
     let parsed = raw.parse::<T>().map_err(invalid)?;
+    let signatures = std::mem::take(&mut raw.signatures);
     Ok(Parsed {
-        canonical,
-        signatures: raw.signatures,
+        canonical: raw.into_canonical_signed(),
+        signatures,
         role: parsed,
     })
 }
