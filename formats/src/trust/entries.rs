@@ -60,9 +60,8 @@ impl EntryIndex {
             .binary_search_by(|m| compare_key(key_bytes(canonical, m), path.as_bytes()))
             .ok()?;
         let m = &self.members[i];
-        Some(serde_json::from_slice(
-            &canonical[m.value.0 as usize..m.value.1 as usize],
-        ))
+        let entry = as_json(&canonical[m.value.0 as usize..m.value.1 as usize]);
+        Some(serde_json::from_slice(&entry))
     }
 
     /// Every target path, in canonical (sorted) order.
@@ -71,6 +70,24 @@ impl EntryIndex {
             .iter()
             .map(|m| String::from_utf8_lossy(&unescape(key_bytes(canonical, m))).into_owned())
     }
+}
+
+/// Canonical JSON as JSON text a parser accepts: canonical strings carry control characters
+/// raw, which JSON requires escaped. Canonical JSON has no whitespace outside strings, so every
+/// such byte is inside one and becomes its `\u00XX` escape.
+fn as_json(canonical: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+    if !canonical.iter().any(|&b| b < 0x20) {
+        return canonical.into();
+    }
+    let mut out = Vec::with_capacity(canonical.len() + 16);
+    for &b in canonical {
+        if b < 0x20 {
+            out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+        } else {
+            out.push(b);
+        }
+    }
+    out.into()
 }
 
 fn key_bytes<'a>(canonical: &'a [u8], m: &Member) -> &'a [u8] {
@@ -207,6 +224,7 @@ mod tests {
             "delegations": {"keys": {}, "roles": [{"name": "targets", "paths": ["x"]}]},
             "targets": {
                 "b.bin": {"length": 2, "hashes": {"sha256": "bb"}, "custom": {"v": [1, {"k": "}"}]}},
+                "n\tl.bin": {"length": 5, "hashes": {"sha256": "ee"}, "custom": {"notes": "a\nb\u{1}"}},
                 "a\"q.bin": {"length": 1, "hashes": {"sha256": "aa"}},
                 "a#.bin": {"length": 3, "hashes": {"sha256": "cc"}},
                 "é\\x": {"length": 4, "hashes": {"sha256": "dd"}},
@@ -215,8 +233,14 @@ mod tests {
         });
         let canonical = cjson::value_to_vec(&signed).unwrap();
         let index = EntryIndex::build(&canonical).unwrap();
-        assert_eq!(index.len(), 4);
-        for (path, length) in [("a\"q.bin", 1), ("b.bin", 2), ("a#.bin", 3), ("é\\x", 4)] {
+        assert_eq!(index.len(), 5);
+        for (path, length) in [
+            ("a\"q.bin", 1),
+            ("b.bin", 2),
+            ("a#.bin", 3),
+            ("é\\x", 4),
+            ("n\tl.bin", 5),
+        ] {
             let entry = index.get(&canonical, path).unwrap().unwrap();
             assert_eq!(entry.length, length, "{path}");
         }
@@ -224,8 +248,11 @@ mod tests {
         assert!(index.get(&canonical, "targets").is_none());
         let b = index.get(&canonical, "b.bin").unwrap().unwrap();
         assert_eq!(b.custom, Some(json!({"v": [1, {"k": "}"}]})));
+        // Control characters are raw in canonical strings; the entry reads back unchanged.
+        let n = index.get(&canonical, "n\tl.bin").unwrap().unwrap();
+        assert_eq!(n.custom, Some(json!({"notes": "a\nb\u{1}"})));
         let paths: Vec<String> = index.paths(&canonical).collect();
-        assert_eq!(paths, ["a\"q.bin", "a#.bin", "b.bin", "é\\x"]);
+        assert_eq!(paths, ["a\"q.bin", "a#.bin", "b.bin", "n\tl.bin", "é\\x"]);
     }
 
     #[test]
