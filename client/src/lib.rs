@@ -26,6 +26,7 @@ pub mod metadata_cache;
 pub mod names;
 pub mod pki;
 mod resident;
+mod role_writer;
 mod search;
 pub mod storage;
 pub mod target_download;

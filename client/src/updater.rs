@@ -24,6 +24,7 @@ use crate::config::{Limits, UpdaterConfig};
 use crate::metadata_cache::MetadataCache;
 use crate::names::metadata_file;
 use crate::resident::ResidentRoles;
+use crate::role_writer::RoleWriter;
 use crate::transport::{fetch_bytes, Transport, TransportError};
 use crate::trusted::TrustedSet;
 use crate::verified::{VerifiedTarget, VerifiedTargets};
@@ -40,6 +41,7 @@ pub struct Updater {
     clock: Box<dyn Clock>,
     pub(crate) trusted: TrustedSet,
     resident: ResidentRoles,
+    role_writer: RoleWriter,
     refreshed: bool,
 }
 
@@ -57,6 +59,7 @@ impl Updater {
             clock: config.clock,
             trusted,
             resident: ResidentRoles::default(),
+            role_writer: RoleWriter::default(),
             refreshed: false,
         })
     }
@@ -93,6 +96,8 @@ impl Updater {
         self.refreshed = false;
         self.trusted = Self::load_trusted_root(&self.cache, self.clock.now())?;
         self.resident = ResidentRoles::default();
+        // Roles still queued from an earlier refresh are written before any is read back.
+        self.role_writer.flush();
         self.update_root()?;
         self.update_timestamp()?;
         self.update_snapshot()?;
@@ -227,6 +232,10 @@ impl Updater {
     }
 
     fn verify_targets(&mut self, role: &str, delegator: &str) -> Result<()> {
+        if self.resident.delegator_of(role).is_some() {
+            // Loaded before and forgotten since: its file may still be queued for writing.
+            self.role_writer.flush();
+        }
         if let Some(local) = self.cache.load(role)? {
             match self
                 .trusted
@@ -252,7 +261,11 @@ impl Updater {
         let bytes = self.fetch_metadata(role, version, max)?;
         self.trusted
             .update_delegated_targets(&bytes, role, delegator)?;
-        self.cache.store(role, &bytes)
+        if role == "targets" {
+            return self.cache.store(role, &bytes);
+        }
+        self.role_writer.store(&self.cache, role, bytes);
+        Ok(())
     }
 
     /// The verified entry for `target_path`, searching delegations (loaded lazily, pre-order
@@ -260,6 +273,14 @@ impl Updater {
     pub fn get_target_info(&mut self, target_path: &str) -> Result<Option<VerifiedTarget>> {
         self.ensure_refreshed()?;
         self.search(target_path)
+    }
+
+    /// Wait until every delegated role verified so far is written to the metadata directory.
+    /// They are written in the background while the search goes on (root, timestamp,
+    /// snapshot and the top-level targets are written before the call that verified them
+    /// returns); dropping the updater waits too.
+    pub fn wait_for_metadata_writes(&mut self) {
+        self.role_writer.flush();
     }
 
     /// The trusted metadata (root, timestamp, snapshot, loaded targets roles).

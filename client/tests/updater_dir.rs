@@ -139,6 +139,7 @@ fn delegations_are_loaded_lazily_under_encoded_names() {
     );
     let t = up.get_target_info("team/app.bin").unwrap().unwrap();
     assert_eq!(t.role(), "team a");
+    up.wait_for_metadata_writes();
     assert!(md.join("team%20a.json").exists());
     assert!(
         !md.join("unused.json").exists(),
