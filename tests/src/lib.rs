@@ -11,6 +11,7 @@ pub mod nginx;
 pub mod noise;
 pub mod postgres;
 pub mod python;
+pub mod release;
 pub mod server;
 pub mod tls_server;
 

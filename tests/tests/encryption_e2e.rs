@@ -1,10 +1,11 @@
 //! Encrypted firmware as a user runs it, with the real binaries only: `ota-sign` registers
 //! recipients and encrypts releases, the real `ota-server` serves them, `ota-client` devices
 //! (own key from `keygen`, group key from `keys import-group`) install or refuse them.
-use ota_tests::cli::{run, run_with_stdin, tree, Run};
+use ota_tests::cli::run_with_stdin;
+use ota_tests::release::{Device as Dev, Owner};
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 const NAME: &str = "gateway-fw";
 const GROUP: &str = "board-a";
@@ -20,184 +21,12 @@ fn args(parts: &[&Path]) -> Vec<std::ffi::OsString> {
     parts.iter().map(|p| p.as_os_str().to_owned()).collect()
 }
 
-/// The release owner: a repository and its keys, driven with `ota-sign`.
-struct Owner {
-    _dir: tempfile::TempDir,
-    repo: PathBuf,
-    keys: PathBuf,
-    work: PathBuf,
-}
-
-impl Owner {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let o = Owner {
-            repo: dir.path().join("repo"),
-            keys: dir.path().join("keys"),
-            work: dir.path().join("work"),
-            _dir: dir,
-        };
-        std::fs::create_dir(&o.work).unwrap();
-        o.ok(&[
-            "init",
-            "--repo",
-            o.repo.to_str().unwrap(),
-            "--keys",
-            o.keys.to_str().unwrap(),
-        ]);
-        o
-    }
-
-    fn sign(&self, a: &[&str]) -> Run {
-        run("ota-sign", a)
-    }
-
-    fn ok(&self, a: &[&str]) -> Run {
-        let r = self.sign(a);
-        assert_eq!(r.code, 0, "ota-sign {a:?}: {r:?}");
-        r
-    }
-
-    fn recipients(&self, sub: &str, rest: &[&str]) -> Run {
-        let mut a = vec!["recipients", sub, "--repo", self.repo.to_str().unwrap()];
-        a.extend(rest);
-        self.ok(&a)
-    }
-
-    /// `ota-sign add` a release of `data`, encrypted to `encrypt_to` if given.
-    fn add(&self, version: &str, data: &[u8], encrypt_to: Option<&str>) -> String {
-        let file = self.work.join(format!("fw-{version}.img"));
-        std::fs::write(&file, data).unwrap();
-        let mut a = vec![
-            "add",
-            "--repo",
-            self.repo.to_str().unwrap(),
-            "--keys",
-            self.keys.to_str().unwrap(),
-            file.to_str().unwrap(),
-            "--name",
-            NAME,
-            "--version",
-            version,
-            "--hardware",
-            GROUP,
-        ];
-        if let Some(to) = encrypt_to {
-            a.extend(["--encrypt-to", to]);
-        }
-        self.ok(&a);
-        format!("{NAME}-{version}.img.zst")
-    }
-
-    fn root(&self) -> PathBuf {
-        self.repo.join("metadata/1.root.json")
-    }
-
-    fn slip(&self, target: &str, id: &str) -> PathBuf {
-        self.repo
-            .join("targets")
-            .join(format!("{target}.slips/{id}.slip"))
-    }
-}
-
-/// The slot directory's files and installed.json, to prove a refused update changed nothing.
-type Observed = (Vec<(PathBuf, Vec<u8>)>, Option<Vec<u8>>);
-
-/// A device: a state directory and the file its firmware is installed to.
-struct Dev {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    slot: PathBuf,
-}
-
-impl Dev {
-    fn new(owner: &Owner, server: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("slot")).unwrap();
-        let d = Dev {
-            state: dir.path().join("state"),
-            slot: dir.path().join("slot/firmware.img"),
-            _dir: dir,
-        };
-        let r = d.client(&[
-            "init",
-            "--root",
-            owner.root().to_str().unwrap(),
-            "--server",
-            server,
-            "--hardware",
-            GROUP,
-        ]);
-        assert_eq!(r.code, 0, "{r:?}");
-        d
-    }
-
-    fn client(&self, a: &[&str]) -> Run {
-        let state = self.state.to_str().unwrap();
-        // `keys` has subcommands: --state goes after the second word.
-        let split = if a[0] == "keys" { 2 } else { 1 };
-        let mut all: Vec<&str> = a[..split].to_vec();
-        all.extend(["--state", state]);
-        all.extend(&a[split..]);
-        run("ota-client", &all)
-    }
-
-    /// `keygen`; returns (public key, recipient id).
-    fn keygen(&self) -> (String, String) {
-        let r = self.client(&["keygen", "--json"]);
-        assert_eq!(r.code, 0, "{r:?}");
-        let j = r.json();
-        (
-            j["public_key"].as_str().unwrap().to_string(),
-            j["recipient_id"].as_str().unwrap().to_string(),
-        )
-    }
-
-    fn update(&self) -> Run {
-        self.client(&[
-            "update",
-            "--install-to",
-            self.slot.to_str().unwrap(),
-            "--json",
-        ])
-    }
-
-    fn installs(&self, version: &str, data: &[u8]) {
-        let r = self.update();
-        assert_eq!(r.code, 0, "{r:?}");
-        assert_eq!(
-            std::fs::read(&self.slot).unwrap(),
-            data,
-            "{version} installed byte-identical"
-        );
-        assert_eq!(self.installed()["version"], version);
-    }
-
-    /// The newest release is encrypted to other devices: not an update for this one. `update`
-    /// says so (exit 100, the release listed as skipped) and changes nothing.
-    fn skipped(&self, version: &str) -> Run {
-        let before = self.observable();
-        let r = self.update();
-        assert_eq!(r.code, 100, "{r:?}");
-        assert_eq!(r.json()["skipped"][0]["version"], version, "{r:?}");
-        assert_eq!(
-            self.observable(),
-            before,
-            "a skipped release changed the slot or installed.json"
-        );
-        r
-    }
-
-    fn installed(&self) -> serde_json::Value {
-        serde_json::from_slice(&std::fs::read(self.state.join("installed.json")).unwrap()).unwrap()
-    }
-
-    fn observable(&self) -> Observed {
-        (
-            tree(self.slot.parent().unwrap()).into_iter().collect(),
-            std::fs::read(self.state.join("installed.json")).ok(),
-        )
-    }
+/// `ota-sign add` a release of `data`, encrypted to `encrypt_to` if given.
+fn add(owner: &Owner, version: &str, data: &[u8], encrypt_to: Option<&str>) -> String {
+    let extra: Vec<&str> = encrypt_to
+        .map(|to| vec!["--encrypt-to", to])
+        .unwrap_or_default();
+    owner.add(NAME, GROUP, version, data, &extra).0
 }
 
 #[test]
@@ -207,8 +36,8 @@ fn device_group_and_revoked_recipients_end_to_end() {
     let url = server.url();
 
     // Devices make their keys; the owner registers them and creates group board-a (B in it).
-    let a = Dev::new(&owner, &url);
-    let b = Dev::new(&owner, &url);
+    let a = Dev::new(&owner, &url, GROUP);
+    let b = Dev::new(&owner, &url, GROUP);
     let (a_pub, a_id) = a.keygen();
     let (b_pub, b_id) = b.keygen();
     let keys = owner.keys.to_str().unwrap();
@@ -268,13 +97,13 @@ fn device_group_and_revoked_recipients_end_to_end() {
 
     // 1.0.0, not encrypted: every device installs it.
     let v1 = image(1, 300_000);
-    owner.add("1.0.0", &v1, None);
+    add(&owner, "1.0.0", &v1, None);
     a.installs("1.0.0", &v1);
     b.installs("1.0.0", &v1);
 
     // 1.1.0 for dev-a alone: A installs it; B (registered, not addressed) is refused.
     let v11 = image(2, 300_000);
-    let t11 = owner.add("1.1.0", &v11, Some("device:dev-a"));
+    let t11 = add(&owner, "1.1.0", &v11, Some("device:dev-a"));
     assert!(owner.slip(&t11, &a_id).is_file());
     assert!(!owner.slip(&t11, &b_id).exists());
     a.installs("1.1.0", &v11);
@@ -284,11 +113,11 @@ fn device_group_and_revoked_recipients_end_to_end() {
     // 1.2.0 for group board-a: B installs it with the group key, A (no group key) is refused,
     // and a device holding only the group key (no keygen, key piped in on stdin) installs it.
     let v12 = image(3, 300_000);
-    owner.add("1.2.0", &v12, Some(&format!("group:{GROUP}")));
+    add(&owner, "1.2.0", &v12, Some(&format!("group:{GROUP}")));
     b.installs("1.2.0", &v12);
     a.skipped("1.2.0");
     assert_eq!(a.installed()["version"], "1.1.0");
-    let c = Dev::new(&owner, &url);
+    let c = Dev::new(&owner, &url, GROUP);
     let secret = std::fs::read(&secret_file).unwrap();
     let r = run_with_stdin(
         "ota-client",
@@ -313,7 +142,7 @@ fn device_group_and_revoked_recipients_end_to_end() {
     // file, although it also holds a group key).
     owner.recipients("remove", &["dev-a"]);
     let v13 = image(4, 300_000);
-    let t13 = owner.add("1.3.0", &v13, Some("all-devices"));
+    let t13 = add(&owner, "1.3.0", &v13, Some("all-devices"));
     assert!(!owner.slip(&t13, &a_id).exists());
     assert!(owner.slip(&t13, &b_id).is_file());
     a.skipped("1.3.0");
@@ -325,7 +154,7 @@ fn device_group_and_revoked_recipients_end_to_end() {
 
     // An unencrypted release still installs everywhere.
     let v14 = image(5, 300_000);
-    owner.add("1.4.0", &v14, None);
+    add(&owner, "1.4.0", &v14, None);
     for d in [&a, &b, &c] {
         d.installs("1.4.0", &v14);
     }
@@ -333,9 +162,9 @@ fn device_group_and_revoked_recipients_end_to_end() {
     // The newest release is for B only, an older newer-than-installed one for everybody: A
     // passes over 1.6.0 and installs 1.5.0 (a release not for a device is not an update).
     let v15 = image(6, 300_000);
-    owner.add("1.5.0", &v15, None);
+    add(&owner, "1.5.0", &v15, None);
     let v16 = image(7, 300_000);
-    owner.add("1.6.0", &v16, Some("device:dev-b"));
+    add(&owner, "1.6.0", &v16, Some("device:dev-b"));
     let r = a.client(&["check", "--json"]);
     assert_eq!(r.code, 0, "{r:?}");
     assert_eq!(r.json()["update"]["version"], "1.5.0", "{r:?}");

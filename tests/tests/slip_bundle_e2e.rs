@@ -8,10 +8,10 @@
 use ota_formats::envelope::{
     bundle_path, RecipientPublicKey, RecipientSecretKey, SlipBundleIndex, RECORD_LEN,
 };
-use ota_tests::cli::{run, tree, Run};
+use ota_tests::cli::Run;
+use ota_tests::release::{Device as Dev, Owner};
 use ota_tests::server::TestServer;
 use ota_tests::RepoHost;
-use std::path::PathBuf;
 
 const NAME: &str = "gateway-fw";
 const HW: &str = "board-a";
@@ -23,125 +23,17 @@ fn image(seed: u8, len: usize) -> Vec<u8> {
         .collect()
 }
 
-struct Owner {
-    _dir: tempfile::TempDir,
-    repo: PathBuf,
-    keys: PathBuf,
-    work: PathBuf,
+/// `ota-sign add` a release of `data` with its device slips in a bundle.
+fn add(owner: &Owner, version: &str, data: &[u8]) -> (String, Run) {
+    let extra = ["--encrypt-to", "all-devices", "--slips", "bundle", "--json"];
+    owner.add(NAME, HW, version, data, &extra)
 }
 
-impl Owner {
-    fn new() -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let o = Owner {
-            repo: dir.path().join("repo"),
-            keys: dir.path().join("keys"),
-            work: dir.path().join("work"),
-            _dir: dir,
-        };
-        std::fs::create_dir(&o.work).unwrap();
-        o.ok(&[
-            "init",
-            "--repo",
-            o.repo.to_str().unwrap(),
-            "--keys",
-            o.keys.to_str().unwrap(),
-        ]);
-        o
-    }
-
-    fn ok(&self, a: &[&str]) -> Run {
-        let r = run("ota-sign", a);
-        assert_eq!(r.code, 0, "ota-sign {a:?}: {r:?}");
-        r
-    }
-
-    /// `ota-sign add` a release of `data` with its device slips in a bundle.
-    fn add(&self, version: &str, data: &[u8]) -> (String, Run) {
-        let file = self.work.join(format!("fw-{version}.img"));
-        std::fs::write(&file, data).unwrap();
-        let r = self.ok(&[
-            "add",
-            "--repo",
-            self.repo.to_str().unwrap(),
-            "--keys",
-            self.keys.to_str().unwrap(),
-            file.to_str().unwrap(),
-            "--name",
-            NAME,
-            "--version",
-            version,
-            "--hardware",
-            HW,
-            "--encrypt-to",
-            "all-devices",
-            "--slips",
-            "bundle",
-            "--json",
-        ]);
-        (format!("{NAME}-{version}.img.zst"), r)
-    }
-
-    fn bundle(&self, target: &str) -> PathBuf {
-        self.repo.join("targets").join(bundle_path(target))
-    }
-}
-
-type Observed = (Vec<(PathBuf, Vec<u8>)>, Option<Vec<u8>>);
-
-struct Dev {
-    _dir: tempfile::TempDir,
-    state: PathBuf,
-    slot: PathBuf,
-}
-
-impl Dev {
-    fn new(owner: &Owner, server: &str) -> (Self, String) {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir(dir.path().join("slot")).unwrap();
-        let d = Dev {
-            state: dir.path().join("state"),
-            slot: dir.path().join("slot/firmware.img"),
-            _dir: dir,
-        };
-        let root = owner.repo.join("metadata/1.root.json");
-        let r = d.client(&[
-            "init",
-            "--root",
-            root.to_str().unwrap(),
-            "--server",
-            server,
-            "--hardware",
-            HW,
-        ]);
-        assert_eq!(r.code, 0, "{r:?}");
-        let r = d.client(&["keygen", "--json"]);
-        assert_eq!(r.code, 0, "{r:?}");
-        let public = r.json()["public_key"].as_str().unwrap().to_string();
-        (d, public)
-    }
-
-    fn client(&self, a: &[&str]) -> Run {
-        let mut all = vec![a[0], "--state", self.state.to_str().unwrap()];
-        all.extend(&a[1..]);
-        run("ota-client", &all)
-    }
-
-    fn update(&self) -> Run {
-        self.client(&[
-            "update",
-            "--install-to",
-            self.slot.to_str().unwrap(),
-            "--json",
-        ])
-    }
-
-    fn observable(&self) -> Observed {
-        (
-            tree(self.slot.parent().unwrap()).into_iter().collect(),
-            std::fs::read(self.state.join("installed.json")).ok(),
-        )
-    }
+/// A device with its own key; returns it and its public key.
+fn device(owner: &Owner, server: &str) -> (Dev, String) {
+    let d = Dev::new(owner, server, HW);
+    let (public, _) = d.keygen();
+    (d, public)
 }
 
 /// Register `named` devices and `FLEET` others (random keys) in one import.
@@ -184,14 +76,14 @@ fn a_fleet_release_in_one_slip_bundle_installs_and_every_lie_is_refused() {
     let owner = Owner::new();
     let server = TestServer::start(&owner.repo);
     let url = server.url();
-    let (a, a_pub) = Dev::new(&owner, &url);
+    let (a, a_pub) = device(&owner, &url);
     let a_id = RecipientPublicKey::from_text(&a_pub).unwrap().id();
-    let (b, b_pub) = Dev::new(&owner, &url);
-    let (outsider, _) = Dev::new(&owner, &url);
+    let (b, b_pub) = device(&owner, &url);
+    let (outsider, _) = device(&owner, &url);
     register(&owner, &[("dev-a", &a_pub), ("dev-b", &b_pub)]);
 
     let v1 = image(1, 200_000);
-    let (t1, r) = owner.add("1.0.0", &v1);
+    let (t1, r) = add(&owner, "1.0.0", &v1);
     assert_eq!(r.json()["encryption"]["device_slips"], FLEET as u64 + 2);
     // One file for the whole fleet, no slip directory.
     let bundle = std::fs::read(owner.bundle(&t1)).unwrap();
@@ -222,7 +114,7 @@ fn a_fleet_release_in_one_slip_bundle_installs_and_every_lie_is_refused() {
     assert_eq!(outsider.observable(), before);
 
     let v2 = image(2, 200_000);
-    let (t2, added) = owner.add("2.0.0", &v2);
+    let (t2, added) = add(&owner, "2.0.0", &v2);
     let good = std::fs::read(owner.bundle(&t2)).unwrap();
     // Records shifted by one: every block holds a record of another block.
     let mut shifted = good.clone();
@@ -283,11 +175,11 @@ fn a_bundle_on_removable_media_installs_and_a_short_block_is_refused() {
     // by `ota-sign export`, which copies the bundle).
     let owner = Owner::new();
     let server = TestServer::start(&owner.repo);
-    let (a, a_pub) = Dev::new(&owner, &server.url());
+    let (a, a_pub) = device(&owner, &server.url());
     let a_id = RecipientPublicKey::from_text(&a_pub).unwrap().id();
     register(&owner, &[("dev-a", &a_pub)]);
     let v1 = image(3, 50_000);
-    let (t1, added) = owner.add("1.0.0", &v1);
+    let (t1, added) = add(&owner, "1.0.0", &v1);
     let stick = owner.work.join("stick");
     owner.ok(&[
         "export",
