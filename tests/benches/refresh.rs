@@ -31,7 +31,8 @@ const SERIES: [(usize, usize); 5] = [
     (1_000_000, 1),
 ];
 const HEADLINE: (usize, usize) = (10_000, 50);
-/// Set in a child process: `METADATA_URL TARGETS_URL METADATA_DIR LOOKUPS_FILE`.
+/// Set in a child process: `METADATA_URL TARGETS_URL METADATA_DIR LOOKUPS_FILE CLIENT`, one
+/// per line; CLIENT is `ota` or `tough`.
 const CHILD: &str = "OTA_REFRESH_BENCH_CHILD";
 
 /// One process's run: refresh time and peak memory.
@@ -54,6 +55,7 @@ struct Measured {
     fetched: u64,
     ours: Client,
     python: Option<Client>,
+    tough: Option<Client>,
     cold_all: Duration,
     warm_all: Duration,
 }
@@ -80,8 +82,8 @@ fn limits() -> Limits {
 /// The child process: refresh, look every listed target up, report time and peak memory.
 fn child(args: &str) {
     let parts: Vec<&str> = args.split('\n').collect();
-    let [metadata_url, targets_url, dir, lookups] = parts[..] else {
-        panic!("{CHILD}: four lines expected");
+    let [metadata_url, targets_url, dir, lookups, client] = parts[..] else {
+        panic!("{CHILD}: five lines expected");
     };
     let lookups: Vec<String> = std::fs::read_to_string(lookups)
         .unwrap()
@@ -89,15 +91,20 @@ fn child(args: &str) {
         .map(str::to_string)
         .collect();
     let start = Instant::now();
-    let mut config = UpdaterConfig::http(dir, metadata_url, targets_url).unwrap();
-    config.limits = limits();
-    let mut up = Updater::new(config).unwrap();
-    up.refresh().unwrap();
-    for t in &lookups {
-        assert!(up.get_target_info(t).unwrap().is_some(), "{t} not found");
+    match client {
+        "ota" => {
+            let mut config = UpdaterConfig::http(dir, metadata_url, targets_url).unwrap();
+            config.limits = limits();
+            let mut up = Updater::new(config).unwrap();
+            up.refresh().unwrap();
+            for t in &lookups {
+                assert!(up.get_target_info(t).unwrap().is_some(), "{t} not found");
+            }
+        }
+        "tough" => tough_lookups(metadata_url, targets_url, Path::new(dir), &lookups),
+        other => panic!("{CHILD}: unknown client {other}"),
     }
     let secs = start.elapsed().as_secs_f64();
-    drop(up);
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
     let peak_kib: u64 = status
         .lines()
@@ -110,6 +117,45 @@ fn child(args: &str) {
     );
 }
 
+/// tough (awslabs) on the same workload: `RepositoryLoader::load` (which loads every
+/// delegated role) with its datastore in `dir`, then `find_target` for each path. tough keeps
+/// only timestamp, snapshot and targets in its datastore, so a warm run downloads the
+/// delegated roles again.
+fn tough_lookups(metadata_url: &str, targets_url: &str, dir: &Path, lookups: &[String]) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let root = std::fs::read(dir.join("tough-root.json")).unwrap();
+        let transport = tough::HttpTransportBuilder::new()
+            .initial_backoff(Duration::from_millis(0))
+            .tries(1)
+            .build();
+        let repo = tough::RepositoryLoader::new(
+            &root,
+            url::Url::parse(metadata_url).unwrap(),
+            url::Url::parse(targets_url).unwrap(),
+        )
+        .transport(transport)
+        .datastore(dir.join("tough"))
+        .limits(tough::Limits {
+            max_targets_size: 1 << 32,
+            ..tough::Limits::default()
+        })
+        .load()
+        .await
+        .unwrap();
+        for t in lookups {
+            let name = tough::TargetName::new(t.as_str()).unwrap();
+            assert!(
+                repo.targets().signed.find_target(&name, false).is_ok(),
+                "{t}"
+            );
+        }
+    });
+}
+
 fn parse_run(stdout: &[u8]) -> Run {
     let v: serde_json::Value = serde_json::from_slice(stdout).unwrap();
     Run {
@@ -118,12 +164,13 @@ fn parse_run(stdout: &[u8]) -> Run {
     }
 }
 
-fn ours_in_child(server: &TestServer, dir: &Path, lookups: &Path) -> Run {
+fn in_child(client: &str, server: &TestServer, dir: &Path, lookups: &Path) -> Run {
     let args = [
         server.metadata_url(),
         server.targets_url(),
         dir.display().to_string(),
         lookups.display().to_string(),
+        client.to_string(),
     ]
     .join("\n");
     let out = Command::new(std::env::current_exe().unwrap())
@@ -209,13 +256,23 @@ fn measure(targets: usize, roles: usize, reps: usize) -> Measured {
     // Separate processes: time and peak memory, ours and python-tuf's.
     let python = std::env::var_os("OTA_PYTHON");
     let (mut ours_cold, mut ours_warm, mut py_cold, mut py_warm) = (vec![], vec![], vec![], vec![]);
+    let (mut tough_cold, mut tough_warm) = (vec![], vec![]);
+    // tough holds every role parsed; past 100k targets it is left out (OTA_BENCH_TOUGH=1 forces).
+    let with_tough = targets <= 100_000 || std::env::var_os("OTA_BENCH_TOUGH").is_some();
     let mut fetched = 0;
     for _ in 0..reps {
         let device = device_dir();
         bootstrap(device.path(), &fx);
-        ours_cold.push(ours_in_child(&server, device.path(), &lookups));
+        ours_cold.push(in_child("ota", &server, device.path(), &lookups));
         fetched = dir_bytes(device.path());
-        ours_warm.push(ours_in_child(&server, device.path(), &lookups));
+        ours_warm.push(in_child("ota", &server, device.path(), &lookups));
+        if with_tough {
+            let t = device_dir();
+            std::fs::write(t.path().join("tough-root.json"), fx.root_bytes()).unwrap();
+            std::fs::create_dir(t.path().join("tough")).unwrap();
+            tough_cold.push(in_child("tough", &server, t.path(), &lookups));
+            tough_warm.push(in_child("tough", &server, t.path(), &lookups));
+        }
         if let Some(python) = &python {
             let py_device = device_dir();
             let py_dir = py_device.path();
@@ -252,6 +309,10 @@ fn measure(targets: usize, roles: usize, reps: usize) -> Measured {
         python: python.map(|_| Client {
             cold: summarise(&py_cold),
             warm: summarise(&py_warm),
+        }),
+        tough: with_tough.then(|| Client {
+            cold: summarise(&tough_cold),
+            warm: summarise(&tough_warm),
         }),
         cold_all: cold_all[reps / 2],
         warm_all: warm_all[reps / 2],
@@ -300,6 +361,19 @@ fn print_headline(m: &Measured, reps: usize) {
                 mib(p.peak_kib)
             );
         }
+        let tough = m
+            .tough
+            .as_ref()
+            .map(|t| if cache == "cold" { t.cold } else { t.warm });
+        if let Some(t) = tough {
+            println!(
+                "{:<11} {cache:<5} {:>9.1} {:>9.1}    (ours {:.1}x faster)",
+                "tough",
+                t.secs * 1e3,
+                mib(t.peak_kib),
+                t.secs / ours.secs
+            );
+        }
     }
     if m.python.is_none() {
         println!("python-tuf  skipped: set OTA_PYTHON to a python with `tuf` installed");
@@ -319,7 +393,7 @@ fn print_series(series: &[Measured]) {
          of metadata fetched (flat = linear in the bytes fetched)"
     );
     println!(
-        "{:>8} {:>5} {:>9} | {:>8} {:>7} {:>8} {:>7} {:>7} | {:>9} {:>7} {:>9} {:>7} | {:>6} {:>6}",
+        "{:>8} {:>5} {:>9} | {:>8} {:>7} {:>8} {:>7} {:>7} | {:>9} {:>7} {:>9} {:>7} | {:>6} {:>6} | {:>9} {:>7} {:>9}",
         "targets",
         "roles",
         "KiB",
@@ -334,6 +408,9 @@ fn print_series(series: &[Measured]) {
         "MiB",
         "cold x",
         "warm x",
+        "tough cold",
+        "MiB",
+        "tough warm",
     );
     for m in series {
         let kib = m.fetched as f64 / 1024.0;
@@ -351,8 +428,18 @@ fn print_series(series: &[Measured]) {
         let ratio = |f: fn(&Client) -> Run| {
             p.map_or("-".to_string(), |p| format!("{:.1}", f(p).secs / f(o).secs))
         };
+        let tough = |f: fn(&Client) -> Run, mem: bool| {
+            m.tough.as_ref().map_or("-".to_string(), |t| {
+                let r = f(t);
+                if mem {
+                    format!("{:.1}", mib(r.peak_kib))
+                } else {
+                    format!("{:.1}", r.secs * 1e3)
+                }
+            })
+        };
         println!(
-            "{:>8} {:>5} {:>9.0} | {:>8.1} {:>7.1} {:>8.1} {:>7.1} {:>7.1} | {:>9} {:>7} {:>9} {:>7} | {:>6} {:>6}",
+            "{:>8} {:>5} {:>9.0} | {:>8.1} {:>7.1} {:>8.1} {:>7.1} {:>7.1} | {:>9} {:>7} {:>9} {:>7} | {:>6} {:>6} | {:>9} {:>7} {:>9}",
             m.targets,
             m.roles,
             kib,
@@ -367,9 +454,13 @@ fn print_series(series: &[Measured]) {
             py(|c| c.warm, true),
             ratio(|c| c.cold),
             ratio(|c| c.warm),
+            tough(|c| c.cold, false),
+            tough(|c| c.cold, true),
+            tough(|c| c.warm, false),
         );
     }
     println!("cold x / warm x: python-tuf's time over ours (how many times faster we are)");
+    println!("tough: RepositoryLoader::load (every delegated role, again when warm) + find_target");
 }
 
 fn main() {
