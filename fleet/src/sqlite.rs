@@ -50,7 +50,18 @@ impl SqliteStore {
             conn,
             path: path.to_owned(),
         };
-        store.configure().map_err(|e| sqlite_error(path, e))?;
+        // Switching a new file to WAL needs the exclusive lock, and SQLite answers a second
+        // connection doing the same at that moment with "busy" at once, without its busy
+        // handler (waiting could deadlock): try again until the busy timeout has passed.
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match store.configure().map_err(|e| sqlite_error(path, e)) {
+                Err(StoreError::Locked { .. }) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => break other?,
+            }
+        }
         store.migrate()?;
         Ok(store)
     }
