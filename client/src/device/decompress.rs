@@ -107,6 +107,9 @@ impl Write for Decompressor {
             }
             return Ok(data.len());
         };
+        if data.is_empty() {
+            return Ok(0);
+        }
         let mut input = InBuffer::around(data);
         loop {
             if self.buf.len() == self.buf.capacity() {
@@ -116,8 +119,11 @@ impl Write for Decompressor {
             let mut output = OutBuffer::around_pos(&mut self.buf, pos);
             *hint = decoder.run(&mut input, &mut output)?;
             let full = output.pos() == output.capacity();
-            // All input taken and room left: the decoder has flushed everything it can.
-            if input.pos() == data.len() && !full {
+            // All input taken, and room left (the decoder flushed everything it can) or the
+            // frame complete and flushed (hint 0). Not asking again after a frame ended: at a
+            // frame boundary the decoder would ask for the next frame's header, and that hint
+            // would read as an incomplete frame when the image fills the last buffer exactly.
+            if input.pos() == data.len() && (!full || *hint == 0) {
                 return Ok(data.len());
             }
         }

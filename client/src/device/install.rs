@@ -348,6 +348,30 @@ mod tests {
     }
 
     #[test]
+    fn an_image_of_whole_handoff_buffers_installs() {
+        // The frame ends exactly as a buffer fills: the decoder must not be asked for more
+        // (at a frame boundary it would ask for the next frame's header). Also through the
+        // plain (uncompressed) path, and with the compressed input written in small pieces.
+        let handoff = super::super::decompress::HANDOFF;
+        for len in [handoff, 3 * handoff, 8 << 20] {
+            let image: Vec<u8> = (0..len as u32).map(|i| (i % 251) as u8).collect();
+            for (wire, compression) in [
+                (zstd::encode_all(&image[..], 3).unwrap(), Compression::Zstd),
+                (image.clone(), Compression::None),
+            ] {
+                let c = case(&wire);
+                let cand = candidate(
+                    &wire,
+                    ImageInfo::new(image.len() as u64, sha256_hex(&image)),
+                    compression,
+                );
+                run(&c, &cand).unwrap().install().unwrap();
+                assert_eq!(std::fs::read(&c.dest).unwrap(), image, "{len} bytes");
+            }
+        }
+    }
+
+    #[test]
     fn concatenated_zstd_frames_give_the_whole_image() {
         let image: Vec<u8> = (0..700_000u32).map(|i| (i % 13) as u8).collect();
         let mut wire = zstd::encode_all(&image[..400_000], 3).unwrap();
