@@ -47,14 +47,7 @@ pub(crate) struct Envelope {
 /// Split a metadata file into [`Envelope`] parts in one pass over its bytes. Other members are
 /// checked as JSON and ignored; a member named twice is refused.
 pub(crate) fn envelope(input: &[u8]) -> Result<Envelope> {
-    std::str::from_utf8(input).map_err(|e| Error::Canonical(format!("JSON text: {e}")))?;
-    let mut c = Canonicalizer {
-        input,
-        pos: 0,
-        depth: 0,
-        members: Vec::new(),
-        scratch: Vec::new(),
-    };
+    let mut c = Canonicalizer::new(input)?;
     let mut ignored = Vec::new();
     let mut seen: Vec<Cow<'_, [u8]>> = Vec::new();
     let (mut signed, mut signatures) = (None, None);
@@ -96,10 +89,7 @@ pub(crate) fn envelope(input: &[u8]) -> Result<Envelope> {
         }
     }
     c.pos += 1;
-    c.skip_ws();
-    if c.pos != input.len() {
-        return Err(c.error("trailing characters after the JSON value"));
-    }
+    c.end()?;
     let missing = |field: &str| Error::Canonical(format!("missing field `{field}`"));
     let (canonical_signed, signed) = signed.ok_or_else(|| missing("signed"))?;
     Ok(Envelope {
@@ -111,20 +101,10 @@ pub(crate) fn envelope(input: &[u8]) -> Result<Envelope> {
 
 /// Append the canonical form of the JSON text `input` to `out`.
 pub(super) fn canonicalize(input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-    std::str::from_utf8(input).map_err(|e| Error::Canonical(format!("JSON text: {e}")))?;
-    let mut c = Canonicalizer {
-        input,
-        pos: 0,
-        depth: 0,
-        members: Vec::new(),
-        scratch: Vec::new(),
-    };
+    let mut c = Canonicalizer::new(input)?;
     c.skip_ws();
     c.value(out)?;
-    c.skip_ws();
-    if c.pos != input.len() {
-        return Err(c.error("trailing characters after the JSON value"));
-    }
+    c.end()?;
     Ok(())
 }
 
@@ -141,6 +121,27 @@ fn write_bytes(s: &[u8], from_input: bool, out: &mut Vec<u8>) {
 }
 
 impl<'a> Canonicalizer<'a> {
+    /// A canonicalizer at the start of `input`, which must be UTF-8.
+    fn new(input: &'a [u8]) -> Result<Self> {
+        std::str::from_utf8(input).map_err(|e| Error::Canonical(format!("JSON text: {e}")))?;
+        Ok(Canonicalizer {
+            input,
+            pos: 0,
+            depth: 0,
+            members: Vec::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    /// Only whitespace may follow the value.
+    fn end(&mut self) -> Result<()> {
+        self.skip_ws();
+        if self.pos != self.input.len() {
+            return Err(self.error("trailing characters after the JSON value"));
+        }
+        Ok(())
+    }
+
     fn error(&self, what: &str) -> Error {
         Error::Canonical(format!("invalid JSON at byte {}: {what}", self.pos))
     }
