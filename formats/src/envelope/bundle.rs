@@ -355,7 +355,12 @@ mod tests {
     fn a_lying_index_and_wrong_sized_blocks_are_refused_by_name() {
         let binding = SlipBinding::new("fw-1.0.0.img.zst", PayloadId([3; 16]));
         let (devices, bytes, index) = bundle(200, 3, &binding, &DataKey::generate());
-        let d = &devices[0];
+        // The device in the smallest block (keys are random): some other block is at least as
+        // long, which the "another block's records" case below needs.
+        let d = devices
+            .iter()
+            .min_by_key(|d| index.block_for(&d.id()).unwrap().2)
+            .unwrap();
         let block = fetch(&bytes, &index, &d.id());
         let refused = |r: Result<Option<KeySlip>>| match r {
             Err(EnvelopeError::SlipBundle(why)) => why,
